@@ -1,0 +1,39 @@
+# Two commands a newcomer needs: `make chat` and `make test`. Both set up .venv on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+
+.PHONY: chat ask index eval bench test lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+chat: $(STAMP)
+	$(BIN)/myoqa chat
+
+ask: $(STAMP)
+	$(BIN)/myoqa ask "$(Q)"
+
+index: $(STAMP)
+	$(BIN)/myoqa index
+
+eval: $(STAMP)
+	$(BIN)/myoqa eval --mode all
+
+bench: $(STAMP)
+	$(BIN)/myoqa bench
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) index

@@ -1,0 +1,63 @@
+"""Turning text into index terms: one tokenizer for passages and questions, with offsets kept.
+
+Questions carry stopwords and inflections ("are used", "treating") that the keyword-run source lacks,
+so both sides are lower-cased, stripped of stopwords and Snowball-stemmed before BM25 sees them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import Stemmer
+
+WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are aren't as at be because been before
+being below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't
+down during each else etc ever few for from further get gets got had hadn't has hasn't have haven't
+having he her here hers herself him himself his how however i if in into is isn't it it's its itself
+just let like me might more most much must my myself no nor not now of off often on once only or other
+ought our ours ourselves out over own please per same shall she should shouldn't so some such tell
+than that the their theirs them themselves then there these they this those through thus to too
+under until up upon us very was wasn't we were weren't what when where which while who whom whose why
+will with won't would wouldn't yet you your yours yourself yourselves s t d ll m re ve
+""".split())
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """How words become terms; its settings are recorded in the index manifest."""
+
+    stem: bool = True
+    stopwords: bool = True
+
+    def params(self) -> dict[str, bool]:
+        """The settings, for the manifest."""
+        return asdict(self)
+
+    def terms(self, text: str) -> list[str]:
+        """Index terms of `text`, in order, repeats kept (BM25 counts them)."""
+        return [term for term, _, _ in self.terms_with_offsets(text)]
+
+    def terms_with_offsets(self, text: str) -> list[tuple[str, int, int]]:
+        """(term, start, end) for each kept word, so matches can be highlighted in place."""
+        out = []
+        for match in WORD_RE.finditer(text):
+            word = match.group().lower()
+            if self.stopwords and word in STOPWORDS:
+                continue
+            out.append((_stem(word) if self.stem else word, match.start(), match.end()))
+        return out
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    return _stemmer().stemWord(word)

@@ -1,0 +1,211 @@
+"""The `myoqa` command: a thin view over the search API (ask, index, info, eval, chat, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, NoReturn
+
+from myoqa.errors import ExitCode, MyoqaError, UsageError
+
+MODES = ("hybrid", "bm25", "dense")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, f"see `{self.prog} --help`")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {number}")
+    return number
+
+
+def _place_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sources", metavar="DIR",
+                        help="folder of .txt/.md sources (default: seeds/, or $MYOQA_SOURCES)")
+    parser.add_argument("--index-dir", metavar="DIR",
+                        help="index folder (default: index/, or $MYOQA_INDEX_DIR)")
+    parser.add_argument("--model", metavar="NAME_OR_PATH",
+                        help="embedding model (default: all-MiniLM-L6-v2, or $MYOQA_MODEL)")
+
+
+def build_parser() -> Parser:
+    """All commands and options."""
+    parser = Parser(prog="myoqa", description="Answers questions about myoclonus with ranked, "
+                    "highlighted passages quoted from the sources. With no command in a terminal, "
+                    "opens the chat.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    ask = sub.add_parser("ask", help="answer one question and exit")
+    ask.add_argument("question", nargs="+", help="the question (quote it or not)")
+    ask.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode")
+    ask.add_argument("-k", type=_positive_int, default=5, help="passages to show (1-100)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object (see README)")
+    _place_options(ask)
+
+    idx = sub.add_parser("index", help="build the index (progress on stderr)")
+    idx.add_argument("--rebuild", action="store_true", help="rebuild even if it is current")
+    _place_options(idx)
+
+    for name in ("info", "status"):
+        info = sub.add_parser(name, help="show what the index holds")
+        info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+        _place_options(info)
+
+    chat = sub.add_parser("chat", help="open the terminal chat")
+    _place_options(chat)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from myoqa.config import Settings
+
+    return Settings.resolve(args.sources, args.index_dir, args.model)
+
+
+def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    def factory(label: str, total: int) -> Callable[[int], None]:
+        progress = Progress(console=Console(stderr=True), transient=True)
+        progress.start()
+        task = progress.add_task(label, total=total)
+
+        def tick(n: int) -> None:
+            progress.advance(task, n)
+            if progress.finished:
+                progress.stop()
+
+        return tick
+
+    return factory
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Print the ranked passages for one question."""
+    from myoqa.engine import open_searcher
+    from myoqa.search import check_request
+
+    question = " ".join(args.question)
+    check_request(question, args.mode, args.k)
+    searcher = open_searcher(_settings(args), progress=_progress_factory(not args.json))
+    answer = searcher.search(question, args.mode, args.k)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return ExitCode.OK
+    from myoqa.render import abstention_sentence, evidence, location, passage_text, safe
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=False)
+    for note in answer.notes:
+        print(f"myoqa: note: {note}", file=sys.stderr)
+    if answer.abstained:
+        console.print(Text(abstention_sentence(answer), style="bold red"))
+    for r in answer.results:
+        head = Text(f"{r.rank}. ", style="bold")
+        head.append(location(r), style="cyan")
+        head.append(f"   score {r.score:.3f}", style="dim")
+        console.print(head)
+        console.print(passage_text(r))
+        if not console.is_terminal:
+            console.print(Text(f"   evidence: {evidence(r)}"))
+        console.print()
+    if not answer.results:
+        console.print(Text(f"No passage matches {safe(question)!r}."))
+    return ExitCode.OK
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Build (or rebuild) the index and say what it holds."""
+    from myoqa import index as store
+    from myoqa.engine import build_index, ready_index
+
+    settings = _settings(args)
+    progress = _progress_factory(True)
+    if args.rebuild:
+        built = build_index(settings, store.BuildParams(model=settings.model), progress)
+    else:
+        built = ready_index(settings, progress=progress)
+    counts = built.manifest["counts"]
+    print(f"index {built.path} holds {counts['passages']} passages and {counts['spans']} spans "
+          f"from {counts['sources']} sources (built {built.manifest['built_at']} in "
+          f"{built.manifest['build_seconds']} s)")
+    return ExitCode.OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Describe the current index from its manifest."""
+    from myoqa import index as store
+
+    settings = _settings(args)
+    manifest = store.read_manifest(settings.index_dir)
+    if args.json:
+        print(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    print(f"index:     {store.current_build(settings.index_dir)}")
+    print(f"built:     {manifest['built_at']} in {manifest['build_seconds']} s")
+    print(f"model:     {manifest['model']['name']} (dimension {manifest['model']['dimension']}, "
+          f"queries via {manifest['model']['query_encoder']})")
+    print(f"passages:  {manifest['counts']['passages']}, spans: {manifest['counts']['spans']}")
+    print(f"chunking:  {json.dumps(manifest['chunking'])}")
+    print(f"analyzer:  {json.dumps(manifest['analyzer'])}")
+    for src in manifest["sources"]:
+        print(f"source:    {src['name']}  {src['chars']} chars, {src['passages']} passages, "
+              f"sha256 {src['sha256'][:16]}…")
+    return ExitCode.OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Open the Textual chat."""
+    from myoqa.tui.app import run_chat
+
+    return run_chat(_settings(args))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "chat": cmd_chat,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command, turning user errors into one line and an exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            if sys.stdin.isatty() and sys.stdout.isatty():
+                args = parser.parse_args(["chat"])
+            else:
+                parser.print_help()
+                return ExitCode.OK
+        return int(COMMANDS[args.command](args))
+    except MyoqaError as exc:
+        print(f"myoqa: error: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        print("myoqa: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
