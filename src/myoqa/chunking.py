@@ -26,6 +26,7 @@ class ChunkParams:
     span_words: int = 20
     span_stride: int = 10
     keyword_words_per_sentence: int = 40
+    whole_max_words: int = 120
 
     def params(self) -> dict[str, int]:
         """The settings, for the manifest."""
@@ -118,9 +119,13 @@ def _pack(text: str, sents: list[tuple[int, int]], max_words: int, overlap: int
 
 
 def chunk(name: str, text: str, params: ChunkParams) -> tuple[list[Unit], list[Unit]]:
-    """(passages, spans) of one source, each in source order."""
-    if is_keyword_run(text, params):
-        ws = words(text)
+    """(passages, spans) of one source, each in source order; a short source is one passage."""
+    ws = words(text)
+    if len(ws) <= params.whole_max_words:
+        passages = [(ws[0][0], ws[-1][1])] if ws else []
+        spans = [u for para in sentences(text) for s, e in para
+                 for u in windows(words(text, s, e), 2 * params.span_words, params.span_words)]
+    elif is_keyword_run(text, params):
         passages = windows(ws, params.window_words, params.window_stride)
         spans = windows(ws, params.span_words, params.span_stride)
     else:

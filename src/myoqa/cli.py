@@ -62,6 +62,16 @@ def build_parser() -> Parser:
         info.add_argument("--json", action="store_true", help="print the manifest as JSON")
         _place_options(info)
 
+    ev = sub.add_parser("eval", help="measure retrieval quality on a question set or BEIR folder")
+    ev.add_argument("--file", metavar="F", help="question set (default: eval/questions.jsonl)")
+    ev.add_argument("--mode", choices=(*MODES, "all"), default="all", help="mode(s) to measure")
+    ev.add_argument("-k", type=_positive_int, default=10, help="passages per question (1-100)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--run-out", metavar="FILE", help="write ranked passages, a JSON line each")
+    ev.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR collection instead")
+    ev.add_argument("--trec-out", metavar="FILE", help="with --beir: write a TREC run file")
+    _place_options(ev)
+
     chat = sub.add_parser("chat", help="open the terminal chat")
     _place_options(chat)
     return parser
@@ -170,6 +180,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the evaluation and print a table of metrics (one column per mode)."""
+    from myoqa.eval_report import run_beir_eval, run_question_eval
+
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    settings = _settings(args)
+    progress = _progress_factory(not args.json)
+    if args.beir:
+        return run_beir_eval(settings, args, modes, progress)
+    return run_question_eval(settings, args, modes, progress)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     """Open the Textual chat."""
     from myoqa.tui.app import run_chat
@@ -178,7 +200,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "chat": cmd_chat,
+    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "chat": cmd_chat,
 }
 
 

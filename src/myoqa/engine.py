@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from myoqa import index as store
 from myoqa.config import Settings
-from myoqa.corpus import load_sources, source_hashes
+from myoqa.corpus import Source, load_sources, source_hashes
 from myoqa.errors import MyoqaError
 from myoqa.search import SearchParams, Searcher
 
@@ -20,20 +20,20 @@ def _stderr(message: str) -> None:
 
 
 def build_index(settings: Settings, params: store.BuildParams,
-                progress: store.ProgressFactory | None = None) -> store.Index:
-    """Read the sources, embed them and write a new build, holding the index lock."""
+                progress: store.ProgressFactory | None = None,
+                sources: list[Source] | None = None) -> store.Index:
+    """Embed the sources (read from settings.sources unless given) into a new build, locked."""
     from myoqa.embedding import SentenceTransformerEncoder, load_model
     from myoqa.onnx_encoder import export_onnx
 
-    sources = load_sources(settings.sources)
+    sources = load_sources(settings.sources) if sources is None else sources
     with store.build_lock(settings.index_dir):
         model = load_model(params.model)
         encoder = SentenceTransformerEncoder(model)
         path = _model_dir(params.model)
         try:
-            return store.build(sources, settings.index_dir, params, encoder,
-                               export_encoder=lambda out: export_onnx(path, out),
-                               progress=progress or store._no_progress)
+            built = store.assemble(sources, params, encoder, progress or store._no_progress)
+            return store.save(built, settings.index_dir, lambda out: export_onnx(path, out))
         except OSError as exc:
             raise MyoqaError(f"cannot write the index in {settings.index_dir}: "
                              f"{exc.strerror or exc}",
@@ -48,11 +48,12 @@ def _model_dir(model: str) -> str:
 
 
 def ready_index(settings: Settings, params: store.BuildParams | None = None,
-                notify: Notify = _stderr, progress: store.ProgressFactory | None = None
-                ) -> store.Index:
+                notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
+                sources: list[Source] | None = None) -> store.Index:
     """The current index for `settings`, built or rebuilt first when missing, damaged or stale."""
     params = params or store.BuildParams(model=settings.model)
-    hashes = source_hashes(settings.sources)
+    hashes = (source_hashes(settings.sources) if sources is None
+              else {s.name: s.sha256 for s in sources})
     try:
         manifest = store.read_manifest(settings.index_dir)
         reason = store.staleness(manifest, params, hashes)
@@ -61,7 +62,7 @@ def ready_index(settings: Settings, params: store.BuildParams | None = None,
     except store.IndexProblem as problem:
         reason = problem.message
     notify(f"{reason}; building the index in {settings.index_dir}")
-    return build_index(settings, params, progress)
+    return build_index(settings, params, progress, sources)
 
 
 def query_encoder_factory(index: store.Index) -> Callable[[], Any]:
@@ -82,10 +83,10 @@ def query_encoder_factory(index: store.Index) -> Callable[[], Any]:
 
 
 def open_searcher(settings: Settings, params: SearchParams | None = None,
-                  notify: Notify = _stderr, progress: store.ProgressFactory | None = None
-                  ) -> Searcher:
+                  notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
+                  sources: list[Source] | None = None) -> Searcher:
     """A Searcher over the current index for `settings` (the one entry point for all views)."""
-    index = ready_index(settings, notify=notify, progress=progress)
+    index = ready_index(settings, notify=notify, progress=progress, sources=sources)
     if index.dimension <= 0:
         raise MyoqaError(f"index in {Path(settings.index_dir)} has no vectors", store.REBUILD_HINT)
     return Searcher(index, query_encoder_factory(index), params)

@@ -129,14 +129,12 @@ def build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(sources: list[Source], index_dir: Path, params: BuildParams, encoder: Any,
-          export_encoder: Callable[[Path], None] | None = None,
-          progress: ProgressFactory = _no_progress) -> Index:
-    """Build an index of `sources` into a new build folder and switch CURRENT to it."""
+def assemble(sources: list[Source], params: BuildParams, encoder: Any,
+             progress: ProgressFactory = _no_progress) -> Index:
+    """Chunk, tokenize and embed `sources` into an in-memory index (not yet on disk)."""
     import faiss
 
     started = time.perf_counter()
-    names = [s.name for s in sources]
     passages: list[Unit] = []
     spans: list[Unit] = []
     per_source = []
@@ -152,34 +150,46 @@ def build(sources: list[Source], index_dir: Path, params: BuildParams, encoder: 
     terms = [params.analyzer.terms(texts[u.source][u.start:u.end]) for u in passages]
     tick = progress("embedding", len(passages) + len(spans))
     vectors = encoder.encode([texts[u.source][u.start:u.end] for u in passages + spans], tick)
-    dim = vectors.shape[1]
-    flat = faiss.IndexFlatIP(dim)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors[:len(passages)])
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": params.model, "dimension": int(vectors.shape[1]),
+                  "query_encoder": "sentence-transformers"},
+        "chunking": params.chunking.params(),
+        "analyzer": params.analyzer.params(),
+        "sources": per_source,
+        "counts": {"sources": len(sources), "passages": len(passages), "spans": len(spans)},
+        "versions": _versions(),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
+    return Index(path=Path(), manifest=manifest, texts=texts, passages=passages, spans=spans,
+                 passage_terms=terms, passage_vectors=flat,
+                 span_vectors=np.ascontiguousarray(vectors[len(passages):]))
 
+
+def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] | None = None
+         ) -> Index:
+    """Write `index` as a new build folder, then switch CURRENT to it; return it as loaded."""
+    import faiss
+
+    names = sorted(index.texts)
     index_dir.mkdir(parents=True, exist_ok=True)
     tmp = index_dir / f".tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        _write_json(tmp / "sources.json", texts)
-        _write_json(tmp / "units.json", {"sources": names, "passages": _units_json(passages, names),
-                                        "spans": _units_json(spans, names)})
-        _write_json(tmp / "bm25.json", terms)
-        faiss.write_index(flat, str(tmp / "passages.faiss"))
-        np.save(tmp / "spans.npy", vectors[len(passages):], allow_pickle=False)
+        _write_json(tmp / "sources.json", index.texts)
+        _write_json(tmp / "units.json", {"sources": names,
+                                        "passages": _units_json(index.passages, names),
+                                        "spans": _units_json(index.spans, names)})
+        _write_json(tmp / "bm25.json", index.passage_terms)
+        faiss.write_index(index.passage_vectors, str(tmp / "passages.faiss"))
+        np.save(tmp / "spans.npy", index.span_vectors, allow_pickle=False)
+        manifest = dict(index.manifest)
         if export_encoder:
             export_encoder(tmp / "encoder")
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": {"name": params.model, "dimension": int(dim),
-                      "query_encoder": "onnx" if export_encoder else "sentence-transformers"},
-            "chunking": params.chunking.params(),
-            "analyzer": params.analyzer.params(),
-            "sources": per_source,
-            "counts": {"sources": len(sources), "passages": len(passages), "spans": len(spans)},
-            "versions": _versions(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.perf_counter() - started, 3),
-        }
+            manifest["model"] = {**manifest["model"], "query_encoder": "onnx"}
         _write_json(tmp / "manifest.json", manifest)
         final = index_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         os.rename(tmp, final)

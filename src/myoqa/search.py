@@ -26,7 +26,8 @@ class SearchParams:
     """Fusion and abstention settings, chosen by measurement (eval/RESULTS.md)."""
 
     fusion: str = "convex"
-    dense_weight: float = 0.6
+    lexical_norm: str = "ideal"
+    dense_weight: float = 0.7
     rrf_k: int = 60
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
@@ -132,14 +133,7 @@ class Searcher:
             cleaned = cleaned[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to its first {MAX_QUESTION_CHARS} characters")
         terms = self.analyzer.terms(cleaned)
-        n = len(self.index.passages)
-        lexical = (np.asarray(self.bm25.get_scores(terms), dtype=np.float64) if terms
-                   else np.zeros(n))
-        qvec = None if mode == "bm25" else self.embed(cleaned)
-        dense = span_scores = None
-        if qvec is not None:
-            dense, span_scores = self._dense_scores(qvec)
-        scores = self._fuse(mode, lexical, dense)
+        scores, dense, span_scores = self.score(cleaned, mode, terms)
         order = np.argsort(-scores, kind="stable")
         best_sim = float(dense.max()) if dense is not None else None
         abstained = best_sim is not None and best_sim < self.params.abstain_below
@@ -155,6 +149,27 @@ class Searcher:
                    for rank, i in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
                       searched=cleaned, best_similarity=best_sim, notes=notes)
+
+    def score(self, text: str, mode: str, terms: list[str] | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(fused score per passage, dense score per passage, dense score per span) for `text`."""
+        terms = self.analyzer.terms(text) if terms is None else terms
+        n = len(self.index.passages)
+        lexical = (np.asarray(self.bm25.get_scores(terms), dtype=np.float64) if terms
+                   else np.zeros(n))
+        if mode == "bm25":
+            return lexical, None, None
+        dense, span_scores = self._dense_scores(self.embed(text))
+        return self._fuse(mode, self._normalise(lexical, terms), dense), dense, span_scores
+
+    def _normalise(self, lexical: np.ndarray, terms: list[str]) -> np.ndarray:
+        """BM25 scaled to [0, 1]: by the best passage, or by what a passage could score at most."""
+        if self.params.lexical_norm == "ideal":
+            ceiling = sum(max(self.bm25.idf.get(t, 0.0), 0.0) for t in set(terms)) * (
+                self.bm25.k1 + 1)
+        else:
+            ceiling = lexical.max()
+        return lexical / ceiling if ceiling > 0 else np.zeros_like(lexical)
 
     def _dense_scores(self, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-passage similarity (the passage or its best inner span) and per-span similarity."""
@@ -177,10 +192,8 @@ class Searcher:
             return dense
         if self.params.fusion == "rrf":
             return _rrf(lexical, self.params.rrf_k) + _rrf(dense, self.params.rrf_k)
-        top = lexical.max()
-        lex = lexical / top if top > 0 else lexical
         w = self.params.dense_weight
-        return w * dense + (1 - w) * lex
+        return w * dense + (1 - w) * lexical
 
     def _spans_inside(self, passage: Unit) -> np.ndarray:
         starts, ids = self._span_starts.get(passage.source, ([], []))

@@ -1,0 +1,128 @@
+"""Rerunnable tuning experiments behind eval/RESULTS.md: each varies one setting of myoqa.
+
+Usage: python eval/experiments.py [EXPERIMENT ...]   (default: all; prints Markdown tables)
+Embeddings are cached by text, so each configuration only embeds passages it has not seen.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from myoqa import evaluation
+from myoqa.analysis import Analyzer
+from myoqa.chunking import ChunkParams
+from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
+from myoqa.corpus import load_sources
+from myoqa.embedding import SentenceTransformerEncoder, load_model
+from myoqa.index import BuildParams, assemble
+from myoqa.search import SearchParams, Searcher
+
+QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
+SOURCES = load_sources(PROJECT_ROOT / "seeds")
+COLUMNS = [("tune", "Hit@1"), ("tune", "Hit@5"), ("tune", "MRR@10"),
+           ("tune kind=paraphrase", "Hit@5"), ("tune kind=multi", "Full@5 (multi)"),
+           ("check", "Hit@1"), ("check", "Hit@5"), ("check", "MRR@10"),
+           ("check kind=paraphrase", "Hit@5"), ("check kind=multi", "Full@5 (multi)")]
+
+
+class CachedEncoder:
+    """Wraps the real encoder; remembers each text's vector across configurations."""
+
+    def __init__(self) -> None:
+        self.inner = SentenceTransformerEncoder(load_model(DEFAULT_MODEL))
+        self.cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str], progress: object = None) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new:
+            self.cache.update(zip(new, self.inner.encode(new)))
+        return np.vstack([self.cache[t] for t in texts]).astype(np.float32)
+
+
+ENCODER = CachedEncoder()
+
+
+def measure(chunking: ChunkParams = ChunkParams(), analyzer: Analyzer = Analyzer(),
+            search: SearchParams = SearchParams(), mode: str = "hybrid") -> dict:
+    """Summaries of one configuration on the bundled question set."""
+    index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
+    searcher = Searcher(index, lambda: ENCODER, search)
+    return evaluation.summarize(evaluation.run(searcher, QUESTIONS, mode))
+
+
+def row(label: str, summary: dict) -> str:
+    cells = [summary.get(g, {}).get(m) for g, m in COLUMNS]
+    return f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells) + " |"
+
+
+def header(title: str) -> None:
+    print(f"\n### {title}\n")
+    print("| setting | " + " | ".join(f"{g.split()[0]} {m}" + (" para" if "paraphrase" in g else
+                                     " multi" if "multi" in g else "") for g, m in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+
+
+def exp_modes() -> None:
+    header("Modes with default settings")
+    for mode in ("bm25", "dense", "hybrid"):
+        print(row(mode, measure(mode=mode)))
+
+
+def exp_fusion() -> None:
+    header("Fusion method and dense weight (hybrid)")
+    print(row("rrf k=60", measure(search=SearchParams(fusion="rrf"))))
+    print(row("rrf k=10", measure(search=SearchParams(fusion="rrf", rrf_k=10))))
+    for w in (0.5, 0.6, 0.7, 0.8, 0.9):
+        print(row(f"convex w_dense={w}", measure(search=SearchParams(dense_weight=w))))
+
+
+def exp_lexical_norm() -> None:
+    header("BM25 normalisation before convex fusion (hybrid)")
+    for norm in ("max", "ideal"):
+        for w in (0.5, 0.6, 0.7, 0.8):
+            print(row(f"{norm} w_dense={w}",
+                      measure(search=SearchParams(lexical_norm=norm, dense_weight=w))))
+
+
+def exp_span_weight() -> None:
+    header("Span-level dense evidence mixed into passage score (hybrid)")
+    for w in (0.0, 0.3, 0.5, 0.7, 1.0):
+        print(row(f"span_weight={w}", measure(search=SearchParams(span_weight=w))))
+
+
+def exp_windows() -> None:
+    header("Keyword-run windows (words/stride)")
+    for size, stride in ((40, 20), (50, 25), (60, 30), (80, 40), (100, 50), (60, 20)):
+        print(row(f"{size}/{stride}", measure(ChunkParams(window_words=size, window_stride=stride))))
+
+
+def exp_prose() -> None:
+    header("Prose passage size (max words / overlap sentences)")
+    for size, ov in ((40, 0), (60, 0), (60, 1), (80, 1), (100, 1), (120, 1)):
+        print(row(f"{size}/{ov}", measure(ChunkParams(prose_max_words=size,
+                                                      prose_overlap_sentences=ov))))
+
+
+def exp_spans() -> None:
+    header("Span size (words/stride)")
+    for size, stride in ((10, 5), (15, 8), (20, 10), (30, 15)):
+        print(row(f"{size}/{stride}", measure(ChunkParams(span_words=size, span_stride=stride))))
+
+
+def exp_analyzer() -> None:
+    header("BM25 tokenizer")
+    for stem in (False, True):
+        for stop in (False, True):
+            print(row(f"stem={stem} stopwords={stop}",
+                      measure(analyzer=Analyzer(stem=stem, stopwords=stop))))
+
+
+EXPERIMENTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("exp_")}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or EXPERIMENTS:
+        EXPERIMENTS[name]()
