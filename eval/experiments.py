@@ -73,17 +73,16 @@ def exp_modes() -> None:
 
 
 def exp_fusion() -> None:
-    header("Fusion method and dense weight (hybrid)")
+    header("Fusion method (hybrid; convex weights in the next table)")
     print(row("rrf k=60", measure(search=SearchParams(fusion="rrf"))))
     print(row("rrf k=10", measure(search=SearchParams(fusion="rrf", rrf_k=10))))
-    for w in (0.5, 0.6, 0.7, 0.8, 0.9):
-        print(row(f"convex w_dense={w}", measure(search=SearchParams(dense_weight=w))))
+    print(row("convex (default)", measure()))
 
 
 def exp_lexical_norm() -> None:
     header("BM25 normalisation before convex fusion (hybrid)")
     for norm in ("max", "ideal"):
-        for w in (0.5, 0.6, 0.7, 0.8):
+        for w in (0.5, 0.6, 0.7, 0.8, 0.9):
             print(row(f"{norm} w_dense={w}",
                       measure(search=SearchParams(lexical_norm=norm, dense_weight=w))))
 

@@ -60,4 +60,11 @@ def _stemmer() -> Stemmer.Stemmer:
 
 @lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
+    """Snowball stem, with Greek '-sis' nouns first turned into their verbs.
+
+    Snowball leaves "diagnosis" as "diagnosi" but "diagnosed" as "diagnos"; reading the noun as
+    "diagnose" makes the two meet (likewise prognosis, sclerosis, paralysis).
+    """
+    if word.endswith("sis") and len(word) > 6:
+        word = word[:-2] + "e"
     return _stemmer().stemWord(word)

@@ -64,7 +64,7 @@ def load_qrels(directory: Path) -> dict[str, dict[str, int]]:
 def rank_documents(searcher: Searcher, query: str, mode: str, depth: int = DEPTH
                    ) -> list[tuple[str, float]]:
     """Documents by their best passage's score, best first."""
-    scores = searcher.score(query, mode)[0]
+    scores = searcher.score(query, mode).fused
     best: dict[str, float] = {}
     for i in np.argsort(-scores, kind="stable"):
         doc = searcher.index.passages[i].source

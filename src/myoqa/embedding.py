@@ -32,6 +32,7 @@ def load_model(model: str) -> Any:
     """A SentenceTransformer on the CPU, never reaching for the network."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from sentence_transformers import SentenceTransformer
 
     try:

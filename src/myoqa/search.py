@@ -31,7 +31,8 @@ class SearchParams:
     rrf_k: int = 60
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
-    abstain_below: float = 0.35
+    abstain_below: float = 0.12
+    abstain_lexical_below: float = 0.3
     candidates: int = 200
 
 
@@ -75,6 +76,16 @@ class Answer:
                 "best_similarity": None if self.best_similarity is None
                 else round(self.best_similarity, 6),
                 "notes": self.notes, "passages": [r.to_json() for r in self.results]}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-passage scores for one question: the ranking score and the parts it came from."""
+
+    fused: np.ndarray
+    lexical: np.ndarray
+    dense: np.ndarray | None
+    spans: np.ndarray | None
 
 
 def check_request(question: str, mode: str, k: int) -> str:
@@ -133,10 +144,12 @@ class Searcher:
             cleaned = cleaned[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to its first {MAX_QUESTION_CHARS} characters")
         terms = self.analyzer.terms(cleaned)
-        scores, dense, span_scores = self.score(cleaned, mode, terms)
+        scored = self.score(cleaned, mode, terms)
+        scores, span_scores = scored.fused, scored.spans
         order = np.argsort(-scores, kind="stable")
-        best_sim = float(dense.max()) if dense is not None else None
-        abstained = best_sim is not None and best_sim < self.params.abstain_below
+        best_sim = float(scored.dense.max()) if scored.dense is not None else None
+        abstained = (best_sim is not None and best_sim < self.params.abstain_below
+                     and float(scored.lexical.max(initial=0.0)) < self.params.abstain_lexical_below)
         weights = {t: max(float(self.bm25.idf.get(t, 0.0)), 0.01) for t in set(terms)}
         picked: list[int] = []
         for i in order:
@@ -150,22 +163,28 @@ class Searcher:
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
                       searched=cleaned, best_similarity=best_sim, notes=notes)
 
-    def score(self, text: str, mode: str, terms: list[str] | None = None
-              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """(fused score per passage, dense score per passage, dense score per span) for `text`."""
+    def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
+        """Every passage's scores for `text` in `mode`."""
         terms = self.analyzer.terms(text) if terms is None else terms
         n = len(self.index.passages)
-        lexical = (np.asarray(self.bm25.get_scores(terms), dtype=np.float64) if terms
-                   else np.zeros(n))
+        raw = (np.asarray(self.bm25.get_scores(terms), dtype=np.float64) if terms
+               else np.zeros(n))
+        lexical = self._normalise(raw, terms)
         if mode == "bm25":
-            return lexical, None, None
+            return Scores(raw, lexical, None, None)
         dense, span_scores = self._dense_scores(self.embed(text))
-        return self._fuse(mode, self._normalise(lexical, terms), dense), dense, span_scores
+        return Scores(self._fuse(mode, lexical, dense), lexical, dense, span_scores)
 
     def _normalise(self, lexical: np.ndarray, terms: list[str]) -> np.ndarray:
-        """BM25 scaled to [0, 1]: by the best passage, or by what a passage could score at most."""
+        """BM25 scaled to [0, 1]: by the best passage, or by the most a passage could score.
+
+        With "ideal", a question word the corpus never uses counts as if it were the rarest
+        word, so a question in other words than the text's leans on the dense score.
+        """
         if self.params.lexical_norm == "ideal":
-            ceiling = sum(max(self.bm25.idf.get(t, 0.0), 0.0) for t in set(terms)) * (
+            idf = self.bm25.idf
+            rarest = max(idf.values(), default=0.0)
+            ceiling = sum(max(idf[t], 0.0) if t in idf else rarest for t in set(terms)) * (
                 self.bm25.k1 + 1)
         else:
             ceiling = lexical.max()
@@ -185,9 +204,7 @@ class Searcher:
             dense = np.maximum(dense, (1 - w) * dense + w * best_inner)
         return dense, span_scores
 
-    def _fuse(self, mode: str, lexical: np.ndarray, dense: np.ndarray | None) -> np.ndarray:
-        if mode == "bm25" or dense is None:
-            return lexical
+    def _fuse(self, mode: str, lexical: np.ndarray, dense: np.ndarray) -> np.ndarray:
         if mode == "dense":
             return dense
         if self.params.fusion == "rrf":

@@ -1,0 +1,60 @@
+"""Passages and spans are exact ranges of their sources, sized as the parameters say."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from myoqa.chunking import ChunkParams, chunk, is_keyword_run
+from myoqa.corpus import load_sources
+from conftest import FLUTTER, PROSE, SEEDS
+
+PARAMS = ChunkParams()
+
+
+def test_seed_shapes_are_detected() -> None:
+    texts = {s.name: s.text for s in load_sources(SEEDS)}
+    assert is_keyword_run(texts[FLUTTER], PARAMS)
+    assert not is_keyword_run(texts[PROSE], PARAMS)
+
+
+def test_every_passage_round_trips_and_stays_short() -> None:
+    for src in load_sources(SEEDS):
+        passages, spans = chunk(src.name, src.text, PARAMS)
+        assert passages and spans
+        for unit in passages + spans:
+            text = src.text[unit.start:unit.end]
+            assert text == text.strip() and text
+            assert unit.source == src.name
+        assert max(len(src.text[p.start:p.end].split()) for p in passages) <= 120
+
+
+def test_passages_cover_every_word() -> None:
+    for src in load_sources(SEEDS):
+        passages, _ = chunk(src.name, src.text, PARAMS)
+        covered = [False] * len(src.text)
+        for p in passages:
+            covered[p.start:p.end] = [True] * (p.end - p.start)
+        assert all(covered[i] for i, ch in enumerate(src.text) if not ch.isspace())
+
+
+def test_prose_passages_end_at_sentence_ends() -> None:
+    src = next(s for s in load_sources(SEEDS) if s.name == PROSE)
+    passages, _ = chunk(src.name, src.text, PARAMS)
+    endings = [src.text[p.start:p.end].rstrip()[-1] for p in passages]
+    assert sum(ch in ".!?" for ch in endings) >= len(passages) - 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=3000))
+def test_chunking_any_text_covers_it_with_exact_offsets(text: str) -> None:
+    passages, spans = chunk("x", text, ChunkParams(window_words=7, window_stride=3,
+                                                  prose_max_words=9, span_words=3, span_stride=2,
+                                                  whole_max_words=5))
+    for unit in passages + spans:
+        assert 0 <= unit.start < unit.end <= len(text)
+        assert not text[unit.start].isspace() and not text[unit.end - 1].isspace()
+    covered = [False] * len(text)
+    for p in passages:
+        covered[p.start:p.end] = [True] * (p.end - p.start)
+    assert all(covered[i] for i, ch in enumerate(text) if not ch.isspace())

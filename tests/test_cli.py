@@ -1,0 +1,136 @@
+"""The `myoqa` command as a user runs it: output, JSON schema, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from myoqa.config import Settings
+from conftest import FLUTTER, run_cli
+
+
+def _env(settings: Settings, sources: Path | None = None) -> dict[str, str]:
+    return {"MYOQA_INDEX_DIR": str(settings.index_dir),
+            "MYOQA_SOURCES": str(sources or settings.sources)}
+
+
+def test_ask_json_follows_the_documented_schema(seed_settings: Settings) -> None:
+    proc = run_cli("ask", "what is diaphragmatic flutter?", "--json", "-k", "3",
+                   env=_env(seed_settings))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {"question", "mode", "k", "abstained", "passages"} <= set(data)
+    assert data["mode"] == "hybrid" and data["k"] == 3 and data["abstained"] is False
+    assert len(data["passages"]) == 3
+    texts = {p.name: p.read_text(encoding="utf-8") for p in seed_settings.sources.iterdir()}
+    for rank, p in enumerate(data["passages"], 1):
+        assert {"rank", "source", "start", "end", "score", "text", "highlights"} <= set(p)
+        assert p["rank"] == rank
+        assert p["text"] == texts[p["source"]][p["start"]:p["end"]]
+        for h in p["highlights"]:
+            assert set(h) == {"start", "end", "kind"} and h["kind"] in ("term", "evidence")
+            assert 0 <= h["start"] < h["end"] <= len(p["text"])
+    assert data["passages"][0]["source"] == FLUTTER
+
+
+def test_ask_text_output_shows_rank_location_score_and_evidence(seed_settings: Settings) -> None:
+    proc = run_cli("ask", "which", "drugs", "treat", "myoclonus?", "--mode", "bm25", "-k", "2",
+                   env=_env(seed_settings))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("1. ")
+    assert "chars " in proc.stdout and "line " in proc.stdout and "score " in proc.stdout
+    assert "\n2. " in proc.stdout and "\n3. " not in proc.stdout
+    assert "evidence: " in proc.stdout
+
+
+def test_out_of_scope_question_says_so(seed_settings: Settings) -> None:
+    proc = run_cli("ask", "how do I change my router password?", env=_env(seed_settings))
+    assert proc.returncode == 0
+    assert "do not seem to answer" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [["ask", ""], ["ask", "   "], ["ask", "x", "--mode", "fuzzy"],
+                                  ["ask", "x", "-k", "0"], ["ask", "x", "-k", "-2"],
+                                  ["ask", "x", "-k", "many"], ["ask", "x", "-k", "100000"],
+                                  ["ask", "x", "--frobnicate"], ["ask"], ["frobnicate"],
+                                  ["eval", "--mode", "fuzzy"]])
+def test_usage_errors_are_one_line_and_exit_2(seed_settings: Settings, args: list[str]) -> None:
+    proc = run_cli(*args, env=_env(seed_settings))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("myoqa: error: ")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
+    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path / "nope"))
+    assert proc.returncode == 1
+    assert "does not exist" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_empty_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
+    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
+    assert proc.returncode == 1
+    assert "no .txt or .md files" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("payload,words", [(b"caf\xe9 au lait", "not UTF-8"),
+                                           (b"\x00\x01binary\x00", "binary")])
+def test_unreadable_source_is_named(seed_settings: Settings, tmp_path: Path, payload: bytes,
+                                    words: str) -> None:
+    (tmp_path / "good.txt").write_text("Myoclonus is a brief twitch.", encoding="utf-8")
+    (tmp_path / "bad.txt").write_bytes(payload)
+    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
+    assert proc.returncode == 1
+    assert "bad.txt" in proc.stderr and words in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_info_describes_the_index(seed_settings: Settings) -> None:
+    proc = run_cli("info", env=_env(seed_settings))
+    assert proc.returncode == 0, proc.stderr
+    assert "passages:" in proc.stdout and FLUTTER in proc.stdout and "sha256" in proc.stdout
+    manifest = json.loads(run_cli("status", "--json", env=_env(seed_settings)).stdout)
+    assert manifest["format_version"] >= 1 and manifest["model"]["dimension"] == 384
+
+
+def test_info_without_an_index_says_what_to_run(tmp_path: Path) -> None:
+    proc = run_cli("info", "--index-dir", str(tmp_path / "none"))
+    assert proc.returncode == 1
+    assert "no index" in proc.stderr and "myoqa index" in proc.stderr
+
+
+def _modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, **(env or {})})
+    return set(out.stdout.split())
+
+
+def test_help_imports_no_torch() -> None:
+    mods = _modules_after("import contextlib, io\nfrom myoqa.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()):\n"
+                          "    try:\n        main(['--help'])\n    except SystemExit:\n"
+                          "        pass")
+    assert "torch" not in mods and "sentence_transformers" not in mods
+    assert "textual" not in mods
+
+
+def test_ask_on_a_current_index_imports_no_torch(seed_settings: Settings) -> None:
+    mods = _modules_after("import contextlib, io\nfrom myoqa.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()):\n"
+                          "    main(['ask', 'twitching when falling asleep', '--json'])",
+                          env=_env(seed_settings))
+    assert "torch" not in mods and "sentence_transformers" not in mods
+    assert "textual" not in mods and "faiss" in mods
+
+
+def test_core_modules_import_no_textual() -> None:
+    mods = _modules_after("import myoqa.corpus, myoqa.chunking, myoqa.index, myoqa.search, "
+                          "myoqa.highlight, myoqa.evaluation, myoqa.beir, myoqa.engine, "
+                          "myoqa.render, myoqa.cli")
+    assert "textual" not in mods and "torch" not in mods

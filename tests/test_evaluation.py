@@ -1,0 +1,122 @@
+"""The evaluation set, the evidence-overlap metrics, `myoqa eval`, and the quality floor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from myoqa import evaluation
+from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.search import Searcher
+from conftest import run_cli
+
+QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
+FOLLOWUPS = PROJECT_ROOT / "eval" / "followups.jsonl"
+KEYS = {"id", "question", "kind", "answer", "evidence"}
+
+# Hybrid-mode numbers reported in eval/RESULTS.md; quality is deterministic, so they must not drop.
+FLOOR = {
+    "tune": {"Hit@1": 0.68, "Hit@5": 0.86, "MRR@10": 0.75},
+    "check": {"Hit@1": 0.60, "Hit@5": 0.76, "MRR@10": 0.68},
+}
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def test_question_set_format_and_exact_evidence() -> None:
+    rows = _lines(QUESTIONS)
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "seeds").iterdir()}
+    assert len(rows) >= 80
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("paraphrase") * 3 >= len(rows)
+    assert kinds.count("out_of_scope") >= 10 and kinds.count("multi") >= 5
+    for r in rows:
+        assert set(r) == KEYS, r["id"]
+        assert (r["kind"] == "out_of_scope") == (r["evidence"] == [])
+        for ev in r["evidence"]:
+            assert ev["text"] in texts[ev["source"]], (r["id"], ev["text"])
+            assert 4 <= len(ev["text"].split()) <= 35, r["id"]
+        if r["kind"] == "multi":
+            assert sorted(ev["source"] for ev in r["evidence"]) == sorted(texts)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_followup_set_has_exact_evidence() -> None:
+    rows = _lines(FOLLOWUPS)
+    assert len(rows) >= 12
+    for r in rows:
+        for ev in r["evidence"]:
+            assert ev["text"] in (PROJECT_ROOT / "seeds" / ev["source"]).read_text(encoding="utf-8")
+
+
+def test_coverage_rule_is_half_the_evidence() -> None:
+    places = [("a", 100, 200)]
+    assert evaluation.covered(("a", 150, 400), places)
+    assert not evaluation.covered(("a", 151, 400), places)
+    assert not evaluation.covered(("b", 0, 400), places)
+
+
+def test_metrics_agree_with_ir_measures_when_passages_are_documents() -> None:
+    import ir_measures
+
+    ranked = [("d3", 0, 10), ("d1", 0, 10), ("d7", 0, 10), ("d2", 0, 10), ("d9", 0, 10)]
+    evidence = [[("d1", 0, 10)], [("d2", 0, 10)]]
+    ours = evaluation.question_metrics(ranked, evidence)
+    qrels = {"q": {"d1": 1, "d2": 1}}
+    run = {"q": {doc: 10.0 - i for i, (doc, _, _) in enumerate(ranked)}}
+    theirs = ir_measures.calc_aggregate([ir_measures.nDCG @ 10, ir_measures.RR @ 10], qrels, run)
+    assert ours["nDCG@10"] == pytest.approx(theirs[ir_measures.nDCG @ 10])
+    assert ours["MRR@10"] == pytest.approx(theirs[ir_measures.RR @ 10])
+    assert ours["Hit@1"] == 0.0 and ours["Hit@3"] == 1.0 and ours["Full@5"] == 1.0
+
+
+def test_tuned_quality_does_not_regress(searcher: Searcher) -> None:
+    questions = evaluation.load_questions(QUESTIONS)
+    summary = evaluation.summarize(evaluation.run(searcher, questions, "hybrid"))
+    for half, floor in FLOOR.items():
+        for metric, value in floor.items():
+            assert summary[half][metric] >= value, (half, metric, summary[half][metric])
+
+
+def test_eval_command_prints_a_table_and_writes_runs(seed_settings: Settings,
+                                                     tmp_path: Path) -> None:
+    subset = tmp_path / "five.jsonl"
+    subset.write_text("\n".join(QUESTIONS.read_text(encoding="utf-8").splitlines()[:5]) + "\n",
+                      encoding="utf-8")
+    run_out = tmp_path / "run.jsonl"
+    proc = run_cli("eval", "--file", str(subset), "--mode", "all", "-k", "7", "--run-out",
+                   str(run_out), env={"MYOQA_INDEX_DIR": str(seed_settings.index_dir)})
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0].split()
+    assert header == ["hybrid", "bm25", "dense"]
+    assert "Hit@5" in proc.stdout and "Missed at Hit@5" in proc.stdout
+    lines = [json.loads(x) for x in run_out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 5 and all(set(x) == {"id", "abstained", "passages"} for x in lines)
+    assert all(len(x["passages"]) == 7 for x in lines)
+    assert set(lines[0]["passages"][0]) == {"source", "start", "end", "score"}
+
+
+def test_eval_rejects_a_malformed_file(tmp_path: Path, seed_settings: Settings) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "question": "q"}\n', encoding="utf-8")
+    proc = run_cli("eval", "--file", str(bad), env={"MYOQA_INDEX_DIR":
+                                                     str(seed_settings.index_dir)})
+    assert proc.returncode == 1 and "bad.jsonl:1" in proc.stderr
+
+
+@pytest.mark.slow
+def test_med_beir_collection(tmp_path: Path) -> None:
+    med = PROJECT_ROOT / "eval" / "datasets" / "med"
+    trec = tmp_path / "med.trec"
+    proc = run_cli("eval", "--beir", str(med), "--json", "--trec-out", str(trec),
+                   "--index-dir", str(tmp_path / "med-index"), timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    measures = json.loads(proc.stdout)["measures"]
+    hybrid, bm25, dense = (measures[m]["nDCG@10"] for m in ("hybrid", "bm25", "dense"))
+    assert hybrid >= 0.80 and hybrid > bm25 and hybrid > dense
+    first = trec.read_text(encoding="utf-8").splitlines()[0].split()
+    assert len(first) == 6 and first[1] == "Q0" and first[3] == "1"

@@ -1,0 +1,102 @@
+"""Retrieval on the real seeds with the real model, FAISS and BM25."""
+
+from __future__ import annotations
+
+import pytest
+
+from myoqa.analysis import Analyzer
+from myoqa.errors import UsageError
+from myoqa.search import Searcher
+from conftest import FLUTTER, PROSE
+
+# (question, source, a phrase the right passage contains)
+KNOWN = [
+    ("what is diaphragmatic flutter?", FLUTTER, "diaphragmatic flutter"),
+    ("which drug is most effective for myoclonic seizures in primary generalized epilepsy?",
+     PROSE, "sodium valproate"),
+    ("why does uremia cause myoclonus?", PROSE, "toxic concentrations"),
+    ("what neurotransmitters are linked to myoclonus?", FLUTTER, "serotonin"),
+    ("how is myoclonus diagnosed?", PROSE, "electroencephalography"),
+]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+@pytest.mark.parametrize("question,source,phrase", KNOWN)
+def test_known_questions_find_their_passage_in_top_3(searcher: Searcher, mode: str,
+                                                      question: str, source: str,
+                                                      phrase: str) -> None:
+    answer = searcher.search(question, mode, 3)
+    assert any(r.source == source and phrase in r.text for r in answer.results), \
+        [(r.source, r.text[:60]) for r in answer.results]
+
+
+def test_results_are_exact_source_ranges(searcher: Searcher) -> None:
+    answer = searcher.search("which drugs are used to treat myoclonus?", "hybrid", 10)
+    assert len(answer.results) == 10
+    for r in answer.results:
+        assert r.text == searcher.index.texts[r.source][r.start:r.end]
+        assert r.line == searcher.index.texts[r.source].count("\n", 0, r.start) + 1
+    assert [r.rank for r in answer.results] == list(range(1, 11))
+    scores = [r.score for r in answer.results]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_no_two_results_overlap(searcher: Searcher) -> None:
+    for mode in ("hybrid", "bm25", "dense"):
+        results = searcher.search("myoclonic jerks when falling asleep", mode, 20).results
+        for i, a in enumerate(results):
+            for b in results[i + 1:]:
+                assert a.source != b.source or a.end <= b.start or b.end <= a.start
+
+
+def test_highlights_lie_inside_passages_and_mark_real_matches(searcher: Searcher) -> None:
+    analyzer = Analyzer()
+    question = "Which anticonvulsants treat myoclonic jerks?"
+    wanted = set(analyzer.terms(question))
+    answer = searcher.search(question, "hybrid", 5)
+    for r in answer.results:
+        kinds = [h.kind for h in r.highlights]
+        assert kinds.count("evidence") == 1
+        for h in r.highlights:
+            assert 0 <= h.start < h.end <= len(r.text)
+            if h.kind == "term":
+                assert analyzer.terms(r.text[h.start:h.end])[0] in wanted
+    assert any(h.kind == "term" for r in answer.results for h in r.highlights)
+
+
+def test_evidence_span_holds_the_answer(searcher: Searcher) -> None:
+    top = searcher.search("what is the most effective drug in primary generalized epilepsy with "
+                          "myoclonic seizures?", "hybrid", 1).results[0]
+    ev = next(h for h in top.highlights if h.kind == "evidence")
+    assert "sodium valproate" in top.text[ev.start:ev.end]
+
+
+def test_out_of_scope_question_abstains(searcher: Searcher) -> None:
+    answer = searcher.search("how do I change my router password?", "hybrid", 5)
+    assert answer.abstained
+    assert len(answer.results) == 5
+    assert not searcher.search("what is diaphragmatic flutter?", "hybrid", 5).abstained
+
+
+@pytest.mark.parametrize("question,mode,k", [("", "hybrid", 5), ("   \n\t", "hybrid", 5),
+                                              ("ok?", "fuzzy", 5), ("ok?", "hybrid", 0),
+                                              ("ok?", "hybrid", -3), ("ok?", "hybrid", 10**9)])
+def test_bad_requests_are_usage_errors(searcher: Searcher, question: str, mode: str,
+                                       k: int) -> None:
+    with pytest.raises(UsageError):
+        searcher.search(question, mode, k)
+
+
+def test_long_question_is_truncated_with_a_note(searcher: Searcher) -> None:
+    answer = searcher.search("treatment of myoclonus " * 5000, "hybrid", 3)
+    assert answer.notes and "truncated" in answer.notes[0]
+    assert len(answer.results) == 3
+
+
+@pytest.mark.parametrize("question", ["?", "!!! ... ???", "🙂🙂", "миоклонус лечение",
+                                      "肌阵挛的治疗", "a\x00b\x1b[31m", "[bold]x[/]"])
+def test_odd_questions_get_well_formed_answers(searcher: Searcher, question: str) -> None:
+    answer = searcher.search(question, "hybrid", 5)
+    assert len(answer.results) == 5
+    for r in answer.results:
+        assert r.text == searcher.index.texts[r.source][r.start:r.end]
