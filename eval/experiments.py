@@ -120,6 +120,17 @@ def exp_analyzer() -> None:
                       measure(analyzer=Analyzer(stem=stem, stopwords=stop))))
 
 
+def exp_abstention() -> None:
+    print("\n### Abstention threshold on the best dense similarity (hybrid, lexical guard 0.3)\n")
+    print("| abstain below | tune OOS abstained | tune in-scope abstained | check OOS abstained |"
+          " check in-scope abstained |")
+    print("|---|---|---|---|---|")
+    for t in (0.05, 0.10, 0.12, 0.15, 0.20, 0.30, 0.40):
+        s = measure(search=SearchParams(abstain_below=t))
+        print(f"| {t} | {s['tune']['out-of-scope abstained']} | {s['tune']['in-scope abstained']} |"
+              f" {s['check']['out-of-scope abstained']} | {s['check']['in-scope abstained']} |")
+
+
 EXPERIMENTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("exp_")}
 
 if __name__ == "__main__":

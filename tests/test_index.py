@@ -25,7 +25,7 @@ def test_manifest_records_what_the_build_depends_on(seed_settings: Settings) -> 
     assert manifest["model"] == {"name": "all-MiniLM-L6-v2", "dimension": 384,
                                  "query_encoder": "onnx"}
     assert {"window_words", "prose_max_words"} <= set(manifest["chunking"])
-    assert manifest["analyzer"] == {"stem": True, "stopwords": True}
+    assert manifest["analyzer"] == {"stem": True, "stopwords": True, "rules": 2}
     assert {s["name"] for s in manifest["sources"]} == {
         p.name for p in seed_settings.sources.iterdir()}
     assert all(len(s["sha256"]) == 64 for s in manifest["sources"])

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import Stemmer
 
+RULES_VERSION = 2
 WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
 STOPWORDS = frozenset("""
@@ -34,9 +35,9 @@ class Analyzer:
     stem: bool = True
     stopwords: bool = True
 
-    def params(self) -> dict[str, bool]:
-        """The settings, for the manifest."""
-        return asdict(self)
+    def params(self) -> dict[str, bool | int]:
+        """The settings and the rules' version, for the manifest: a change means a rebuild."""
+        return {**asdict(self), "rules": RULES_VERSION}
 
     def terms(self, text: str) -> list[str]:
         """Index terms of `text`, in order, repeats kept (BM25 counts them)."""

@@ -69,7 +69,8 @@ class Index:
     @property
     def analyzer(self) -> Analyzer:
         """The analyzer the BM25 terms were made with; questions must use the same."""
-        return Analyzer(**self.manifest["analyzer"])
+        params = self.manifest["analyzer"]
+        return Analyzer(stem=params["stem"], stopwords=params["stopwords"])
 
     @property
     def dimension(self) -> int:
