@@ -51,6 +51,7 @@ def measure(chunking: ChunkParams = ChunkParams(), analyzer: Analyzer = Analyzer
     """Summaries of one configuration on the bundled question set."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
     searcher = Searcher(index, lambda: ENCODER, search)
+
     return evaluation.summarize(evaluation.run(searcher, QUESTIONS, mode))
 
 

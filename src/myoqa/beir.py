@@ -18,6 +18,7 @@ from myoqa.search import Searcher
 
 MEASURES = ("nDCG@10", "R@10", "R@100", "RR@10", "AP@100")
 DEPTH = 100
+CANDIDATES = 2000
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -64,12 +65,12 @@ def load_qrels(directory: Path) -> dict[str, dict[str, int]]:
 def rank_documents(searcher: Searcher, query: str, mode: str, depth: int = DEPTH
                    ) -> list[tuple[str, float]]:
     """Documents by their best passage's score, best first."""
-    scores = searcher.score(query, mode).fused
+    scored = searcher.score(query, mode)
     best: dict[str, float] = {}
-    for i in np.argsort(-scores, kind="stable"):
-        doc = searcher.index.passages[i].source
+    for j in np.argsort(-scored.fused, kind="stable"):
+        doc = searcher.index.passages[int(scored.ids[j])].source
         if doc not in best:
-            best[doc] = float(scores[i])
+            best[doc] = float(scored.fused[j])
             if len(best) == depth:
                 break
     return list(best.items())

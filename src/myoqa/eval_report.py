@@ -12,6 +12,7 @@ from myoqa import beir, evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.errors import ExitCode, MyoqaError
+from myoqa.search import SearchParams
 
 DEFAULT_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 Progress = Callable[[str, int], Callable[[int], None]] | None
@@ -94,7 +95,7 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
     index_dir = (Path(args.index_dir) if args.index_dir
                  else settings.index_dir.parent / "index-beir" / directory.resolve().name)
     searcher = open_searcher(replace(settings, index_dir=index_dir), progress=progress,
-                             sources=sources)
+                             sources=sources, params=SearchParams(candidates=beir.CANDIDATES))
     results = {}
     for mode in modes:
         tick = progress(f"beir {mode}", len(beir.load_queries(directory))) if progress else None

@@ -27,11 +27,14 @@ import numpy as np
 
 from myoqa import __version__
 from myoqa.analysis import Analyzer
+from myoqa.bm25 import Postings
 from myoqa.chunking import ChunkParams, Unit, chunk
 from myoqa.corpus import Source
 from myoqa.errors import MyoqaError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FLAT_MAX = 200_000
+IVF_NPROBE = 48
 REBUILD_HINT = "run `myoqa index --rebuild`"
 
 
@@ -53,16 +56,56 @@ class BuildParams:
                 "analyzer": self.analyzer.params()}
 
 
+@dataclass(frozen=True, eq=False)
+class UnitTable:
+    """Passages or spans as parallel arrays (compact for millions); indexing gives a Unit."""
+
+    names: list[str]
+    source: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, i: int) -> Unit:
+        return Unit(self.names[int(self.source[i])], int(self.start[i]), int(self.end[i]))
+
+    def __iter__(self) -> Iterator[Unit]:
+        return (self[i] for i in range(len(self)))
+
+    @classmethod
+    def from_units(cls, units: list[Unit], names: list[str]) -> "UnitTable":
+        """Pack Units whose sources are among `names`."""
+        ids = {n: i for i, n in enumerate(names)}
+        return cls(names, np.array([ids[u.source] for u in units], dtype=np.int32),
+                   np.array([u.start for u in units], dtype=np.int64),
+                   np.array([u.end for u in units], dtype=np.int64))
+
+    def array(self) -> np.ndarray:
+        """(n, 3) int64 rows of source id, start, end, as saved."""
+        return np.stack([self.source.astype(np.int64), self.start, self.end], axis=1)
+
+    @classmethod
+    def from_array(cls, rows: np.ndarray, names: list[str]) -> "UnitTable":
+        """The inverse of `array`."""
+        return cls(names, rows[:, 0].astype(np.int32), rows[:, 1], rows[:, 2])
+
+
 @dataclass
 class Index:
-    """A loaded build: source texts, passages and spans as offsets, BM25 terms and vectors."""
+    """A loaded build: source texts, passages and spans as offsets, BM25 postings and vectors.
+
+    `passage_spans[i]` is the [lo, hi) range of spans lying wholly inside passage i.
+    """
 
     path: Path
     manifest: dict[str, Any]
     texts: dict[str, str]
-    passages: list[Unit]
-    spans: list[Unit]
-    passage_terms: list[list[str]]
+    passages: UnitTable
+    spans: UnitTable
+    passage_spans: np.ndarray
+    postings: Postings
     passage_vectors: Any
     span_vectors: np.ndarray
 
@@ -80,6 +123,39 @@ class Index:
     def text(self, unit: Unit) -> str:
         """The exact source text of a passage or span."""
         return self.texts[unit.source][unit.start:unit.end]
+
+
+def spans_inside(passages: UnitTable, spans: UnitTable) -> np.ndarray:
+    """For each passage, the [lo, hi) range of spans wholly inside it.
+
+    Units of one source are stored in order, sources in the order of `names`, so a span's
+    (source, start) and (source, end) keys are both sorted and a binary search finds the range.
+    """
+    width = int(max(passages.end.max(initial=0), spans.end.max(initial=0))) + 1
+    span_starts = spans.source.astype(np.int64) * width + spans.start
+    span_ends = spans.source.astype(np.int64) * width + spans.end
+    lo = np.searchsorted(span_starts, passages.source.astype(np.int64) * width + passages.start)
+    hi = np.searchsorted(span_ends, passages.source.astype(np.int64) * width + passages.end,
+                         side="right")
+    return np.stack([lo, np.maximum(lo, hi)], axis=1).astype(np.int64)
+
+
+def dense_index(vectors: np.ndarray) -> Any:
+    """Exact inner-product search up to FLAT_MAX vectors, an IVF index above (see README)."""
+    import faiss
+
+    n, dim = vectors.shape
+    if n <= FLAT_MAX:
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(vectors)
+        return flat
+    lists = int(4 * np.sqrt(n))
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)]
+    ivf.train(sample)
+    ivf.add(vectors)
+    ivf.nprobe = IVF_NPROBE
+    return ivf
 
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -108,12 +184,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _units_json(units: list[Unit], names: list[str]) -> dict[str, list[int]]:
-    ids = {n: i for i, n in enumerate(names)}
-    return {"source": [ids[u.source] for u in units], "start": [u.start for u in units],
-            "end": [u.end for u in units]}
-
-
 @contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
     """Hold the index directory's lock; a second builder waits for the first to finish."""
@@ -133,8 +203,6 @@ def build_lock(index_dir: Path) -> Iterator[None]:
 def assemble(sources: list[Source], params: BuildParams, encoder: Any,
              progress: ProgressFactory = _no_progress) -> Index:
     """Chunk, tokenize and embed `sources` into an in-memory index (not yet on disk)."""
-    import faiss
-
     started = time.perf_counter()
     passages: list[Unit] = []
     spans: list[Unit] = []
@@ -148,26 +216,40 @@ def assemble(sources: list[Source], params: BuildParams, encoder: Any,
     if not passages:
         raise MyoqaError("the sources hold no words to index", "add text to the source files")
     texts = {s.name: s.text for s in sources}
-    terms = [params.analyzer.terms(texts[u.source][u.start:u.end]) for u in passages]
     tick = progress("embedding", len(passages) + len(spans))
     vectors = encoder.encode([texts[u.source][u.start:u.end] for u in passages + spans], tick)
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors[:len(passages)])
+    return from_parts(texts, passages, spans, vectors[:len(passages)],
+                      np.ascontiguousarray(vectors[len(passages):]), params,
+                      {"sources": per_source, "started": started})
+
+
+def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
+               passage_vectors: np.ndarray, span_vectors: np.ndarray, params: BuildParams,
+               extra: dict[str, Any]) -> Index:
+    """An in-memory index from already-embedded units (also used by the scale benchmark)."""
+    names = list(texts)
+    table = UnitTable.from_units(passages, names)
+    span_table = UnitTable.from_units(spans, names)
+    postings = Postings.from_tokens([params.analyzer.terms(texts[u.source][u.start:u.end])
+                                     for u in passages])
     manifest = {
         "format_version": FORMAT_VERSION,
-        "model": {"name": params.model, "dimension": int(vectors.shape[1]),
+        "model": {"name": params.model, "dimension": int(passage_vectors.shape[1]),
                   "query_encoder": "sentence-transformers"},
         "chunking": params.chunking.params(),
         "analyzer": params.analyzer.params(),
-        "sources": per_source,
-        "counts": {"sources": len(sources), "passages": len(passages), "spans": len(spans)},
+        "sources": extra.get("sources", []),
+        "counts": {"sources": len(texts), "passages": len(passages), "spans": len(spans)},
+        "dense_index": "flat" if len(passages) <= FLAT_MAX else f"ivf(nprobe={IVF_NPROBE})",
         "versions": _versions(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": round(time.perf_counter() - started, 3),
     }
-    return Index(path=Path(), manifest=manifest, texts=texts, passages=passages, spans=spans,
-                 passage_terms=terms, passage_vectors=flat,
-                 span_vectors=np.ascontiguousarray(vectors[len(passages):]))
+    index = Index(path=Path(), manifest=manifest, texts=texts, passages=table, spans=span_table,
+                  passage_spans=spans_inside(table, span_table), postings=postings,
+                  passage_vectors=dense_index(passage_vectors), span_vectors=span_vectors)
+    manifest["build_seconds"] = round(time.perf_counter() - extra.get("started",
+                                                                      time.perf_counter()), 3)
+    return index
 
 
 def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] | None = None
@@ -175,18 +257,20 @@ def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] |
     """Write `index` as a new build folder, then switch CURRENT to it; return it as loaded."""
     import faiss
 
-    names = sorted(index.texts)
+    names = list(index.texts)
     index_dir.mkdir(parents=True, exist_ok=True)
     tmp = index_dir / f".tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        _write_json(tmp / "sources.json", index.texts)
-        _write_json(tmp / "units.json", {"sources": names,
-                                        "passages": _units_json(index.passages, names),
-                                        "spans": _units_json(index.spans, names)})
-        _write_json(tmp / "bm25.json", index.passage_terms)
+        _write_json(tmp / "sources.json", {"names": names, "texts": [index.texts[n]
+                                                                     for n in names]})
+        _write_json(tmp / "bm25_vocab.json", index.postings.vocab)
+        arrays = {"passages": index.passages.array(), "spans": index.spans.array(),
+                  "passage_spans": index.passage_spans, "span_vectors": index.span_vectors,
+                  **{f"bm25_{k}": v for k, v in index.postings.arrays().items()}}
+        for name, array in arrays.items():
+            _save_array(tmp / f"{name}.npy", array)
         faiss.write_index(index.passage_vectors, str(tmp / "passages.faiss"))
-        np.save(tmp / "spans.npy", index.span_vectors, allow_pickle=False)
         manifest = dict(index.manifest)
         if export_encoder:
             export_encoder(tmp / "encoder")
@@ -257,8 +341,21 @@ def _read_json(path: Path) -> Any:
                            REBUILD_HINT) from None
 
 
-def _units(data: dict[str, list[int]], names: list[str]) -> list[Unit]:
-    return [Unit(names[s], a, b) for s, a, b in zip(data["source"], data["start"], data["end"])]
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise IndexProblem(f"index file {path} is missing", REBUILD_HINT) from None
+    except (OSError, ValueError) as exc:
+        raise IndexProblem(f"index file {path} is damaged ({exc.__class__.__name__})",
+                           REBUILD_HINT) from None
 
 
 def load(index_dir: Path) -> Index:
@@ -267,32 +364,47 @@ def load(index_dir: Path) -> Index:
 
     manifest = read_manifest(index_dir)
     build_dir = current_build(index_dir)
-    texts = _read_json(build_dir / "sources.json")
-    units = _read_json(build_dir / "units.json")
-    terms = _read_json(build_dir / "bm25.json")
+    stored = _read_json(build_dir / "sources.json")
+    vocab = _read_json(build_dir / "bm25_vocab.json")
+    arrays = {name: _load_array(build_dir / f"{name}.npy", mmap=name == "span_vectors")
+              for name in ("passages", "spans", "passage_spans", "span_vectors", "bm25_indptr",
+                           "bm25_docs", "bm25_tf", "bm25_doc_len")}
     try:
-        names = units["sources"]
-        passages = _units(units["passages"], names)
-        spans = _units(units["spans"], names)
-        bad = [u for u in passages + spans if not 0 <= u.start < u.end <= len(texts[u.source])]
-    except (KeyError, TypeError, IndexError):
-        raise IndexProblem(f"{build_dir / 'units.json'} is damaged", REBUILD_HINT) from None
-    if bad or len(terms) != len(passages):
-        raise IndexProblem(f"passages in {build_dir} do not match their sources", REBUILD_HINT)
+        names, texts = stored["names"], stored["texts"]
+        passages = UnitTable.from_array(arrays["passages"], names)
+        spans = UnitTable.from_array(arrays["spans"], names)
+        lengths = np.array([len(t) for t in texts], dtype=np.int64)
+        for table in (passages, spans):
+            if len(table) and not (np.all(table.start >= 0) and np.all(table.start < table.end)
+                                   and np.all(table.end <= lengths[table.source])):
+                raise ValueError("offsets outside their sources")
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise IndexProblem(f"passages in {build_dir} do not match their sources",
+                           REBUILD_HINT) from None
+    postings = Postings(vocab, arrays["bm25_indptr"], arrays["bm25_docs"], arrays["bm25_tf"],
+                        arrays["bm25_doc_len"])
+    if (len(postings.doc_len) != len(passages) or len(postings.indptr) != len(vocab) + 1
+            or arrays["passage_spans"].shape != (len(passages), 2)):
+        raise IndexProblem(f"BM25 postings in {build_dir} do not match the passages",
+                           REBUILD_HINT)
     try:
         vectors = faiss.read_index(str(build_dir / "passages.faiss"))
-        span_vectors = np.load(build_dir / "spans.npy", allow_pickle=False)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise IndexProblem(f"vector file in {build_dir} is damaged ({exc.__class__.__name__})",
-                           REBUILD_HINT) from None
+    except (RuntimeError, OSError) as exc:
+        raise IndexProblem(f"vector file {build_dir / 'passages.faiss'} is damaged "
+                           f"({exc.__class__.__name__})", REBUILD_HINT) from None
     dim = int(manifest["model"]["dimension"])
     if vectors.ntotal != len(passages) or vectors.d != dim:
         raise IndexProblem(f"{build_dir / 'passages.faiss'} holds {vectors.ntotal} vectors of "
                            f"dimension {vectors.d}, expected {len(passages)} of {dim}", REBUILD_HINT)
+    span_vectors = arrays["span_vectors"]
     if span_vectors.shape != (len(spans), dim) or span_vectors.dtype != np.float32:
-        raise IndexProblem(f"{build_dir / 'spans.npy'} does not match the spans", REBUILD_HINT)
-    return Index(path=build_dir, manifest=manifest, texts=texts, passages=passages, spans=spans,
-                 passage_terms=terms, passage_vectors=vectors, span_vectors=span_vectors)
+        raise IndexProblem(f"{build_dir / 'span_vectors.npy'} does not match the spans",
+                           REBUILD_HINT)
+    if hasattr(vectors, "nprobe"):
+        faiss.extract_index_ivf(vectors).make_direct_map()
+    return Index(path=build_dir, manifest=manifest, texts=dict(zip(names, texts)),
+                 passages=passages, spans=spans, passage_spans=arrays["passage_spans"],
+                 postings=postings, passage_vectors=vectors, span_vectors=span_vectors)
 
 
 def staleness(manifest: dict[str, Any], params: BuildParams, hashes: dict[str, str]) -> str | None:

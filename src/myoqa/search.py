@@ -5,7 +5,6 @@ This is the one search API; the CLI, the chat UI and the evaluation are views ov
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -14,6 +13,7 @@ import numpy as np
 from myoqa.chunking import Unit
 from myoqa.errors import UsageError
 from myoqa.highlight import Highlight, best_span, term_highlights
+from myoqa.bm25 import SparseBM25
 from myoqa.index import Index
 
 MODES = ("hybrid", "bm25", "dense")
@@ -80,12 +80,13 @@ class Answer:
 
 @dataclass(frozen=True)
 class Scores:
-    """Per-passage scores for one question: the ranking score and the parts it came from."""
+    """Scores of the candidate passages `ids` for one question, and the query vector."""
 
+    ids: np.ndarray
     fused: np.ndarray
     lexical: np.ndarray
     dense: np.ndarray | None
-    spans: np.ndarray | None
+    query: np.ndarray | None
 
 
 def check_request(question: str, mode: str, k: int) -> str:
@@ -105,18 +106,12 @@ class Searcher:
 
     def __init__(self, index: Index, encoder_factory: Callable[[], Any] | None,
                  params: SearchParams | None = None) -> None:
-        from rank_bm25 import BM25Okapi
-
         self.index = index
         self.params = params or SearchParams()
         self.analyzer = index.analyzer
         self._encoder_factory = encoder_factory
         self._encoder: Any = None
-        self.bm25 = BM25Okapi(index.passage_terms)
-        self._span_starts = _by_source(index.spans)
-        self._line_starts = {name: _line_starts(text) for name, text in index.texts.items()}
-        self._longest_span = max((u.end - u.start for u in index.spans), default=0)
-        self._passage_spans = [self._spans_inside(p) for p in index.passages]
+        self.bm25 = SparseBM25(index.postings)
 
     @property
     def dense_ready(self) -> bool:
@@ -137,7 +132,7 @@ class Searcher:
         return np.asarray(self._encoder.encode([text]), dtype=np.float32)[0]
 
     def search(self, question: str, mode: str = "hybrid", k: int = 5) -> Answer:
-        """Top-k passages for `question`, overlapping hits from one source merged away."""
+        """Top-k passages for `question`; of overlapping passages only the best is kept."""
         cleaned = check_request(question, mode, k)
         notes = []
         if len(cleaned) > MAX_QUESTION_CHARS:
@@ -145,107 +140,105 @@ class Searcher:
             notes.append(f"question truncated to its first {MAX_QUESTION_CHARS} characters")
         terms = self.analyzer.terms(cleaned)
         scored = self.score(cleaned, mode, terms)
-        scores, span_scores = scored.fused, scored.spans
-        order = np.argsort(-scores, kind="stable")
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
         abstained = (best_sim is not None and best_sim < self.params.abstain_below
                      and float(scored.lexical.max(initial=0.0)) < self.params.abstain_lexical_below)
-        weights = {t: max(float(self.bm25.idf.get(t, 0.0)), 0.01) for t in set(terms)}
-        picked: list[int] = []
-        for i in order:
-            if len(picked) == k:
-                break
-            if any(_overlaps(self.index.passages[i], self.index.passages[j]) for j in picked):
-                continue
-            picked.append(int(i))
-        results = [self._result(rank, i, float(scores[i]), weights, span_scores)
-                   for rank, i in enumerate(picked, 1)]
+        weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in set(terms)}
+        picked: list[tuple[int, Unit, float]] = []
+        for j in np.argsort(-scored.fused, kind="stable"):
+            i = int(scored.ids[j])
+            unit = self.index.passages[i]
+            if not any(_overlaps(unit, other) for _, other, _ in picked):
+                picked.append((i, unit, float(scored.fused[j])))
+                if len(picked) == k:
+                    break
+        results = [self._result(rank, i, score, weights, scored.query)
+                   for rank, (i, _, score) in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
                       searched=cleaned, best_similarity=best_sim, notes=notes)
 
     def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
-        """Every passage's scores for `text` in `mode`."""
+        """Scores of the candidate passages for `text`: all of them in a small index, else the
+        union of the best `candidates` by BM25 and by dense similarity."""
         terms = self.analyzer.terms(text) if terms is None else terms
-        n = len(self.index.passages)
-        raw = (np.asarray(self.bm25.get_scores(terms), dtype=np.float64) if terms
-               else np.zeros(n))
+        raw = self.bm25.scores(terms)
         lexical = self._normalise(raw, terms)
+        n = len(raw)
+        limit = self.params.candidates
         if mode == "bm25":
-            return Scores(raw, lexical, None, None)
-        dense, span_scores = self._dense_scores(self.embed(text))
-        return Scores(self._fuse(mode, lexical, dense), lexical, dense, span_scores)
+            ids = _top(raw, limit) if n > limit else np.arange(n)
+            return Scores(ids, raw[ids], lexical[ids], None, None)
+        query = self.embed(text)
+        dense_ids = self._dense_candidates(query, n if n <= 4 * limit else limit)
+        ids = (np.arange(n) if n <= 4 * limit
+               else np.union1d(dense_ids, _top(raw, limit) if mode == "hybrid" else dense_ids))
+        dense = self._dense_scores(query, ids)
+        fused = dense if mode == "dense" else self._fuse(lexical[ids], dense, raw[ids])
+        return Scores(ids, fused, lexical[ids], dense, query)
 
     def _normalise(self, lexical: np.ndarray, terms: list[str]) -> np.ndarray:
-        """BM25 scaled to [0, 1]: by the best passage, or by the most a passage could score.
+        """BM25 scaled to [0, 1] by the most a passage could score for these terms ("ideal").
 
-        With "ideal", a question word the corpus never uses counts as if it were the rarest
-        word, so a question in other words than the text's leans on the dense score.
+        A question word the corpus never uses counts as if it were the rarest word, so a
+        question put in other words than the text's leans on the dense score. "max" (scaling by
+        the best passage) is kept for the experiments that compare the two.
         """
-        if self.params.lexical_norm == "ideal":
-            idf = self.bm25.idf
-            rarest = max(idf.values(), default=0.0)
-            ceiling = sum(max(idf[t], 0.0) if t in idf else rarest for t in set(terms)) * (
-                self.bm25.k1 + 1)
-        else:
-            ceiling = lexical.max()
+        if self.params.lexical_norm == "max":
+            top = lexical.max(initial=0.0)
+            return lexical / top if top > 0 else np.zeros_like(lexical)
+        ceiling = sum(max(idf, 0.0) if (idf := self.bm25.idf(t)) is not None
+                      else self.bm25.max_idf for t in set(terms)) * (self.bm25.k1 + 1)
         return lexical / ceiling if ceiling > 0 else np.zeros_like(lexical)
 
-    def _dense_scores(self, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-passage similarity (the passage or its best inner span) and per-span similarity."""
-        n = len(self.index.passages)
-        sims, ids = self.index.passage_vectors.search(qvec[None, :], n)
-        dense = np.full(n, -1.0)
-        dense[ids[0][ids[0] >= 0]] = sims[0][ids[0] >= 0]
-        span_scores = self.index.span_vectors @ qvec
-        w = self.params.span_weight
-        if w and len(span_scores):
-            best_inner = np.array([span_scores[s].max() if len(s) else -1.0
-                                   for s in self._passage_spans])
-            dense = np.maximum(dense, (1 - w) * dense + w * best_inner)
-        return dense, span_scores
+    def _dense_candidates(self, query: np.ndarray, depth: int) -> np.ndarray:
+        _, ids = self.index.passage_vectors.search(query[None, :], depth)
+        return ids[0][ids[0] >= 0]
 
-    def _fuse(self, mode: str, lexical: np.ndarray, dense: np.ndarray) -> np.ndarray:
-        if mode == "dense":
-            return dense
+    def _dense_scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Similarity of each candidate passage, raised towards its best inner span."""
+        vectors = self.index.passage_vectors.reconstruct_batch(ids.astype(np.int64))
+        dense = vectors @ query
+        w = self.params.span_weight
+        ranges = self.index.passage_spans[ids]
+        sizes = ranges[:, 1] - ranges[:, 0]
+        if w and sizes.sum():
+            rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges[sizes > 0]])
+            sims = np.asarray(self.index.span_vectors[rows]) @ query
+            best = np.full(len(ids), -1.0)
+            best[sizes > 0] = np.maximum.reduceat(sims, np.cumsum(sizes[sizes > 0]) - sizes[
+                sizes > 0])
+            dense = np.where(sizes > 0, np.maximum(dense, (1 - w) * dense + w * best), dense)
+        return dense.astype(np.float64)
+
+    def _fuse(self, lexical: np.ndarray, dense: np.ndarray, raw: np.ndarray) -> np.ndarray:
         if self.params.fusion == "rrf":
-            return _rrf(lexical, self.params.rrf_k) + _rrf(dense, self.params.rrf_k)
+            return _rrf(raw, self.params.rrf_k) + _rrf(dense, self.params.rrf_k)
         w = self.params.dense_weight
         return w * dense + (1 - w) * lexical
 
-    def _spans_inside(self, passage: Unit) -> np.ndarray:
-        starts, ids = self._span_starts.get(passage.source, ([], []))
-        lo = bisect.bisect_left(starts, passage.start)
-        hi = bisect.bisect_left(starts, passage.end)
-        return np.array([ids[j] for j in range(lo, hi)
-                         if self.index.spans[ids[j]].end <= passage.end], dtype=np.int64)
-
     def _result(self, rank: int, i: int, score: float, weights: dict[str, float],
-                span_scores: np.ndarray | None) -> Result:
+                query: np.ndarray | None) -> Result:
         p = self.index.passages[i]
         text = self.index.text(p)
         found = term_highlights(text, self.analyzer, set(weights))
-        evidence = best_span(text, self._candidates(p, span_scores), self.analyzer, weights,
+        lo, hi = (int(x) for x in self.index.passage_spans[i])
+        sims = (np.asarray(self.index.span_vectors[lo:hi]) @ query if query is not None
+                else np.zeros(hi - lo))
+        candidates = [(int(self.index.spans.start[j]) - p.start,
+                       int(self.index.spans.end[j]) - p.start, float(sims[j - lo]))
+                      for j in range(lo, hi)]
+        evidence = best_span(text, candidates, self.analyzer, weights,
                              self.params.evidence_lexical_weight)
         marks = ([evidence] if evidence else []) + found
-        line = bisect.bisect_right(self._line_starts[p.source], p.start)
+        line = self.index.texts[p.source].count("\n", 0, p.start) + 1
         return Result(rank=rank, source=p.source, start=p.start, end=p.end, line=line,
                       score=score, text=text, highlights=sorted(marks, key=lambda h: h.start))
 
-    def _candidates(self, p: Unit, span_scores: np.ndarray | None) -> list[tuple[int, int, float]]:
-        """Spans overlapping passage `p`, clipped to it, as offsets relative to the passage."""
-        starts, ids = self._span_starts.get(p.source, ([], []))
-        lo = bisect.bisect_left(starts, p.start - self._longest_span)
-        hi = bisect.bisect_left(starts, p.end)
-        out = []
-        for j in ids[lo:hi]:
-            s = self.index.spans[j]
-            if s.end <= p.start:
-                continue
-            lo, hi_ = max(s.start, p.start), min(s.end, p.end)
-            if hi_ - lo >= (s.end - s.start) // 2:
-                out.append((lo - p.start, hi_ - p.start,
-                            float(span_scores[j]) if span_scores is not None else 0.0))
-        return out
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Ids of the `depth` highest scores (unordered)."""
+    return np.argpartition(-scores, depth - 1)[:depth] if len(scores) > depth else np.arange(
+        len(scores))
 
 
 def _rrf(scores: np.ndarray, k: int) -> np.ndarray:
@@ -256,17 +249,3 @@ def _rrf(scores: np.ndarray, k: int) -> np.ndarray:
 
 def _overlaps(a: Unit, b: Unit) -> bool:
     return a.source == b.source and a.start < b.end and b.start < a.end
-
-
-def _by_source(units: list[Unit]) -> dict[str, tuple[list[int], list[int]]]:
-    """Per source, the units' start offsets (sorted) and their ids, for range look-ups."""
-    out: dict[str, tuple[list[int], list[int]]] = {}
-    for i in sorted(range(len(units)), key=lambda i: (units[i].source, units[i].start)):
-        starts, ids = out.setdefault(units[i].source, ([], []))
-        starts.append(units[i].start)
-        ids.append(i)
-    return out
-
-
-def _line_starts(text: str) -> list[int]:
-    return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]

@@ -1,0 +1,53 @@
+"""The NumPy BM25 gives rank-bm25's scores, on the seeds and on the MED collection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from myoqa.analysis import Analyzer
+from myoqa.bm25 import Postings, SparseBM25
+from myoqa.config import PROJECT_ROOT
+from myoqa.search import Searcher
+
+MED = PROJECT_ROOT / "eval" / "datasets" / "med"
+
+
+def _assert_same(corpus: list[list[str]], queries: list[list[str]]) -> None:
+    reference = BM25Okapi(corpus)
+    fast = SparseBM25(Postings.from_tokens(corpus))
+    for query in queries:
+        np.testing.assert_allclose(fast.scores(query), reference.get_scores(query), atol=1e-6)
+    for term, idf in reference.idf.items():
+        assert fast.idf(term) == pytest.approx(idf, abs=1e-9)
+
+
+def test_same_scores_as_rank_bm25_on_the_seeds(searcher: Searcher) -> None:
+    analyzer = Analyzer()
+    corpus = [analyzer.terms(searcher.index.text(p)) for p in searcher.index.passages]
+    questions = [json.loads(line)["question"] for line in
+                 (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").split("\n")
+                 if line]
+    _assert_same(corpus, [analyzer.terms(q) for q in questions] + [["myoclonus"] * 3, []])
+
+
+def test_same_scores_as_rank_bm25_on_med() -> None:
+    analyzer = Analyzer()
+    corpus = [analyzer.terms(json.loads(line)["text"]) for line in
+              (MED / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    queries = [analyzer.terms(json.loads(line)["text"]) for line in
+               (MED / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    _assert_same(corpus, queries)
+
+
+def test_stored_postings_match_a_fresh_inversion(searcher: Searcher) -> None:
+    analyzer = searcher.analyzer
+    fresh = Postings.from_tokens([analyzer.terms(searcher.index.text(p))
+                                  for p in searcher.index.passages])
+    stored = searcher.index.postings
+    assert fresh.vocab == stored.vocab
+    for name, array in fresh.arrays().items():
+        np.testing.assert_array_equal(array, stored.arrays()[name])
