@@ -39,19 +39,34 @@ class Analyzer:
         """The settings and the rules' version, for the manifest: a change means a rebuild."""
         return {**asdict(self), "rules": RULES_VERSION}
 
+    def term(self, word: str) -> str:
+        """The index term of one word, or '' for a stopword."""
+        word = word.lower()
+        if self.stopwords and word in STOPWORDS:
+            return ""
+        return _stem(word) if self.stem else word
+
     def terms(self, text: str) -> list[str]:
-        """Index terms of `text`, in order, repeats kept (BM25 counts them)."""
-        return [term for term, _, _ in self.terms_with_offsets(text)]
+        """Index terms of `text`, in order, repeats kept (BM25 counts them).
+
+        Each distinct word is analysed once and remembered, because indexing a large corpus
+        meets the same words millions of times.
+        """
+        words = WORD_RE.findall(text)
+        known = _CACHES.setdefault((self.stem, self.stopwords), {})
+        if len(known) > 2_000_000:
+            known.clear()
+        for word in set(words).difference(known):
+            known[word] = self.term(word)
+        return [t for t in map(known.__getitem__, words) if t]
 
     def terms_with_offsets(self, text: str) -> list[tuple[str, int, int]]:
         """(term, start, end) for each kept word, so matches can be highlighted in place."""
-        out = []
-        for match in WORD_RE.finditer(text):
-            word = match.group().lower()
-            if self.stopwords and word in STOPWORDS:
-                continue
-            out.append((_stem(word) if self.stem else word, match.start(), match.end()))
-        return out
+        return [(term, m.start(), m.end()) for m in WORD_RE.finditer(text)
+                if (term := self.term(m.group()))]
+
+
+_CACHES: dict[tuple[bool, bool], dict[str, str]] = {}
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -33,9 +34,9 @@ class Postings:
     @classmethod
     def from_tokens(cls, corpus: list[list[str]]) -> "Postings":
         """Invert tokenized documents (vectorised, so a million documents take seconds)."""
-        ids: dict[str, int] = {}
-        flat = np.fromiter((ids.setdefault(t, len(ids)) for doc in corpus for t in doc),
-                           dtype=np.int64)
+        tokens = list(chain.from_iterable(corpus))
+        ids = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+        flat = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
         doc_len = np.fromiter((len(doc) for doc in corpus), dtype=np.int64, count=len(corpus))
         owner = np.repeat(np.arange(len(corpus), dtype=np.int64), doc_len)
         keys, tf = np.unique(flat * max(len(corpus), 1) + owner, return_counts=True)

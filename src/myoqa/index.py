@@ -33,8 +33,8 @@ from myoqa.corpus import Source
 from myoqa.errors import MyoqaError
 
 FORMAT_VERSION = 2
-FLAT_MAX = 200_000
-IVF_NPROBE = 48
+FLAT_MAX = 20_000
+IVF_NPROBE = 32
 REBUILD_HINT = "run `myoqa index --rebuild`"
 
 
@@ -149,12 +149,14 @@ def dense_index(vectors: np.ndarray) -> Any:
         flat = faiss.IndexFlatIP(dim)
         flat.add(vectors)
         return flat
-    lists = int(4 * np.sqrt(n))
+    lists = int(np.sqrt(n))
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)]
+    ivf.cp.niter = 10
+    sample = vectors[np.random.default_rng(0).choice(n, min(n, 50 * lists), replace=False)]
     ivf.train(sample)
     ivf.add(vectors)
     ivf.nprobe = IVF_NPROBE
+    ivf.make_direct_map()
     return ivf
 
 
@@ -254,12 +256,28 @@ def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
 
 def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] | None = None
          ) -> Index:
-    """Write `index` as a new build folder, then switch CURRENT to it; return it as loaded."""
+    """Write `index` as a new build folder, then switch CURRENT to it; return it as loaded.
+
+    Call it holding `build_lock`. Readers see no change until CURRENT is replaced, and every file
+    is synced first, so a crash leaves the old build or the new one, whole. A failure or an
+    interrupt removes the partial build; SIGINT and SIGTERM wait while CURRENT is switched and
+    leftovers are removed. The replaced build stays for readers still on it; older ones go.
+    """
+    import signal
+
     import faiss
 
     names = list(index.texts)
     index_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        keep = {current_build(index_dir).name}
+    except IndexProblem:
+        keep = set()
     tmp = index_dir / f".tmp-{uuid.uuid4().hex[:12]}"
+    final = index_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    pointer = index_dir / f".CURRENT-{uuid.uuid4().hex[:8]}"
+    deferred = {signal.SIGINT, signal.SIGTERM}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     tmp.mkdir()
     try:
         _write_json(tmp / "sources.json", {"names": names, "texts": [index.texts[n]
@@ -270,33 +288,57 @@ def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] |
                   **{f"bm25_{k}": v for k, v in index.postings.arrays().items()}}
         for name, array in arrays.items():
             _save_array(tmp / f"{name}.npy", array)
-        faiss.write_index(index.passage_vectors, str(tmp / "passages.faiss"))
+        with open(tmp / "passages.faiss", "wb") as fh:  # through Python, so errors are OSError
+            faiss.write_index(index.passage_vectors, faiss.PyCallbackIOWriter(fh.write))
         manifest = dict(index.manifest)
         if export_encoder:
             export_encoder(tmp / "encoder")
             manifest["model"] = {**manifest["model"], "query_encoder": "onnx"}
         _write_json(tmp / "manifest.json", manifest)
-        final = index_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        for path in [*tmp.rglob("*"), tmp]:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
         os.rename(tmp, final)
-        pointer = index_dir / f".CURRENT-{uuid.uuid4().hex[:8]}"
-        pointer.write_text(final.name + "\n", encoding="utf-8")
+        with open(pointer, "w", encoding="utf-8") as fh:
+            fh.write(final.name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(pointer, index_dir / "CURRENT")
     except BaseException:
+        signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        pointer.unlink(missing_ok=True)
         raise
-    _prune(index_dir, keep={final.name})
+    else:
+        fd = os.open(index_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _prune(index_dir, keep | {final.name})
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return load(index_dir)
 
 
 def _prune(index_dir: Path, keep: set[str]) -> None:
-    """Remove failed temporaries and all builds but the newest two (a reader may be on the older)."""
-    builds = sorted((p for p in index_dir.glob("build-*") if p.is_dir()),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in [b for b in builds if b.name not in keep][1:]:
-        shutil.rmtree(old, ignore_errors=True)
-    for tmp in index_dir.glob(".tmp-*"):
-        if time.time() - tmp.stat().st_mtime > 3600:
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Remove every build but `keep` and whatever interrupted or killed builds left behind.
+
+    `save` calls it holding `build_lock`, so no other build is writing here; `keep` is the new
+    build and the one it replaced, which a reader may still be loading.
+    """
+    for path in index_dir.iterdir():
+        if path.name in keep or not path.name.startswith(("build-", ".tmp-", ".CURRENT-")):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def current_build(index_dir: Path) -> Path:
