@@ -7,8 +7,6 @@ Embeddings are cached by text, so each configuration only embeds passages it has
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +17,7 @@ from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.index import BuildParams, assemble
-from myoqa.search import SearchParams, Searcher
+from myoqa.search import Searcher, SearchParams
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 SOURCES = load_sources(PROJECT_ROOT / "seeds")
@@ -46,8 +44,11 @@ class CachedEncoder:
 ENCODER = CachedEncoder()
 
 
-def measure(chunking: ChunkParams = ChunkParams(), analyzer: Analyzer = Analyzer(),
-            search: SearchParams = SearchParams(), mode: str = "hybrid") -> dict:
+DEFAULT_CHUNKING, DEFAULT_ANALYZER, DEFAULT_SEARCH = ChunkParams(), Analyzer(), SearchParams()
+
+
+def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
+            search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid") -> dict:
     """Summaries of one configuration on the bundled question set."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
     searcher = Searcher(index, lambda: ENCODER, search)

@@ -12,9 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from myoqa.config import PROJECT_ROOT, Settings  # noqa: E402
-from myoqa.engine import open_searcher  # noqa: E402
-from myoqa.search import Searcher  # noqa: E402
+from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.engine import open_searcher
+from myoqa.search import Searcher
 
 SEEDS = PROJECT_ROOT / "seeds"
 FLUTTER = "000_0ea712277db854cc.txt"
@@ -51,4 +51,5 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
     """Run `python -m myoqa` in a fresh process, as a user would."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+                          text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
+                          check=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import FLUTTER, PROSE, SEEDS
 from myoqa.chunking import ChunkParams, chunk, is_keyword_run
 from myoqa.corpus import load_sources
-from conftest import FLUTTER, PROSE, SEEDS
 
 PARAMS = ChunkParams()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from myoqa.config import Settings
 from conftest import FLUTTER, run_cli
+from myoqa.config import Settings
 
 
 def _env(settings: Settings, sources: Path | None = None) -> dict[str, str]:

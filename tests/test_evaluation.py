@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from myoqa import evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.search import Searcher
-from conftest import run_cli
 
 QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 FOLLOWUPS = PROJECT_ROOT / "eval" / "followups.jsonl"

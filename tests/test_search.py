@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import FLUTTER, PROSE
 from myoqa.analysis import Analyzer
 from myoqa.errors import UsageError
 from myoqa.search import Searcher
-from conftest import FLUTTER, PROSE
 
 # (question, source, a phrase the right passage contains)
 KNOWN = [

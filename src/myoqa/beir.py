@@ -7,8 +7,9 @@ document scores as its best passage.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,5 +100,4 @@ def write_trec(run: dict[str, dict[str, float]], path: Path, tag: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for qid, docs in run.items():
             ranked = sorted(docs.items(), key=lambda d: -d[1])
-            for rank, (doc, score) in enumerate(ranked, 1):
-                fh.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+            fh.writelines(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n" for rank, (doc, score) in enumerate(ranked, 1))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
+
+from myoqa.analysis import WORD_RE, Analyzer
 
 K1 = 1.5
 B = 0.75
@@ -32,18 +34,48 @@ class Postings:
     doc_len: np.ndarray
 
     @classmethod
-    def from_tokens(cls, corpus: list[list[str]]) -> "Postings":
-        """Invert tokenized documents (vectorised, so a million documents take seconds)."""
-        tokens = list(chain.from_iterable(corpus))
-        ids = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
-        flat = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-        doc_len = np.fromiter((len(doc) for doc in corpus), dtype=np.int64, count=len(corpus))
-        owner = np.repeat(np.arange(len(corpus), dtype=np.int64), doc_len)
-        keys, tf = np.unique(flat * max(len(corpus), 1) + owner, return_counts=True)
-        terms, docs = np.divmod(keys, max(len(corpus), 1))
-        counts = np.bincount(terms, minlength=len(ids))
+    def from_tokens(cls, corpus: list[list[str]]) -> Postings:
+        """Invert documents given as term lists (the form rank-bm25 takes)."""
+        ids: dict[str, int] = {}
+        flat = [ids.setdefault(t, len(ids)) for doc in corpus for t in doc]
+        return cls._invert(np.array(flat, dtype=np.int64),
+                           np.array([len(doc) for doc in corpus], dtype=np.int64), list(ids))
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], analyzer: Analyzer) -> Postings:
+        """Analyse and invert documents; each distinct word is analysed once, so a million
+        passages take seconds rather than minutes."""
+        word_ids: dict[str, int] = {}
+        term_ids: dict[str, int] = {}
+        flat: list[int] = []
+        counts: list[int] = []
+        for text in texts:
+            words = WORD_RE.findall(text)
+            found = list(map(word_ids.get, words))
+            if None in found:
+                for word in words:
+                    if word not in word_ids:
+                        term = analyzer.term(word)
+                        word_ids[word] = term_ids.setdefault(term, len(term_ids)) if term else -1
+                found = list(map(word_ids.__getitem__, words))
+            flat.extend(found)
+            counts.append(len(found))
+        ids = np.array(flat, dtype=np.int64)
+        owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        keep = ids >= 0
+        doc_len = np.bincount(owner[keep], minlength=len(counts))
+        return cls._invert(ids[keep], doc_len, list(term_ids))
+
+    @classmethod
+    def _invert(cls, flat: np.ndarray, doc_len: np.ndarray, vocab: list[str]) -> Postings:
+        """Postings from each token's term id, documents' tokens being consecutive in `flat`."""
+        n = max(len(doc_len), 1)
+        owner = np.repeat(np.arange(len(doc_len), dtype=np.int64), doc_len)
+        keys, tf = np.unique(flat * n + owner, return_counts=True)
+        terms, docs = np.divmod(keys, n)
+        counts = np.bincount(terms, minlength=len(vocab))
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(vocab=list(ids), indptr=indptr, docs=docs.astype(np.int32),
+        return cls(vocab=vocab, indptr=indptr, docs=docs.astype(np.int32),
                    tf=tf.astype(np.int32), doc_len=doc_len.astype(np.int32))
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -6,9 +6,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
-from myoqa.errors import ExitCode, MyoqaError, UsageError
+from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -72,9 +73,26 @@ def build_parser() -> Parser:
     ev.add_argument("--trec-out", metavar="FILE", help="with --beir: write a TREC run file")
     _place_options(ev)
 
+    bench = sub.add_parser("bench", help="measure speed (see README); writes eval/bench/")
+    bench.add_argument("--sizes", default="10000,100000,1000000", metavar="N,N,…",
+                       help="synthetic corpus sizes in passages ('' for none)")
+    bench.add_argument("--repeats", type=_positive_int, default=7, help="fresh-process repeats")
+    bench.add_argument("--out", metavar="DIR", help="results folder (default: eval/bench)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    _place_options(bench)
+
     chat = sub.add_parser("chat", help="open the terminal chat")
     _place_options(chat)
     return parser
+
+
+def _json(data: Any, indent: int | None = None) -> str:
+    """JSON text in which every character a terminal would act on is a \\u escape (still JSON).
+
+    json.dumps escapes only C0 controls; DEL, C1 controls and bidi overrides would pass raw.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -115,11 +133,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     searcher = open_searcher(_settings(args), progress=_progress_factory(not args.json))
     answer = searcher.search(question, args.mode, args.k)
     if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        print(_json(answer.to_json()))
         return ExitCode.OK
-    from myoqa.render import abstention_sentence, evidence, location, passage_text, safe
     from rich.console import Console
     from rich.text import Text
+
+    from myoqa.render import abstention_sentence, evidence, location, passage_text, safe
 
     console = Console(highlight=False, soft_wrap=False)
     for note in answer.notes:
@@ -128,7 +147,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         console.print(Text(abstention_sentence(answer), style="bold red"))
     for r in answer.results:
         head = Text(f"{r.rank}. ", style="bold")
-        head.append(location(r), style="cyan")
+        head.append(printable(location(r)), style="cyan")
         head.append(f"   score {r.score:.3f}", style="dim")
         console.print(head)
         console.print(passage_text(r))
@@ -152,9 +171,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         built = ready_index(settings, progress=progress)
     counts = built.manifest["counts"]
-    print(f"index {built.path} holds {counts['passages']} passages and {counts['spans']} spans "
-          f"from {counts['sources']} sources (built {built.manifest['built_at']} in "
-          f"{built.manifest['build_seconds']} s)")
+    print(printable(f"index {built.path} holds {counts['passages']} passages and "
+                    f"{counts['spans']} spans from {counts['sources']} sources (built "
+                    f"{built.manifest['built_at']} in {built.manifest['build_seconds']} s)"))
     return ExitCode.OK
 
 
@@ -165,18 +184,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     settings = _settings(args)
     manifest = store.read_manifest(settings.index_dir)
     if args.json:
-        print(json.dumps(manifest, indent=2, ensure_ascii=False))
+        print(_json(manifest, indent=2))
         return ExitCode.OK
-    print(f"index:     {store.current_build(settings.index_dir)}")
-    print(f"built:     {manifest['built_at']} in {manifest['build_seconds']} s")
-    print(f"model:     {manifest['model']['name']} (dimension {manifest['model']['dimension']}, "
-          f"queries via {manifest['model']['query_encoder']})")
-    print(f"passages:  {manifest['counts']['passages']}, spans: {manifest['counts']['spans']}")
-    print(f"chunking:  {json.dumps(manifest['chunking'])}")
-    print(f"analyzer:  {json.dumps(manifest['analyzer'])}")
-    for src in manifest["sources"]:
-        print(f"source:    {src['name']}  {src['chars']} chars, {src['passages']} passages, "
-              f"sha256 {src['sha256'][:16]}…")
+    model = manifest["model"]
+    lines = [f"index:     {store.current_build(settings.index_dir)}",
+             f"built:     {manifest['built_at']} in {manifest['build_seconds']} s",
+             (f"model:     {model['name']} (dimension {model['dimension']}, "
+              f"queries via {model['query_encoder']})"),
+             f"passages:  {manifest['counts']['passages']}, spans: {manifest['counts']['spans']}",
+             f"chunking:  {json.dumps(manifest['chunking'])}",
+             f"analyzer:  {json.dumps(manifest['analyzer'])}"]
+    lines += [f"source:    {src['name']}  {src['chars']} chars, {src['passages']} passages, "
+              f"sha256 {src['sha256'][:16]}…" for src in manifest["sources"]]
+    for line in lines:
+        print(printable(line))
     return ExitCode.OK
 
 
@@ -192,6 +213,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_question_eval(settings, args, modes, progress)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the speed benchmark and print its table."""
+    from pathlib import Path
+
+    from myoqa import bench
+    from myoqa.config import PROJECT_ROOT
+
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--sizes takes whole numbers separated by commas, not {args.sizes!r}")
+    out = Path(args.out) if args.out else PROJECT_ROOT / "eval" / "bench"
+    results = bench.run(_settings(args), out, sizes, args.repeats,
+                        lambda m: print(m, file=sys.stderr))
+    print(json.dumps(results, indent=1) if args.json else bench.table(results))
+    return ExitCode.OK
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     """Open the Textual chat."""
     from myoqa.tui.app import run_chat
@@ -200,16 +239,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "chat": cmd_chat,
+    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "bench": cmd_bench, "chat": cmd_chat,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a command, turning user errors into one line and an exit code."""
+    """Entry point: run a command, turning every failure into one line and an exit code.
+
+    User errors exit 1 (usage errors 2), Ctrl-C exits 130; anything unexpected is one line too,
+    with its traceback only when MYOQA_DEBUG is set.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets '?'
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
             if sys.stdin.isatty() and sys.stdout.isatty():
@@ -227,6 +273,18 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
+    except OSError as exc:
+        if os.environ.get("MYOQA_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(printable(f"myoqa: error: {exc.strerror or exc}{where}"), file=sys.stderr)
+        return ExitCode.FAILURE
+    except Exception as exc:  # the last guard against a traceback
+        if os.environ.get("MYOQA_DEBUG"):
+            raise
+        print(printable(f"myoqa: error: unexpected {type(exc).__name__}: {exc} (this is a bug; "
+                        "set MYOQA_DEBUG=1 to see where, and please report it)"), file=sys.stderr)
+        return ExitCode.FAILURE
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class Settings:
     def resolve(
         cls, sources: str | Path | None = None, index_dir: str | Path | None = None,
         model: str | None = None,
-    ) -> "Settings":
+    ) -> Settings:
         """Flags win over environment variables, which win over the defaults."""
         return cls(
             sources=Path(sources).expanduser() if sources else default_sources(),

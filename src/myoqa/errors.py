@@ -14,6 +14,15 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+def printable(text: str) -> str:
+    """`text` on one line with every control, format or separator character written as an escape.
+
+    File names and index contents go into messages; this keeps a newline, a terminal escape
+    sequence or a bidi override in them from reaching the terminal.
+    """
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class MyoqaError(Exception):
     """A problem the user can fix: shown as one line, never as a traceback."""
 
@@ -24,7 +33,7 @@ class MyoqaError(Exception):
         self.code = code
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return printable(f"{self.message} ({self.hint})" if self.hint else self.message)
 
 
 class UsageError(MyoqaError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from myoqa import beir, evaluation
 from myoqa.config import PROJECT_ROOT, Settings
@@ -41,8 +42,7 @@ def table(summaries: dict[str, dict[str, Any]], groups: list[str], metrics: list
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
     try:
         with open(path, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     except OSError as exc:
         raise MyoqaError(f"cannot write {path}: {exc.strerror or exc}") from None
 

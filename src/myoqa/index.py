@@ -18,10 +18,11 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class UnitTable:
         return (self[i] for i in range(len(self)))
 
     @classmethod
-    def from_units(cls, units: list[Unit], names: list[str]) -> "UnitTable":
+    def from_units(cls, units: list[Unit], names: list[str]) -> UnitTable:
         """Pack Units whose sources are among `names`."""
         ids = {n: i for i, n in enumerate(names)}
         return cls(names, np.array([ids[u.source] for u in units], dtype=np.int32),
@@ -87,7 +88,7 @@ class UnitTable:
         return np.stack([self.source.astype(np.int64), self.start, self.end], axis=1)
 
     @classmethod
-    def from_array(cls, rows: np.ndarray, names: list[str]) -> "UnitTable":
+    def from_array(cls, rows: np.ndarray, names: list[str]) -> UnitTable:
         """The inverse of `array`."""
         return cls(names, rows[:, 0].astype(np.int32), rows[:, 1], rows[:, 2])
 
@@ -152,6 +153,7 @@ def dense_index(vectors: np.ndarray) -> Any:
     lists = int(np.sqrt(n))
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
     ivf.cp.niter = 10
+    ivf.cp.spherical = True
     sample = vectors[np.random.default_rng(0).choice(n, min(n, 50 * lists), replace=False)]
     ivf.train(sample)
     ivf.add(vectors)
@@ -232,8 +234,8 @@ def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
     names = list(texts)
     table = UnitTable.from_units(passages, names)
     span_table = UnitTable.from_units(spans, names)
-    postings = Postings.from_tokens([params.analyzer.terms(texts[u.source][u.start:u.end])
-                                     for u in passages])
+    postings = Postings.from_texts((texts[u.source][u.start:u.end] for u in passages),
+                                   params.analyzer)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": {"name": params.model, "dimension": int(passage_vectors.shape[1]),
@@ -260,13 +262,29 @@ def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] |
 
     Call it holding `build_lock`. Readers see no change until CURRENT is replaced, and every file
     is synced first, so a crash leaves the old build or the new one, whole. A failure or an
-    interrupt removes the partial build; SIGINT and SIGTERM wait while CURRENT is switched and
-    leftovers are removed. The replaced build stays for readers still on it; older ones go.
+    interrupt removes the partial build; in the main thread, Ctrl-C waits while CURRENT is
+    switched and leftovers are removed. The replaced build stays for readers still on it; older
+    builds and what killed builds left behind are removed.
     """
     import signal
+    import threading
 
     import faiss
 
+    def sync(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    handler = signal.getsignal(signal.SIGINT)
+    guard = threading.current_thread() is threading.main_thread() and handler is not None
     names = list(index.texts)
     index_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -276,8 +294,6 @@ def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] |
     tmp = index_dir / f".tmp-{uuid.uuid4().hex[:12]}"
     final = index_dir / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     pointer = index_dir / f".CURRENT-{uuid.uuid4().hex[:8]}"
-    deferred = {signal.SIGINT, signal.SIGTERM}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     tmp.mkdir()
     try:
         _write_json(tmp / "sources.json", {"names": names, "texts": [index.texts[n]
@@ -296,12 +312,9 @@ def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] |
             manifest["model"] = {**manifest["model"], "query_encoder": "onnx"}
         _write_json(tmp / "manifest.json", manifest)
         for path in [*tmp.rglob("*"), tmp]:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+            sync(path)
+        if guard:  # Ctrl-C from here on waits until CURRENT is switched and leftovers are gone
+            signal.signal(signal.SIGINT, hold)
         os.rename(tmp, final)
         with open(pointer, "w", encoding="utf-8") as fh:
             fh.write(final.name + "\n")
@@ -309,20 +322,20 @@ def save(index: Index, index_dir: Path, export_encoder: Callable[[Path], None] |
             os.fsync(fh.fileno())
         os.replace(pointer, index_dir / "CURRENT")
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+        if guard:
+            signal.signal(signal.SIGINT, hold)
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
         pointer.unlink(missing_ok=True)
         raise
     else:
-        fd = os.open(index_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync(index_dir)
         _prune(index_dir, keep | {final.name})
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if guard:
+            signal.signal(signal.SIGINT, handler)
+    if held:
+        raise KeyboardInterrupt
     return load(index_dir)
 
 
@@ -369,6 +382,19 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
     if manifest["format_version"] < FORMAT_VERSION:
         raise IndexProblem(f"the index in {index_dir} has an old format "
                            f"{manifest['format_version']}", REBUILD_HINT)
+    shape: dict[str, Any] = {
+        "model": {"name": str, "dimension": int, "query_encoder": str},
+        "analyzer": {"stem": bool, "stopwords": bool}, "chunking": {},
+        "counts": {"sources": int, "passages": int, "spans": int},
+        "built_at": str, "build_seconds": (int, float), "sources": list}
+    source = {"name": str, "sha256": str, "chars": int, "passages": int}
+    if not all(isinstance(manifest.get(key), dict) and all(
+            isinstance(manifest[key].get(k), t) for k, t in fields.items())
+            if isinstance(fields, dict) else isinstance(manifest.get(key), fields)
+            for key, fields in shape.items()) or manifest["model"]["dimension"] < 1 or not all(
+            isinstance(s, dict) and all(isinstance(s.get(k), t) for k, t in source.items())
+            for s in manifest["sources"]):
+        raise IndexProblem(f"{path} is not a well-formed myoqa manifest", REBUILD_HINT)
     return manifest
 
 
@@ -378,7 +404,7 @@ def _read_json(path: Path) -> Any:
             return json.load(fh)
     except FileNotFoundError:
         raise IndexProblem(f"index file {path} is missing", REBUILD_HINT) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise IndexProblem(f"index file {path} is damaged ({exc.__class__.__name__})",
                            REBUILD_HINT) from None
 

@@ -5,15 +5,16 @@ This is the one search API; the CLI, the chat UI and the evaluation are views ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from myoqa.bm25 import SparseBM25
 from myoqa.chunking import Unit
 from myoqa.errors import UsageError
 from myoqa.highlight import Highlight, best_span, term_highlights
-from myoqa.bm25 import SparseBM25
 from myoqa.index import Index
 
 MODES = ("hybrid", "bm25", "dense")
