@@ -35,7 +35,7 @@ from myoqa.errors import MyoqaError
 
 FORMAT_VERSION = 2
 FLAT_MAX = 20_000
-IVF_NPROBE = 32
+IVF_PROBED_SHARE = 4
 REBUILD_HINT = "run `myoqa index --rebuild`"
 
 
@@ -157,7 +157,7 @@ def dense_index(vectors: np.ndarray) -> Any:
     sample = vectors[np.random.default_rng(0).choice(n, min(n, 50 * lists), replace=False)]
     ivf.train(sample)
     ivf.add(vectors)
-    ivf.nprobe = IVF_NPROBE
+    ivf.nprobe = max(32, lists // IVF_PROBED_SHARE)
     ivf.make_direct_map()
     return ivf
 
@@ -244,13 +244,15 @@ def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
         "analyzer": params.analyzer.params(),
         "sources": extra.get("sources", []),
         "counts": {"sources": len(texts), "passages": len(passages), "spans": len(spans)},
-        "dense_index": "flat" if len(passages) <= FLAT_MAX else f"ivf(nprobe={IVF_NPROBE})",
         "versions": _versions(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    vectors = dense_index(passage_vectors)
+    manifest["dense_index"] = (f"ivf(lists={vectors.nlist}, nprobe={vectors.nprobe})"
+                               if hasattr(vectors, "nprobe") else "flat")
     index = Index(path=Path(), manifest=manifest, texts=texts, passages=table, spans=span_table,
                   passage_spans=spans_inside(table, span_table), postings=postings,
-                  passage_vectors=dense_index(passage_vectors), span_vectors=span_vectors)
+                  passage_vectors=vectors, span_vectors=span_vectors)
     manifest["build_seconds"] = round(time.perf_counter() - extra.get("started",
                                                                       time.perf_counter()), 3)
     return index

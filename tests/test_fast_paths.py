@@ -1,0 +1,62 @@
+"""The fast query path gives the slow path's answers: ONNX vs sentence-transformers, and the
+benchmark's synthetic index searches like a real one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
+from myoqa.embedding import SentenceTransformerEncoder, load_model
+from myoqa.onnx_encoder import OnnxEncoder
+from myoqa.search import Searcher
+from conftest import run_cli
+
+QUESTIONS = [json.loads(line)["question"] for line in
+             (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def slow_encoder() -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(load_model(DEFAULT_MODEL))
+
+
+def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
+        searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
+    fast = OnnxEncoder(searcher.index.path / "encoder")
+    texts = QUESTIONS + [searcher.index.text(p) for p in searcher.index.passages]
+    a, b = fast.encode(texts), slow_encoder.encode(texts)
+    cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosines.min() >= 0.9999
+
+
+def test_ask_json_is_the_same_on_the_fast_and_slow_paths(
+        searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
+    slow = Searcher(searcher.index, lambda: slow_encoder)
+    for question in QUESTIONS:
+        for mode in ("hybrid", "dense"):
+            fast_json = searcher.search(question, mode, 5).to_json()
+            slow_json = slow.search(question, mode, 5).to_json()
+            for f, s in zip(fast_json["passages"], slow_json["passages"]):
+                assert f.pop("score") == pytest.approx(s.pop("score"), abs=1e-5)
+            assert fast_json.pop("best_similarity") == pytest.approx(
+                slow_json.pop("best_similarity"), abs=1e-5)
+            assert fast_json == slow_json, question
+
+
+def test_bench_runs_end_to_end_on_small_sizes(seed_settings, tmp_path) -> None:
+    out = tmp_path / "bench"
+    proc = run_cli("bench", "--sizes", "3000,25000", "--repeats", "1", "--out", str(out),
+                   env={"MYOQA_INDEX_DIR": str(seed_settings.index_dir)}, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "latest.json").read_text(encoding="utf-8"))
+    assert {"cold", "warm", "chat", "embedding", "scale"} <= set(results)
+    assert [p["passages"] for p in results["scale"]] == [3000, 25000]
+    assert results["scale"][0]["dense_index"] == "flat"
+    assert results["scale"][1]["dense_index"].startswith("ivf")
+    assert all(p["dense_recall_at_10"] >= 0.9 for p in results["scale"])
+    assert results["chat"]["interactive_s"] <= results["chat"]["first_answer_s"]
+    assert (out / "scale.png").stat().st_size > 1000
+    assert "| cold `myoqa ask`" in proc.stdout
