@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.onnx_encoder import OnnxEncoder
 from myoqa.search import Searcher
-from conftest import run_cli
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]

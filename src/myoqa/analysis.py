@@ -56,8 +56,16 @@ class Analyzer:
 
     def terms_with_offsets(self, text: str) -> list[tuple[str, int, int]]:
         """(term, start, end) for each kept word, so matches can be highlighted in place."""
-        return [(term, m.start(), m.end()) for m in WORD_RE.finditer(text)
-                if (term := self.term(m.group()))]
+        known = _CACHES.setdefault((self.stem, self.stopwords), {})
+        out = []
+        for m in WORD_RE.finditer(text):
+            word = m.group()
+            term = known.get(word)
+            if term is None:
+                term = known[word] = self.term(word)
+            if term:
+                out.append((term, m.start(), m.end()))
+        return out
 
 
 _CACHES: dict[tuple[bool, bool], dict[str, str]] = {}

@@ -23,23 +23,28 @@ class Highlight:
         return {"start": self.start, "end": self.end, "kind": self.kind}
 
 
-def term_highlights(text: str, analyzer: Analyzer, query_terms: set[str]) -> list[Highlight]:
-    """Every word of `text` whose index term is one of the question's terms."""
-    return [Highlight(s, e, "term") for term, s, e in analyzer.terms_with_offsets(text)
-            if term in query_terms]
+def highlights(text: str, candidates: list[tuple[int, int, float]], analyzer: Analyzer,
+               weights: dict[str, float], lexical_weight: float) -> list[Highlight]:
+    """The passage's marks, in order: each word whose term is one of the question's, and the
+    evidence span (see `best_span`)."""
+    matches = [(t, s, e) for t, s, e in analyzer.terms_with_offsets(text) if t in weights]
+    marks = [Highlight(s, e, "term") for _, s, e in matches]
+    evidence = best_span(matches, candidates, weights, lexical_weight)
+    return sorted(marks + ([evidence] if evidence else []), key=lambda h: h.start)
 
 
-def best_span(text: str, candidates: list[tuple[int, int, float]], analyzer: Analyzer,
+def best_span(matches: list[tuple[str, int, int]], candidates: list[tuple[int, int, float]],
               weights: dict[str, float], lexical_weight: float) -> Highlight | None:
     """The candidate (start, end, dense score) that best supports the question.
 
     A span's score is its dense similarity plus `lexical_weight` times the share of the question's
-    term weight (IDF) that it contains, so a span that names the asked-about things wins ties.
+    term weight (IDF) it contains, so among equally similar spans the one that names the
+    asked-about things wins. `matches` are the passage's words that are question terms.
     """
     total = sum(weights.values()) or 1.0
     best, best_score = None, float("-inf")
     for start, end, dense in candidates:
-        found = {t for t, _, _ in analyzer.terms_with_offsets(text[start:end]) if t in weights}
+        found = {t for t, s, e in matches if s >= start and e <= end}
         score = dense + lexical_weight * sum(weights[t] for t in found) / total
         if score > best_score + 1e-9:
             best, best_score = (start, end), score

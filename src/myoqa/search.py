@@ -14,7 +14,7 @@ import numpy as np
 from myoqa.bm25 import SparseBM25
 from myoqa.chunking import Unit
 from myoqa.errors import UsageError
-from myoqa.highlight import Highlight, best_span, term_highlights
+from myoqa.highlight import Highlight, highlights
 from myoqa.index import Index
 
 MODES = ("hybrid", "bm25", "dense")
@@ -221,19 +221,17 @@ class Searcher:
                 query: np.ndarray | None) -> Result:
         p = self.index.passages[i]
         text = self.index.text(p)
-        found = term_highlights(text, self.analyzer, set(weights))
         lo, hi = (int(x) for x in self.index.passage_spans[i])
         sims = (np.asarray(self.index.span_vectors[lo:hi]) @ query if query is not None
                 else np.zeros(hi - lo))
         candidates = [(int(self.index.spans.start[j]) - p.start,
                        int(self.index.spans.end[j]) - p.start, float(sims[j - lo]))
                       for j in range(lo, hi)]
-        evidence = best_span(text, candidates, self.analyzer, weights,
-                             self.params.evidence_lexical_weight)
-        marks = ([evidence] if evidence else []) + found
+        marks = highlights(text, candidates, self.analyzer, weights,
+                           self.params.evidence_lexical_weight)
         line = self.index.texts[p.source].count("\n", 0, p.start) + 1
         return Result(rank=rank, source=p.source, start=p.start, end=p.end, line=line,
-                      score=score, text=text, highlights=sorted(marks, key=lambda h: h.start))
+                      score=score, text=text, highlights=marks)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
