@@ -57,6 +57,5 @@ def test_bench_runs_end_to_end_on_small_sizes(seed_settings, tmp_path) -> None:
     assert results["scale"][0]["dense_index"] == "flat"
     assert results["scale"][1]["dense_index"].startswith("ivf")
     assert all(p["dense_recall_at_10"] >= 0.9 for p in results["scale"])
-    assert results["chat"]["interactive_s"] <= results["chat"]["first_answer_s"]
     assert (out / "scale.png").stat().st_size > 1000
     assert "| cold `myoqa ask`" in proc.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -38,12 +39,16 @@ def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
 
 
 def _with_text(sources: list[Source], notify: Notify) -> None:
-    """Note each source without words (it adds nothing), and refuse when none has any."""
+    """Note the sources without words (they add nothing), and refuse when none has any."""
     empty = [s.name for s in sources if not s.has_words]
     if len(empty) == len(sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
-    for name in empty:
-        notify(f"note: source {name} holds no text; nothing from it is indexed")
+    if len(empty) > 3:
+        notify(f"note: {len(empty)} sources hold no text ({', '.join(empty[:3])}, …); "
+               "nothing from them is indexed")
+    else:
+        for name in empty:
+            notify(f"note: source {name} holds no text; nothing from it is indexed")
 
 
 def _load_current(index_dir: Path, params: store.BuildParams, hashes: dict[str, str]
@@ -90,11 +95,8 @@ def build_index(settings: Settings, params: store.BuildParams,
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(index_dir))
         with store.build_lock(index_dir):
             if not force:
-                try:
-                    return _load_current(index_dir, params,
-                                         {s.name: s.sha256 for s in sources})
-                except store.IndexProblem:
-                    pass
+                with contextlib.suppress(store.IndexProblem):
+                    return _load_current(index_dir, params, {s.name: s.sha256 for s in sources})
             from myoqa.embedding import SentenceTransformerEncoder, load_model, model_path
             from myoqa.onnx_encoder import export_onnx
 

@@ -372,7 +372,8 @@ def current_build(index_dir: Path) -> Path:
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
-    """The current build's manifest, checked for a format this version can read."""
+    """The current build's manifest, checked for a format this version reads and well-formed
+    fields, so nothing that reads it later (staleness, info, the analyzer) meets a surprise."""
     path = current_build(index_dir) / "manifest.json"
     manifest = _read_json(path)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("format_version"), int):
@@ -384,18 +385,19 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
     if manifest["format_version"] < FORMAT_VERSION:
         raise IndexProblem(f"the index in {index_dir} has an old format "
                            f"{manifest['format_version']}", REBUILD_HINT)
-    shape: dict[str, Any] = {
-        "model": {"name": str, "dimension": int, "query_encoder": str},
-        "analyzer": {"stem": bool, "stopwords": bool}, "chunking": {},
-        "counts": {"sources": int, "passages": int, "spans": int},
-        "built_at": str, "build_seconds": (int, float), "sources": list}
+
+    def fits(value: Any, shape: Any) -> bool:
+        if isinstance(shape, dict):
+            return isinstance(value, dict) and all(fits(value.get(k), t) for k, t in shape.items())
+        return isinstance(value, shape)
+
+    shape = {"model": {"name": str, "dimension": int, "query_encoder": str},
+             "analyzer": {"stem": bool, "stopwords": bool}, "chunking": {},
+             "counts": {"sources": int, "passages": int, "spans": int},
+             "built_at": str, "build_seconds": (int, float), "sources": list}
     source = {"name": str, "sha256": str, "chars": int, "passages": int}
-    if not all(isinstance(manifest.get(key), dict) and all(
-            isinstance(manifest[key].get(k), t) for k, t in fields.items())
-            if isinstance(fields, dict) else isinstance(manifest.get(key), fields)
-            for key, fields in shape.items()) or manifest["model"]["dimension"] < 1 or not all(
-            isinstance(s, dict) and all(isinstance(s.get(k), t) for k, t in source.items())
-            for s in manifest["sources"]):
+    if not (fits(manifest, shape) and manifest["model"]["dimension"] >= 1
+            and all(fits(s, source) for s in manifest["sources"])):
         raise IndexProblem(f"{path} is not a well-formed myoqa manifest", REBUILD_HINT)
     return manifest
 
