@@ -43,6 +43,8 @@ def source_copy(tmp_path: Path) -> Path:
     """A private copy of the seeds that a test may change."""
     target = tmp_path / "sources"
     shutil.copytree(SEEDS, target)
+    for path in [target, *target.iterdir()]:
+        path.chmod(path.stat().st_mode | 0o200)
     return target
 
 

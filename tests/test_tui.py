@@ -291,7 +291,7 @@ async def test_bm25_stand_in_until_the_model_is_ready(searcher: Searcher) -> Non
             await until(pilot, lambda: bool(app.cards and app.cards[-1].turn.answer))
             card = app.cards[-1]
             assert card.turn.answer.mode == "bm25" and card.turn.fallback == LOADING
-            assert LOADING in screen_text(app)
+            await until(pilot, lambda: LOADING in screen_text(app))
             ready.set()
             await settle(pilot)
             assert card.turn.answer.mode == "hybrid" and card.turn.fallback == ""

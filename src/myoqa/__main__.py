@@ -2,6 +2,9 @@
 
 import sys
 
-from myoqa.cli import main
+try:
+    from myoqa.cli import main
+except KeyboardInterrupt:
+    sys.exit(130)
 
 sys.exit(main())

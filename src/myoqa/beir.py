@@ -95,9 +95,11 @@ def evaluate(searcher: Searcher, directory: Path, mode: str,
     return {str(m): float(v) for m, v in result.items()}, run
 
 
-def write_trec(run: dict[str, dict[str, float]], path: Path, tag: str) -> None:
-    """A TREC run file: `query_id Q0 doc_id rank score tag`."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda d: -d[1])
-            fh.writelines(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n" for rank, (doc, score) in enumerate(ranked, 1))
+def trec_lines(run: dict[str, dict[str, float]], tag: str) -> str:
+    """A TREC run file's text: `query_id Q0 doc_id rank score tag` lines."""
+    lines = []
+    for qid, docs in run.items():
+        ranked = sorted(docs.items(), key=lambda d: -d[1])
+        lines += [f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n"
+                  for rank, (doc, score) in enumerate(ranked, 1)]
+    return "".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -40,11 +41,20 @@ def table(summaries: dict[str, dict[str, Any]], groups: list[str], metrics: list
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place, so an
+    interrupted or failed write never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
     except OSError as exc:
         raise MyoqaError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[str],
@@ -101,7 +111,7 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
         tick = progress(f"beir {mode}", len(beir.load_queries(directory))) if progress else None
         results[mode], run = beir.evaluate(searcher, directory, mode, tick)
         if args.trec_out and mode == ("hybrid" if "hybrid" in modes else modes[0]):
-            beir.write_trec(run, Path(args.trec_out), f"myoqa-{mode}")
+            write_atomically(Path(args.trec_out), beir.trec_lines(run, f"myoqa-{mode}"))
     if args.json:
         print(json.dumps({"collection": str(directory), "measures": results}, indent=1))
         return ExitCode.OK

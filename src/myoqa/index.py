@@ -371,10 +371,10 @@ def current_build(index_dir: Path) -> Path:
     return build_dir
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any]:
-    """The current build's manifest, checked for a format this version reads and well-formed
-    fields, so nothing that reads it later (staleness, info, the analyzer) meets a surprise."""
-    path = current_build(index_dir) / "manifest.json"
+def read_manifest(index_dir: Path, build_dir: Path | None = None) -> dict[str, Any]:
+    """The manifest of `build_dir` (default: the current build), checked for a format this
+    version reads and well-formed fields, so nothing that reads it later meets a surprise."""
+    path = (build_dir or current_build(index_dir)) / "manifest.json"
     manifest = _read_json(path)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("format_version"), int):
         raise IndexProblem(f"{path} is not a myoqa manifest", REBUILD_HINT)
@@ -430,12 +430,30 @@ def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
                            REBUILD_HINT) from None
 
 
+def _consistent(postings: Postings, ranges: np.ndarray, passages: int, spans: int) -> bool:
+    """Whether postings and span ranges are well-formed for this many passages and spans, so a
+    damaged file is caught here rather than as a wrong score or a crash at query time."""
+    arrays = [postings.indptr, postings.docs, postings.tf, postings.doc_len, ranges]
+    if any(a.dtype.kind not in "iu" for a in arrays) or ranges.shape != (passages, 2):
+        return False
+    indptr = postings.indptr
+    return bool(
+        len(postings.doc_len) == passages and len(indptr) == len(postings.vocab) + 1
+        and all(isinstance(t, str) for t in postings.vocab)
+        and len(set(postings.vocab)) == len(postings.vocab)
+        and indptr[0] == 0 and np.all(np.diff(indptr) >= 0)
+        and indptr[-1] == len(postings.docs) == len(postings.tf)
+        and np.all((postings.docs >= 0) & (postings.docs < passages))
+        and np.all(postings.tf >= 1) and np.all(postings.doc_len >= 0)
+        and np.all((ranges[:, 0] >= 0) & (ranges[:, 0] <= ranges[:, 1]) & (ranges[:, 1] <= spans)))
+
+
 def load(index_dir: Path) -> Index:
     """Load the current build, checking that its parts agree with each other."""
     import faiss
 
-    manifest = read_manifest(index_dir)
     build_dir = current_build(index_dir)
+    manifest = read_manifest(index_dir, build_dir)
     stored = _read_json(build_dir / "sources.json")
     vocab = _read_json(build_dir / "bm25_vocab.json")
     arrays = {name: _load_array(build_dir / f"{name}.npy", mmap=name == "span_vectors")
@@ -443,6 +461,9 @@ def load(index_dir: Path) -> Index:
                            "bm25_docs", "bm25_tf", "bm25_doc_len")}
     try:
         names, texts = stored["names"], stored["texts"]
+        if (len(names) != len(texts) or len(set(names)) != len(names)
+                or not all(isinstance(x, str) for x in [*names, *texts])):
+            raise ValueError("sources.json is malformed")
         passages = UnitTable.from_array(arrays["passages"], names)
         spans = UnitTable.from_array(arrays["spans"], names)
         lengths = np.array([len(t) for t in texts], dtype=np.int64)
@@ -455,8 +476,7 @@ def load(index_dir: Path) -> Index:
                            REBUILD_HINT) from None
     postings = Postings(vocab, arrays["bm25_indptr"], arrays["bm25_docs"], arrays["bm25_tf"],
                         arrays["bm25_doc_len"])
-    if (len(postings.doc_len) != len(passages) or len(postings.indptr) != len(vocab) + 1
-            or arrays["passage_spans"].shape != (len(passages), 2)):
+    if not _consistent(postings, arrays["passage_spans"], len(passages), len(spans)):
         raise IndexProblem(f"BM25 postings in {build_dir} do not match the passages",
                            REBUILD_HINT)
     try:

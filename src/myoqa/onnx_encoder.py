@@ -123,7 +123,7 @@ def export_onnx(model_path: str, out_dir: Path) -> None:
         all_tensors_to_one_file=True,
         location=WEIGHTS_FILE,
     )
-    tokenizer.save(str(out_dir / TOKENIZER_FILE), pretty=False)
+    (out_dir / TOKENIZER_FILE).write_text(tokenizer.to_str(pretty=False), encoding="utf-8")
     config = {
         "max_seq_length": max_seq_length,
         "pooling": "mean",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from myoqa.errors import printable
 from myoqa.search import Answer, Result
 
-_BIDI = {cp: "\ufffd" for cp in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+_BIDI = {cp: "\ufffd" for cp in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
+                                  0x2028, 0x2029]}
 _CONTROL = {cp: chr(0x2400 + cp) for cp in range(0x20) if chr(cp) not in "\n\t"}
 _CONTROL.update({0x7F: "\u2421", **{cp: "\ufffd" for cp in range(0x80, 0xA0)}, **_BIDI})
 
@@ -35,7 +37,7 @@ def passage_text(result: Result, term_style: str = TERM_STYLE,
 
 def location(result: Result) -> str:
     """Where a passage is: source, character range and line."""
-    return f"{result.source} · chars {result.start}–{result.end} · line {result.line}"
+    return f"{printable(result.source)} · chars {result.start}–{result.end} · line {result.line}"
 
 
 def evidence(result: Result) -> str:

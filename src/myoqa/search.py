@@ -20,6 +20,7 @@ from myoqa.index import Index
 MODES = ("hybrid", "bm25", "dense")
 MAX_K = 100
 MAX_QUESTION_CHARS = 2000
+MODEL_WORDS = 150
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class Searcher:
         if len(cleaned) > MAX_QUESTION_CHARS:
             cleaned = cleaned[:MAX_QUESTION_CHARS]
             notes.append(f"question truncated to its first {MAX_QUESTION_CHARS} characters")
+        if mode != "bm25" and len(cleaned.split()) > MODEL_WORDS:
+            notes.append(f"the embedding model reads only about the first {MODEL_WORDS} words; "
+                         "BM25 uses all of them")
         terms = self.analyzer.terms(cleaned)
         scored = self.score(cleaned, mode, terms)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None

@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from myoqa.config import Settings
-from myoqa.errors import ExitCode, MyoqaError
+from myoqa.errors import ExitCode, MyoqaError, printable
 from myoqa.followup import contextualize
 from myoqa.render import safe
 from myoqa.search import MODES
@@ -71,7 +71,9 @@ def searcher_factory(settings: Settings) -> SearcherFactory:
 
 def describe(exc: BaseException) -> str:
     """A one-line message for a failure in a worker."""
-    return str(exc) if isinstance(exc, MyoqaError) else f"unexpected {type(exc).__name__}: {exc}"
+    if isinstance(exc, MyoqaError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {printable(str(exc))}"
 
 
 class ChatApp(App[None]):
