@@ -97,13 +97,12 @@ def build_index(settings: Settings, params: store.BuildParams,
             if not force:
                 with contextlib.suppress(store.IndexProblem):
                     return _load_current(index_dir, params, {s.name: s.sha256 for s in sources})
-            from myoqa.embedding import SentenceTransformerEncoder, load_model, model_path
+            from myoqa.embedding import SentenceTransformerEncoder, load_model
             from myoqa.onnx_encoder import export_onnx
 
             encoder = SentenceTransformerEncoder(load_model(params.model))
-            path = model_path(params.model)
             built = store.assemble(sources, params, encoder, progress or store._no_progress)
-            return store.save(built, index_dir, lambda out: export_onnx(path, out))
+            return store.save(built, index_dir, lambda out: export_onnx(encoder.model, out))
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
 

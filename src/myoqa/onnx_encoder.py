@@ -13,6 +13,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -28,8 +29,11 @@ _MEAN_EPS = 1e-9
 _NORM_EPS = 1e-12
 
 
-def export_onnx(model_path: str, out_dir: Path) -> None:
+def export_onnx(model_path: str | Any, out_dir: Path) -> None:
     """Write model.onnx, tokenizer.json and onnx_encoder.json for `OnnxEncoder` into out_dir.
+
+    `model_path` is a model folder, or a SentenceTransformer already loaded (the index build
+    passes the one it embedded with, saving a second load).
 
     Runs at index-build time, where torch is acceptable. Uses torch's TorchScript exporter
     (`dynamo=False`): it needs only the `onnx` package beyond torch, works offline and takes
@@ -44,7 +48,8 @@ def export_onnx(model_path: str, out_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    model = SentenceTransformer(model_path, device="cpu")
+    model = (SentenceTransformer(model_path, device="cpu") if isinstance(model_path, str)
+             else model_path)
     modules = list(model)
     if not (
         len(modules) in (2, 3)
