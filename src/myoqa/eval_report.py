@@ -103,7 +103,7 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
         raise MyoqaError(f"BEIR folder {directory} does not exist")
     sources = beir.load_corpus(directory)
     index_dir = (Path(args.index_dir) if args.index_dir
-                 else settings.index_dir.parent / "index-beir" / directory.resolve().name)
+                 else settings.index_dir / "beir" / directory.resolve().name)
     searcher = open_searcher(replace(settings, index_dir=index_dir), progress=progress,
                              sources=sources, params=SearchParams(candidates=beir.CANDIDATES))
     results = {}
