@@ -49,8 +49,10 @@ def load_questions(path: Path) -> list[Question]:
     """Read and validate an evaluation file in the documented JSONL format."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MyoqaError(f"cannot read evaluation file {path}: {exc}") from None
+    except OSError as exc:
+        raise MyoqaError(f"cannot read evaluation file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise MyoqaError(f"evaluation file {path} is not UTF-8") from None
     out = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
