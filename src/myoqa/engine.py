@@ -100,9 +100,10 @@ def build_index(settings: Settings, params: store.BuildParams,
             from myoqa.embedding import SentenceTransformerEncoder, load_model
             from myoqa.onnx_encoder import export_onnx
 
-            encoder = SentenceTransformerEncoder(load_model(params.model))
+            model = load_model(params.model)
+            encoder = SentenceTransformerEncoder(model)
             built = store.assemble(sources, params, encoder, progress or store._no_progress)
-            return store.save(built, index_dir, lambda out: export_onnx(encoder.model, out))
+            return store.save(built, index_dir, lambda out: export_onnx(model, out))
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
 
