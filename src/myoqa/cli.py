@@ -138,13 +138,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from myoqa.render import abstention_sentence, evidence, location, passage_text, safe
+    from myoqa.render import ABSTENTION, evidence, location, passage_text, safe
 
     console = Console(highlight=False, soft_wrap=False)
     for note in answer.notes:
         print(f"myoqa: note: {note}", file=sys.stderr)
     if answer.abstained:
-        console.print(Text(abstention_sentence(answer), style="bold red"))
+        console.print(Text(ABSTENTION, style="bold red"))
     for r in answer.results:
         head = Text(f"{r.rank}. ", style="bold")
         head.append(printable(location(r)), style="cyan")

@@ -102,7 +102,7 @@ def build_index(settings: Settings, params: store.BuildParams,
 
             model = load_model(params.model)
             encoder = SentenceTransformerEncoder(model)
-            built = store.assemble(sources, params, encoder, progress or store._no_progress)
+            built = store.assemble(sources, params, encoder, progress)
             return store.save(built, index_dir, lambda out: export_onnx(model, out))
     except OSError as exc:
         raise _write_error(index_dir, exc) from None

@@ -205,7 +205,7 @@ def build_lock(index_dir: Path) -> Iterator[None]:
 
 
 def assemble(sources: list[Source], params: BuildParams, encoder: Any,
-             progress: ProgressFactory = _no_progress) -> Index:
+             progress: ProgressFactory | None = None) -> Index:
     """Chunk, tokenize and embed `sources` into an in-memory index (not yet on disk)."""
     started = time.perf_counter()
     passages: list[Unit] = []
@@ -220,7 +220,7 @@ def assemble(sources: list[Source], params: BuildParams, encoder: Any,
     if not passages:
         raise MyoqaError("the sources hold no words to index", "add text to the source files")
     texts = {s.name: s.text for s in sources}
-    tick = progress("embedding", len(passages) + len(spans))
+    tick = (progress or _no_progress)("embedding", len(passages) + len(spans))
     vectors = encoder.encode([texts[u.source][u.start:u.end] for u in passages + spans], tick)
     return from_parts(texts, passages, spans, vectors[:len(passages)],
                       np.ascontiguousarray(vectors[len(passages):]), params,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from myoqa.errors import printable
-from myoqa.search import Answer, Result
+from myoqa.search import Result
 
 _BIDI = {cp: "\ufffd" for cp in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
                                   0x2028, 0x2029]}
@@ -46,7 +46,5 @@ def evidence(result: Result) -> str:
     return safe(result.text[marks[0].start:marks[0].end]) if marks else ""
 
 
-def abstention_sentence(answer: Answer) -> str:
-    """What to say when the sources do not answer the question."""
-    return ("The sources do not seem to answer this question; the nearest passages below are weak "
-            "matches.")
+ABSTENTION = ("The sources do not seem to answer this question; the nearest passages below are "
+              "weak matches.")

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from myoqa.render import abstention_sentence, safe
+from myoqa.render import ABSTENTION, safe
 
 if TYPE_CHECKING:
     from myoqa.search import Answer, Result
@@ -45,7 +45,7 @@ def weak_answer(answer: Answer) -> str:
     """Why an answer's passages are only weak matches ('' when they are not): the sources do
     not answer the question, or (BM25) none of its words occur in them."""
     if answer.abstained:
-        return abstention_sentence(answer)
+        return ABSTENTION
     if answer.mode == "bm25" and answer.results and max(r.score for r in answer.results) <= 0:
         return NO_WORDS
     return ""
