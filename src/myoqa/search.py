@@ -21,6 +21,7 @@ MODES = ("hybrid", "bm25", "dense")
 MAX_K = 100
 MAX_QUESTION_CHARS = 2000
 MODEL_WORDS = 150
+MAX_WORDS = 120
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Searcher:
         return np.asarray(self._encoder.encode([text]), dtype=np.float32)[0]
 
     def search(self, question: str, mode: str = "hybrid", k: int = 5) -> Answer:
-        """Top-k passages for `question`; of overlapping passages only the best is kept."""
+        """Top-k passages for `question`, each widened by the neighbours it overlaps."""
         cleaned = check_request(question, mode, k)
         notes = []
         if len(cleaned) > MAX_QUESTION_CHARS:
@@ -149,16 +150,9 @@ class Searcher:
         abstained = (best_sim is not None and best_sim < self.params.abstain_below
                      and float(scored.lexical.max(initial=0.0)) < self.params.abstain_lexical_below)
         weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in set(terms)}
-        picked: list[tuple[int, Unit, float]] = []
-        for j in np.argsort(-scored.fused, kind="stable"):
-            i = int(scored.ids[j])
-            unit = self.index.passages[i]
-            if not any(_overlaps(unit, other) for _, other, _ in picked):
-                picked.append((i, unit, float(scored.fused[j])))
-                if len(picked) == k:
-                    break
-        results = [self._result(rank, i, score, weights, scored.query)
-                   for rank, (i, _, score) in enumerate(picked, 1)]
+        picked = self._pick(scored, k)
+        results = [self._result(rank, hit, weights, scored.query)
+                   for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
                       searched=cleaned, best_similarity=best_sim, notes=notes)
 
@@ -221,21 +215,62 @@ class Searcher:
         w = self.params.dense_weight
         return w * dense + (1 - w) * lexical
 
-    def _result(self, rank: int, i: int, score: float, weights: dict[str, float],
+    def _pick(self, scored: Scores, k: int) -> list[_Hit]:
+        """The k best passages that do not overlap, each absorbing the candidates that overlap
+        it alone, best first, while the union stays within MAX_WORDS.
+
+        Small units rank well on one point; the neighbour that scores next-best carries the
+        words around that point (a keyword window ending on "merrf" gains the window that
+        defines it), so a result reads as one stretch of text instead of duplicates.
+        """
+        picked: list[_Hit] = []
+        for j in np.argsort(-scored.fused, kind="stable"):
+            i = int(scored.ids[j])
+            unit = self.index.passages[i]
+            hits = [h for h in picked if h.overlaps(unit)]
+            if len(hits) == 1:
+                hits[0].absorb(i, unit, self.index.texts[unit.source])
+            elif not hits and len(picked) < k:
+                picked.append(_Hit(unit.source, unit.start, unit.end, float(scored.fused[j]), [i]))
+        return picked
+
+    def _result(self, rank: int, hit: _Hit, weights: dict[str, float],
                 query: np.ndarray | None) -> Result:
-        p = self.index.passages[i]
-        text = self.index.text(p)
-        lo, hi = (int(x) for x in self.index.passage_spans[i])
-        sims = (np.asarray(self.index.span_vectors[lo:hi]) @ query if query is not None
-                else np.zeros(hi - lo))
-        candidates = [(int(self.index.spans.start[j]) - p.start,
-                       int(self.index.spans.end[j]) - p.start, float(sims[j - lo]))
-                      for j in range(lo, hi)]
+        source_text = self.index.texts[hit.source]
+        text = source_text[hit.start:hit.end]
+        ranges = self.index.passage_spans[hit.units]
+        rows = [j for j in range(int(ranges[:, 0].min()), int(ranges[:, 1].max()))
+                if hit.start <= self.index.spans.start[j] and self.index.spans.end[j] <= hit.end]
+        sims = (np.asarray(self.index.span_vectors[rows]) @ query if query is not None and rows
+                else np.zeros(len(rows)))
+        candidates = [(int(self.index.spans.start[j]) - hit.start,
+                       int(self.index.spans.end[j]) - hit.start, float(sim))
+                      for j, sim in zip(rows, sims)]
         marks = highlights(text, candidates, self.analyzer, weights,
                            self.params.evidence_lexical_weight)
-        line = self.index.texts[p.source].count("\n", 0, p.start) + 1
-        return Result(rank=rank, source=p.source, start=p.start, end=p.end, line=line,
-                      score=score, text=text, highlights=marks)
+        line = source_text.count("\n", 0, hit.start) + 1
+        return Result(rank=rank, source=hit.source, start=hit.start, end=hit.end, line=line,
+                      score=hit.score, text=text, highlights=marks)
+
+
+@dataclass
+class _Hit:
+    """A result being assembled: the best passage's score, widened by absorbed neighbours."""
+
+    source: str
+    start: int
+    end: int
+    score: float
+    units: list[int]
+
+    def overlaps(self, unit: Unit) -> bool:
+        return unit.source == self.source and unit.start < self.end and self.start < unit.end
+
+    def absorb(self, i: int, unit: Unit, source_text: str) -> None:
+        start, end = min(self.start, unit.start), max(self.end, unit.end)
+        if len(source_text[start:end].split()) <= MAX_WORDS:
+            self.start, self.end = start, end
+            self.units.append(i)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
@@ -248,7 +283,3 @@ def _rrf(scores: np.ndarray, k: int) -> np.ndarray:
     ranks = np.empty(len(scores))
     ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
     return 1.0 / (k + ranks)
-
-
-def _overlaps(a: Unit, b: Unit) -> bool:
-    return a.source == b.source and a.start < b.end and b.start < a.end
