@@ -7,7 +7,7 @@ import pytest
 from conftest import FLUTTER, PROSE
 from myoqa.analysis import Analyzer
 from myoqa.errors import UsageError
-from myoqa.search import Searcher
+from myoqa.search import MAX_WORDS, Searcher
 
 # (question, source, a phrase the right passage contains)
 KNOWN = [
@@ -47,6 +47,23 @@ def test_no_two_results_overlap(searcher: Searcher) -> None:
         for i, a in enumerate(results):
             for b in results[i + 1:]:
                 assert a.source != b.source or a.end <= b.start or b.end <= a.start
+
+
+def test_a_result_takes_in_the_neighbour_that_completes_it(searcher: Searcher) -> None:
+    """The best window ends on "merrf"; the overlapping one that defines it joins the result."""
+    top = searcher.search("what is MERRF", "hybrid", 5).results[0]
+    assert "merrf myoclonic epilepsy ragged red fibers" in top.text
+    source = searcher.index.texts[top.source]
+    assert top.text == source[top.start:top.end]
+    windows = [p for p in searcher.index.passages
+               if p.source == top.source and top.start <= p.start and p.end <= top.end]
+    assert len(windows) >= 2
+
+
+def test_results_stay_within_the_word_cap(searcher: Searcher) -> None:
+    for question in ("myoclonus", "what is diaphragmatic flutter?", "treatment of myoclonus"):
+        for r in searcher.search(question, "hybrid", 10).results:
+            assert len(r.text.split()) <= MAX_WORDS
 
 
 def test_highlights_lie_inside_passages_and_mark_real_matches(searcher: Searcher) -> None:
