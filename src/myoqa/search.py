@@ -5,6 +5,7 @@ This is the one search API; the CLI, the chat UI and the evaluation are views ov
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ class SearchParams:
     rrf_k: int = 60
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
+    source_penalty: float = 0.03
     abstain_below: float = 0.12
     abstain_lexical_below: float = 0.3
     candidates: int = 200
@@ -221,17 +223,29 @@ class Searcher:
 
         Small units rank well on one point; the neighbour that scores next-best carries the
         words around that point (a keyword window ending on "merrf" gains the window that
-        defines it), so a result reads as one stretch of text instead of duplicates.
+        defines it), so a result reads as one stretch of text instead of duplicates. Each
+        result already taken from a source lowers that source's next ones by `source_penalty`,
+        so a close answer from another source is not buried under one source's near-repeats.
         """
         picked: list[_Hit] = []
-        for j in np.argsort(-scored.fused, kind="stable"):
+        taken: dict[str, int] = {}
+        penalty = self.params.source_penalty
+        heap = [(-float(scored.fused[j]), order, int(j), 0)
+                for order, j in enumerate(np.argsort(-scored.fused, kind="stable"))]
+        while heap:
+            key, order, j, seen = heapq.heappop(heap)
             i = int(scored.ids[j])
             unit = self.index.passages[i]
+            if taken.get(unit.source, 0) != seen:
+                seen = taken[unit.source]
+                heapq.heappush(heap, (penalty * seen - float(scored.fused[j]), order, j, seen))
+                continue
             hits = [h for h in picked if h.overlaps(unit)]
             if len(hits) == 1:
                 hits[0].absorb(i, unit, self.index.texts[unit.source])
             elif not hits and len(picked) < k:
-                picked.append(_Hit(unit.source, unit.start, unit.end, float(scored.fused[j]), [i]))
+                picked.append(_Hit(unit.source, unit.start, unit.end, -key, [i]))
+                taken[unit.source] = seen + 1
         return picked
 
     def _result(self, rank: int, hit: _Hit, weights: dict[str, float],
