@@ -20,6 +20,7 @@ from myoqa.index import BuildParams, assemble
 from myoqa.search import Searcher, SearchParams
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
+HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
 SOURCES = load_sources(PROJECT_ROOT / "seeds")
 COLUMNS = [("tune", "Hit@1"), ("tune", "Hit@5"), ("tune", "MRR@10"),
            ("tune kind=paraphrase", "Hit@5"), ("tune kind=multi", "Full@5 (multi)"),
@@ -48,12 +49,12 @@ DEFAULT_CHUNKING, DEFAULT_ANALYZER, DEFAULT_SEARCH = ChunkParams(), Analyzer(), 
 
 
 def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
-            search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid") -> dict:
-    """Summaries of one configuration on the bundled question set."""
+            search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
+            questions: list[evaluation.Question] = QUESTIONS) -> dict:
+    """Summaries of one configuration on a question set (the bundled one by default)."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
     searcher = Searcher(index, lambda: ENCODER, search)
-
-    return evaluation.summarize(evaluation.run(searcher, QUESTIONS, mode))
+    return evaluation.summarize(evaluation.run(searcher, questions, mode))
 
 
 def row(label: str, summary: dict) -> str:
@@ -93,6 +94,36 @@ def exp_span_weight() -> None:
     header("Span-level dense evidence mixed into passage score (hybrid)")
     for w in (0.0, 0.3, 0.5, 0.7, 1.0):
         print(row(f"span_weight={w}", measure(search=SearchParams(span_weight=w))))
+
+
+def exp_widen() -> None:
+    header("Results widened by the candidates that overlap them alone, up to N words")
+    for words in (0, 90, 120):
+        print(row(f"max_words={words}" + (" (single passages)" if not words else ""),
+                  measure(search=SearchParams(max_words=words))))
+
+
+def exp_source_penalty() -> None:
+    header("Score lowered per result already taken from the same source")
+    for penalty in (0.0, 0.03, 0.05, 0.08, 0.12):
+        print(row(f"source_penalty={penalty}", measure(search=SearchParams(source_penalty=penalty))))
+
+
+def exp_holdout() -> None:
+    print("\n### Held-out set (eval/holdout.jsonl, all 64 questions; never used to choose)\n")
+    print("| setting | Hit@1 | Hit@5 | MRR@10 | Hit@5 para | Full@5 multi | OOS abstained |"
+          " in-scope abstained |")
+    print("|---|---|---|---|---|---|---|---|")
+    settings = [("session-1 search (single passages, no source penalty)",
+                 SearchParams(max_words=0, source_penalty=0.0)),
+                ("+ widened results", SearchParams(source_penalty=0.0)),
+                ("+ source penalty (final)", SearchParams())]
+    for label, params in settings:
+        s = measure(search=params, questions=HOLDOUT)
+        a, p, m = s["all"], s["kind=paraphrase"], s["kind=multi"]
+        print(f"| {label} | {a['Hit@1']:.3f} | {a['Hit@5']:.3f} | {a['MRR@10']:.3f} |"
+              f" {p['Hit@5']:.3f} | {m['Full@5 (multi)']:.3f} |"
+              f" {s['kind=out_of_scope']['out-of-scope abstained']} | {a['in-scope abstained']} |")
 
 
 def exp_windows() -> None:

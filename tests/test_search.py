@@ -7,7 +7,7 @@ import pytest
 from conftest import FLUTTER, PROSE
 from myoqa.analysis import Analyzer
 from myoqa.errors import UsageError
-from myoqa.search import MAX_WORDS, Searcher
+from myoqa.search import Searcher
 
 # (question, source, a phrase the right passage contains)
 KNOWN = [
@@ -63,7 +63,7 @@ def test_a_result_takes_in_the_neighbour_that_completes_it(searcher: Searcher) -
 def test_results_stay_within_the_word_cap(searcher: Searcher) -> None:
     for question in ("myoclonus", "what is diaphragmatic flutter?", "treatment of myoclonus"):
         for r in searcher.search(question, "hybrid", 10).results:
-            assert len(r.text.split()) <= MAX_WORDS
+            assert len(r.text.split()) <= searcher.params.max_words == 120
 
 
 def test_highlights_lie_inside_passages_and_mark_real_matches(searcher: Searcher) -> None:

@@ -22,7 +22,6 @@ MODES = ("hybrid", "bm25", "dense")
 MAX_K = 100
 MAX_QUESTION_CHARS = 2000
 MODEL_WORDS = 150
-MAX_WORDS = 120
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class SearchParams:
     rrf_k: int = 60
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
+    max_words: int = 120
     source_penalty: float = 0.03
     abstain_below: float = 0.12
     abstain_lexical_below: float = 0.3
@@ -219,7 +219,7 @@ class Searcher:
 
     def _pick(self, scored: Scores, k: int) -> list[_Hit]:
         """The k best passages that do not overlap, each absorbing the candidates that overlap
-        it alone, best first, while the union stays within MAX_WORDS.
+        it alone, best first, while the union stays within `max_words`.
 
         Small units rank well on one point; the neighbour that scores next-best carries the
         words around that point (a keyword window ending on "merrf" gains the window that
@@ -242,7 +242,7 @@ class Searcher:
                 continue
             hits = [h for h in picked if h.overlaps(unit)]
             if len(hits) == 1:
-                hits[0].absorb(i, unit, self.index.texts[unit.source])
+                hits[0].absorb(i, unit, self.index.texts[unit.source], self.params.max_words)
             elif not hits and len(picked) < k:
                 picked.append(_Hit(unit.source, unit.start, unit.end, -key, [i]))
                 taken[unit.source] = seen + 1
@@ -280,9 +280,9 @@ class _Hit:
     def overlaps(self, unit: Unit) -> bool:
         return unit.source == self.source and unit.start < self.end and self.start < unit.end
 
-    def absorb(self, i: int, unit: Unit, source_text: str) -> None:
+    def absorb(self, i: int, unit: Unit, source_text: str, max_words: int) -> None:
         start, end = min(self.start, unit.start), max(self.end, unit.end)
-        if len(source_text[start:end].split()) <= MAX_WORDS:
+        if len(source_text[start:end].split()) <= max_words:
             self.start, self.end = start, end
             self.units.append(i)
 
