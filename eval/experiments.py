@@ -126,6 +126,16 @@ def exp_holdout() -> None:
               f" {s['kind=out_of_scope']['out-of-scope abstained']} | {a['in-scope abstained']} |")
 
 
+def exp_peer() -> None:
+    header("A peer-like hybrid (100-word passages, RRF k=60, passage cosine only) against myoqa")
+    peer_chunks = ChunkParams(window_words=100, window_stride=100, prose_max_words=100,
+                              prose_overlap_sentences=0)
+    peer = SearchParams(fusion="rrf", span_weight=0.0, max_words=0, source_penalty=0.0)
+    for mode in ("bm25", "dense", "hybrid"):
+        print(row(f"peer-like {mode}", measure(peer_chunks, search=peer, mode=mode)))
+    print(row("myoqa hybrid", measure()))
+
+
 def exp_windows() -> None:
     header("Keyword-run windows (words/stride)")
     for size, stride in ((40, 20), (50, 25), (60, 30), (80, 40), (100, 50), (60, 20)):
