@@ -60,6 +60,21 @@ def test_a_result_takes_in_the_neighbour_that_completes_it(searcher: Searcher) -
     assert len(windows) >= 2
 
 
+def test_a_passage_overlapping_a_better_one_still_shows_its_own_sentences(
+        searcher: Searcher) -> None:
+    """The prose passage that opens the file shares its last sentence with the better-ranked
+    next one and is too long to merge with it; the rest of it is still an answer."""
+    answer = searcher.search("where does myoclonus originate, is the cortex involved?",
+                             "hybrid", 5)
+    prose = [r for r in answer.results if r.source == PROSE]
+    assert any("loss of the cerebral cortex" in r.text for r in prose), [r.text[:50] for r in prose]
+    passages = [p for p in searcher.index.passages if p.source == PROSE]
+    assert any(r.start == passages[0].start and r.end < passages[0].end for r in prose)
+    for i, a in enumerate(prose):
+        for b in prose[i + 1:]:
+            assert a.end <= b.start or b.end <= a.start
+
+
 def test_results_stay_within_the_word_cap(searcher: Searcher) -> None:
     for question in ("myoclonus", "what is diaphragmatic flutter?", "treatment of myoclonus"):
         for r in searcher.search(question, "hybrid", 10).results:

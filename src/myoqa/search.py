@@ -226,6 +226,8 @@ class Searcher:
         defines it), so a result reads as one stretch of text instead of duplicates. Each
         result already taken from a source lowers that source's next ones by `source_penalty`,
         so a close answer from another source is not buried under one source's near-repeats.
+        A passage too long to absorb still shows what lies outside the results before it, when
+        that is at least half of it, so no sentence is hidden only because its neighbour ranked.
         """
         picked: list[_Hit] = []
         taken: dict[str, int] = {}
@@ -241,10 +243,14 @@ class Searcher:
                 heapq.heappush(heap, (penalty * seen - float(scored.fused[j]), order, j, seen))
                 continue
             hits = [h for h in picked if h.overlaps(unit)]
-            if len(hits) == 1:
-                hits[0].absorb(i, unit, self.index.texts[unit.source], self.params.max_words)
-            elif not hits and len(picked) < k:
-                picked.append(_Hit(unit.source, unit.start, unit.end, -key, [i]))
+            text = self.index.texts[unit.source]
+            if len(hits) == 1 and hits[0].absorb(i, unit, text, self.params.max_words):
+                continue
+            start, end = _outside(unit, hits, text) if hits else (unit.start, unit.end)
+            if hits and 2 * len(text[start:end].split()) < len(text[unit.start:unit.end].split()):
+                continue
+            if len(picked) < k:
+                picked.append(_Hit(unit.source, start, end, -key, [i]))
                 taken[unit.source] = seen + 1
         return picked
 
@@ -280,11 +286,38 @@ class _Hit:
     def overlaps(self, unit: Unit) -> bool:
         return unit.source == self.source and unit.start < self.end and self.start < unit.end
 
-    def absorb(self, i: int, unit: Unit, source_text: str, max_words: int) -> None:
+    def absorb(self, i: int, unit: Unit, source_text: str, max_words: int) -> bool:
+        """Widen to cover `unit` when the union stays within `max_words`; whether it is covered."""
         start, end = min(self.start, unit.start), max(self.end, unit.end)
-        if len(source_text[start:end].split()) <= max_words:
-            self.start, self.end = start, end
-            self.units.append(i)
+        if len(source_text[start:end].split()) > max_words:
+            return False
+        self.start, self.end = start, end
+        self.units.append(i)
+        return True
+
+
+def _outside(unit: Unit, hits: list[_Hit], text: str) -> tuple[int, int]:
+    """The longest stretch of `unit` that no hit covers, without its outer whitespace."""
+    pieces = [(unit.start, unit.end)]
+    for h in hits:
+        cut = []
+        for a, b in pieces:
+            if b <= h.start or h.end <= a:
+                cut.append((a, b))
+                continue
+            if a < h.start:
+                cut.append((a, h.start))
+            if h.end < b:
+                cut.append((h.end, b))
+        pieces = cut
+    if not pieces:
+        return unit.start, unit.start
+    start, end = max(pieces, key=lambda piece: piece[1] - piece[0])
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
