@@ -97,10 +97,15 @@ def exp_span_weight() -> None:
 
 
 def exp_widen() -> None:
-    header("Results widened by the candidates that overlap them alone, up to N words")
-    for words in (0, 90, 120):
-        print(row(f"max_words={words}" + (" (single passages)" if not words else ""),
-                  measure(search=SearchParams(max_words=words))))
+    header("Results widened by the candidates that overlap them alone, up to N words; the part "
+           "of a passage outside earlier results shown when at least half of it")
+    settings = [("single passages, overlaps dropped", SearchParams(max_words=0, partial_min=2.0)),
+                ("single passages, partial ones kept", SearchParams(max_words=0)),
+                ("widened to 90 words, partial kept", SearchParams(max_words=90)),
+                ("widened to 120 words, overlaps dropped", SearchParams(partial_min=2.0)),
+                ("widened to 120 words, partial kept (final)", SearchParams())]
+    for label, params in settings:
+        print(row(label, measure(search=params)))
 
 
 def exp_source_penalty() -> None:
@@ -110,14 +115,15 @@ def exp_source_penalty() -> None:
 
 
 def exp_holdout() -> None:
-    print("\n### Held-out set (eval/holdout.jsonl, all 64 questions; never used to choose)\n")
+    print("\n### Held-out set (eval/holdout.jsonl, all 64 questions)\n")
     print("| setting | Hit@1 | Hit@5 | MRR@10 | Hit@5 para | Full@5 multi | OOS abstained |"
           " in-scope abstained |")
     print("|---|---|---|---|---|---|---|---|")
-    settings = [("session-1 search (single passages, no source penalty)",
-                 SearchParams(max_words=0, source_penalty=0.0)),
-                ("+ widened results", SearchParams(source_penalty=0.0)),
-                ("+ source penalty (final)", SearchParams())]
+    settings = [("session-1 search (single passages, overlaps dropped, no source penalty)",
+                 SearchParams(max_words=0, partial_min=2.0, source_penalty=0.0)),
+                ("+ widened results", SearchParams(partial_min=2.0, source_penalty=0.0)),
+                ("+ source penalty", SearchParams(partial_min=2.0)),
+                ("+ partial passages kept (final)", SearchParams())]
     for label, params in settings:
         s = measure(search=params, questions=HOLDOUT)
         a, p, m = s["all"], s["kind=paraphrase"], s["kind=multi"]
@@ -130,7 +136,8 @@ def exp_peer() -> None:
     header("A peer-like hybrid (100-word passages, RRF k=60, passage cosine only) against myoqa")
     peer_chunks = ChunkParams(window_words=100, window_stride=100, prose_max_words=100,
                               prose_overlap_sentences=0)
-    peer = SearchParams(fusion="rrf", span_weight=0.0, max_words=0, source_penalty=0.0)
+    peer = SearchParams(fusion="rrf", span_weight=0.0, max_words=0, partial_min=2.0,
+                        source_penalty=0.0)
     for mode in ("bm25", "dense", "hybrid"):
         print(row(f"peer-like {mode}", measure(peer_chunks, search=peer, mode=mode)))
     print(row("myoqa hybrid", measure()))

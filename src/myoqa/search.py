@@ -35,6 +35,7 @@ class SearchParams:
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
     max_words: int = 120
+    partial_min: float = 0.5
     source_penalty: float = 0.03
     abstain_below: float = 0.12
     abstain_lexical_below: float = 0.3
@@ -227,7 +228,8 @@ class Searcher:
         result already taken from a source lowers that source's next ones by `source_penalty`,
         so a close answer from another source is not buried under one source's near-repeats.
         A passage too long to absorb still shows what lies outside the results before it, when
-        that is at least half of it, so no sentence is hidden only because its neighbour ranked.
+        that is at least `partial_min` of it (above 1: never), so no sentence is hidden only
+        because its neighbour ranked.
         """
         picked: list[_Hit] = []
         taken: dict[str, int] = {}
@@ -247,7 +249,8 @@ class Searcher:
             if len(hits) == 1 and hits[0].absorb(i, unit, text, self.params.max_words):
                 continue
             start, end = _outside(unit, hits, text) if hits else (unit.start, unit.end)
-            if hits and 2 * len(text[start:end].split()) < len(text[unit.start:unit.end].split()):
+            if hits and (len(text[start:end].split())
+                         < self.params.partial_min * len(text[unit.start:unit.end].split())):
                 continue
             if len(picked) < k:
                 picked.append(_Hit(unit.source, start, end, -key, [i]))
