@@ -25,6 +25,7 @@ index: $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/myoqa eval --mode all
+	$(BIN)/myoqa eval --mode all --file eval/holdout.jsonl
 
 bench: $(STAMP)
 	$(BIN)/myoqa bench
@@ -33,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests eval
 
 clean:
 	rm -rf $(VENV) index
