@@ -10,6 +10,7 @@ import pytest
 from conftest import run_cli
 from myoqa import evaluation
 from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.errors import MyoqaError
 from myoqa.search import Searcher
 
 QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
@@ -61,6 +62,18 @@ def test_coverage_rule_is_half_the_evidence() -> None:
     assert evaluation.covered(("a", 150, 400), places)
     assert not evaluation.covered(("a", 151, 400), places)
     assert not evaluation.covered(("b", 0, 400), places)
+
+
+def test_evidence_is_found_across_whitespace_and_case_but_not_when_misquoted() -> None:
+    text = "Like all hyperkinesis, myoclonus enhanced  For the treatment\n of jerks"
+    quote = evaluation.Question("x", "?", "lexical", "", (
+        evaluation.Evidence("s.txt", "myoclonus enhanced for the treatment of"),), 1)
+    [[place]] = evaluation.evidence_ranges(quote, {"s.txt": text})
+    assert text[place[1]:place[2]] == "myoclonus enhanced  For the treatment\n of"
+    wrong = evaluation.Question("y", "?", "lexical", "", (
+        evaluation.Evidence("s.txt", "myoclonus reduced"),), 1)
+    with pytest.raises(MyoqaError, match="evidence of question y is not in s.txt"):
+        evaluation.evidence_ranges(wrong, {"s.txt": text})
 
 
 def test_metrics_agree_with_ir_measures_when_passages_are_documents() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,18 @@ def evidence_ranges(question: Question, texts: dict[str, str]) -> list[list[tupl
             places.append((ev.source, pos, pos + len(ev.text)))
             pos += 1
         if not places:
-            raise MyoqaError(f"evidence of question {question.id} is not in {ev.source}")
+            places = [(ev.source, m.start(), m.end()) for m in _loose(ev.text).finditer(text)]
+        if not places:
+            raise MyoqaError(f"evidence of question {question.id} is not in {ev.source}",
+                             "evidence must be an exact quote of the source")
         out.append(places)
     return out
+
+
+def _loose(quote: str) -> re.Pattern[str]:
+    """The quote's words in order, across any whitespace and in any case: a quote copied with
+    a line break or a single space where the source has two still finds its place."""
+    return re.compile(r"\s+".join(map(re.escape, quote.split())) or "(?!)", re.IGNORECASE)
 
 
 def covered(passage: tuple[str, int, int], places: list[tuple[str, int, int]]) -> bool:
