@@ -70,6 +70,9 @@ def test_evidence_is_found_across_whitespace_and_case_but_not_when_misquoted() -
         evaluation.Evidence("s.txt", "myoclonus enhanced for the treatment of"),), 1)
     [[place]] = evaluation.evidence_ranges(quote, {"s.txt": text})
     assert text[place[1]:place[2]] == "myoclonus enhanced  For the treatment\n of"
+    by_path = evaluation.Question("z", "?", "lexical", "", (
+        evaluation.Evidence("seeds/s.txt", "all hyperkinesis"),), 1)
+    assert evaluation.evidence_ranges(by_path, {"s.txt": text}) == [[("s.txt", 5, 21)]]
     wrong = evaluation.Question("y", "?", "lexical", "", (
         evaluation.Evidence("s.txt", "myoclonus reduced"),), 1)
     with pytest.raises(MyoqaError, match="evidence of question y is not in s.txt"):

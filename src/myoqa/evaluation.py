@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from myoqa.errors import MyoqaError
@@ -77,17 +77,19 @@ def load_questions(path: Path) -> list[Question]:
 
 
 def evidence_ranges(question: Question, texts: dict[str, str]) -> list[list[tuple[str, int, int]]]:
-    """For each evidence span, every place its text occurs in its source."""
+    """For each evidence span, every place its text occurs in its source (named by file name,
+    or by a path ending in it)."""
     out = []
     for ev in question.evidence:
-        if ev.source not in texts:
+        source = ev.source if ev.source in texts else PurePath(ev.source).name
+        if source not in texts:
             raise MyoqaError(f"question {question.id} cites {ev.source!r}, which is not indexed")
-        text, places, pos = texts[ev.source], [], 0
+        text, places, pos = texts[source], [], 0
         while (pos := text.find(ev.text, pos)) >= 0:
-            places.append((ev.source, pos, pos + len(ev.text)))
+            places.append((source, pos, pos + len(ev.text)))
             pos += 1
         if not places:
-            places = [(ev.source, m.start(), m.end()) for m in _loose(ev.text).finditer(text)]
+            places = [(source, m.start(), m.end()) for m in _loose(ev.text).finditer(text)]
         if not places:
             raise MyoqaError(f"evidence of question {question.id} is not in {ev.source}",
                              "evidence must be an exact quote of the source")
