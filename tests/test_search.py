@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 
 from conftest import FLUTTER, PROSE
@@ -73,6 +76,18 @@ def test_a_passage_overlapping_a_better_one_still_shows_its_own_sentences(
     for i, a in enumerate(prose):
         for b in prose[i + 1:]:
             assert a.end <= b.start or b.end <= a.start
+
+
+def test_source_penalty_lets_the_other_file_into_the_top_5(searcher: Searcher) -> None:
+    """Both files answer this; without the penalty the prose file's near-repeats fill the top 5."""
+    question = "can myoclonus be generalized or only localized"
+    plain = copy.copy(searcher)
+    plain.params = dataclasses.replace(searcher.params, source_penalty=0.0)
+    assert {r.source for r in plain.search(question, "hybrid", 5).results} == {PROSE}
+    answer = searcher.search(question, "hybrid", 5)
+    assert {r.source for r in answer.results} == {PROSE, FLUTTER}
+    scores = [r.score for r in answer.results]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_results_stay_within_the_word_cap(searcher: Searcher) -> None:
