@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FLUTTER, PROSE, SEEDS
+from myoqa.analysis import WORD_RE, Analyzer
 from myoqa.chunking import ChunkParams, chunk, is_keyword_run
 from myoqa.corpus import load_sources
 
@@ -58,3 +59,25 @@ def test_chunking_any_text_covers_it_with_exact_offsets(text: str) -> None:
     for p in passages:
         covered[p.start:p.end] = [True] * (p.end - p.start)
     assert all(covered[i] for i, ch in enumerate(text) if not ch.isspace())
+
+
+def _matches_word_by_word(analyzer: Analyzer, text: str, terms: set[str]) -> list:
+    return [(t, m.start(), m.end()) for m in WORD_RE.finditer(text)
+            if (t := analyzer.term(m.group())) in terms]
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab_ 1-'éÉ\n")), max_size=60),
+       st.sets(st.sampled_from(["a", "ab", "b", "ba", "1", "é", "ab1"]), max_size=4))
+def test_term_matches_agree_with_analysing_each_word(text: str, terms: set[str]) -> None:
+    analyzer = Analyzer(stem=False, stopwords=False)
+    assert analyzer.matches(text, terms) == _matches_word_by_word(analyzer, text, terms)
+
+
+def test_term_matches_on_the_seeds() -> None:
+    analyzer = Analyzer()
+    for path in sorted(SEEDS.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        for question in ("which drugs treat myoclonic jerks?", "diaphragmatic flutter",
+                         "Myoclonus: sleep, SLEEPING and falling asleep"):
+            terms = set(analyzer.terms(question))
+            assert analyzer.matches(text, terms) == _matches_word_by_word(analyzer, text, terms)

@@ -7,6 +7,7 @@ so both sides are lower-cased, stripped of stopwords and Snowball-stemmed before
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -54,18 +55,26 @@ class Analyzer:
             terms = list(map(known.__getitem__, words))
         return list(filter(None, terms))
 
-    def terms_with_offsets(self, text: str) -> list[tuple[str, int, int]]:
-        """(term, start, end) for each kept word, so matches can be highlighted in place."""
+    def matches(self, text: str, terms: Collection[str]) -> list[tuple[str, int, int]]:
+        """(term, start, end) of each word of `text` whose term is one of `terms`, in order, so
+        a question's words can be highlighted in place.
+
+        Only the distinct words are analysed, and one regex scan finds where the matching ones
+        stand: highlighting a 120-word passage this way costs a fraction of analysing each word.
+        """
         known = _CACHES.setdefault((self.stem, self.stopwords), {})
-        out = []
-        for m in WORD_RE.finditer(text):
-            word = m.group()
+        found = {}
+        for word in set(WORD_RE.findall(text)):
             term = known.get(word)
             if term is None:
                 term = known[word] = self.term(word)
-            if term:
-                out.append((term, m.start(), m.end()))
-        return out
+            if term and term in terms:
+                found[word] = term
+        if not found:
+            return []
+        words = "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
+        pattern = re.compile(rf"(?<![^\W_])(?:{words})(?![^\W_])")
+        return [(found[m.group()], m.start(), m.end()) for m in pattern.finditer(text)]
 
 
 _CACHES: dict[tuple[bool, bool], dict[str, str]] = {}

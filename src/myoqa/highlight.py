@@ -27,7 +27,7 @@ def highlights(text: str, candidates: list[tuple[int, int, float]], analyzer: An
                weights: dict[str, float], lexical_weight: float) -> list[Highlight]:
     """The passage's marks, in order: each word whose term is one of the question's, and the
     evidence span (see `best_span`)."""
-    matches = [(t, s, e) for t, s, e in analyzer.terms_with_offsets(text) if t in weights]
+    matches = analyzer.matches(text, weights)
     marks = [Highlight(s, e, "term") for _, s, e in matches]
     evidence = best_span(matches, candidates, weights, lexical_weight)
     return sorted(marks + ([evidence] if evidence else []), key=lambda h: h.start)

@@ -231,30 +231,40 @@ class Searcher:
         that is at least `partial_min` of it (above 1: never), so no sentence is hidden only
         because its neighbour ranked.
         """
+        table = self.index.passages
+        order = np.argsort(-scored.fused, kind="stable")
+        ids = scored.ids[order]
+        fused = scored.fused[order].tolist()
+        sources, starts, ends = (table.source[ids].tolist(), table.start[ids].tolist(),
+                                 table.end[ids].tolist())
         picked: list[_Hit] = []
-        taken: dict[str, int] = {}
+        taken: dict[int, int] = {}
         penalty = self.params.source_penalty
-        heap = [(-float(scored.fused[j]), order, int(j), 0)
-                for order, j in enumerate(np.argsort(-scored.fused, kind="stable"))]
+        heap = [(-f, n, 0) for n, f in enumerate(fused)]
         while heap:
-            key, order, j, seen = heapq.heappop(heap)
-            i = int(scored.ids[j])
-            unit = self.index.passages[i]
-            if taken.get(unit.source, 0) != seen:
-                seen = taken[unit.source]
-                heapq.heappush(heap, (penalty * seen - float(scored.fused[j]), order, j, seen))
+            key, n, seen = heapq.heappop(heap)
+            source = sources[n]
+            if taken.get(source, 0) != seen:
+                seen = taken[source]
+                heapq.heappush(heap, (penalty * seen - fused[n], n, seen))
                 continue
-            hits = [h for h in picked if h.overlaps(unit)]
+            hits = [h for h in picked
+                    if h.source_id == source and starts[n] < h.end and h.start < ends[n]]
+            if not hits:
+                if len(picked) < k:
+                    picked.append(_Hit(table.names[source], source, starts[n], ends[n], -key,
+                                       [int(ids[n])]))
+                    taken[source] = seen + 1
+                continue
+            unit = table[int(ids[n])]
             text = self.index.texts[unit.source]
-            if len(hits) == 1 and hits[0].absorb(i, unit, text, self.params.max_words):
+            if len(hits) == 1 and hits[0].absorb(int(ids[n]), unit, text, self.params.max_words):
                 continue
-            start, end = _outside(unit, hits, text) if hits else (unit.start, unit.end)
-            if hits and (len(text[start:end].split())
-                         < self.params.partial_min * len(text[unit.start:unit.end].split())):
-                continue
-            if len(picked) < k:
-                picked.append(_Hit(unit.source, start, end, -key, [i]))
-                taken[unit.source] = seen + 1
+            start, end = _outside(unit, hits, text)
+            if len(picked) < k and (len(text[start:end].split())
+                                    >= self.params.partial_min * len(text[unit.start:unit.end].split())):
+                picked.append(_Hit(unit.source, source, start, end, -key, [int(ids[n])]))
+                taken[source] = seen + 1
         return picked
 
     def _result(self, rank: int, hit: _Hit, weights: dict[str, float],
@@ -262,13 +272,13 @@ class Searcher:
         source_text = self.index.texts[hit.source]
         text = source_text[hit.start:hit.end]
         ranges = self.index.passage_spans[hit.units]
-        rows = [j for j in range(int(ranges[:, 0].min()), int(ranges[:, 1].max()))
-                if hit.start <= self.index.spans.start[j] and self.index.spans.end[j] <= hit.end]
-        sims = (np.asarray(self.index.span_vectors[rows]) @ query if query is not None and rows
-                else np.zeros(len(rows)))
-        candidates = [(int(self.index.spans.start[j]) - hit.start,
-                       int(self.index.spans.end[j]) - hit.start, float(sim))
-                      for j, sim in zip(rows, sims)]
+        lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
+        starts, ends = self.index.spans.start[lo:hi], self.index.spans.end[lo:hi]
+        inside = np.flatnonzero((starts >= hit.start) & (ends <= hit.end))
+        sims = (np.asarray(self.index.span_vectors[lo + inside]) @ query
+                if query is not None and len(inside) else np.zeros(len(inside)))
+        candidates = list(zip((starts[inside] - hit.start).tolist(),
+                              (ends[inside] - hit.start).tolist(), sims.tolist()))
         marks = highlights(text, candidates, self.analyzer, weights,
                            self.params.evidence_lexical_weight)
         line = source_text.count("\n", 0, hit.start) + 1
@@ -281,13 +291,11 @@ class _Hit:
     """A result being assembled: the best passage's score, widened by absorbed neighbours."""
 
     source: str
+    source_id: int
     start: int
     end: int
     score: float
     units: list[int]
-
-    def overlaps(self, unit: Unit) -> bool:
-        return unit.source == self.source and unit.start < self.end and self.start < unit.end
 
     def absorb(self, i: int, unit: Unit, source_text: str, max_words: int) -> bool:
         """Widen to cover `unit` when the union stays within `max_words`; whether it is covered."""
