@@ -59,8 +59,8 @@ class Analyzer:
         """(term, start, end) of each word of `text` whose term is one of `terms`, in order, so
         a question's words can be highlighted in place.
 
-        Only the distinct words are analysed, and one regex scan finds where the matching ones
-        stand: highlighting a 120-word passage this way costs a fraction of analysing each word.
+        Only the distinct words are analysed (a 120-word passage repeats many); the few that
+        match are then found with str.find, far faster than a regex over every word.
         """
         known = _CACHES.setdefault((self.stem, self.stopwords), {})
         found = {}
@@ -70,14 +70,26 @@ class Analyzer:
                 term = known[word] = self.term(word)
             if term and term in terms:
                 found[word] = term
-        if not found:
-            return []
-        words = "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
-        pattern = re.compile(rf"(?<![^\W_])(?:{words})(?![^\W_])")
-        return [(found[m.group()], m.start(), m.end()) for m in pattern.finditer(text)]
+        places = [(start, start + len(word), term) for word, term in found.items()
+                  for start in _places(text, word)]
+        return [(term, start, end) for start, end, term in sorted(places)]
 
 
 _CACHES: dict[tuple[bool, bool], dict[str, str]] = {}
+
+
+def _places(text: str, word: str) -> list[int]:
+    r"""Where `word` stands in `text` as a whole WORD_RE token (no letter or digit either side;
+    `[^\W_]` is exactly `str.isalnum`)."""
+    out, size = [], len(word)
+    start = text.find(word)
+    while start >= 0:
+        end = start + size
+        if ((start == 0 or not text[start - 1].isalnum())
+                and (end == len(text) or not text[end].isalnum())):
+            out.append(start)
+        start = text.find(word, start + 1)
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -275,7 +275,7 @@ class Searcher:
         lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
         starts, ends = self.index.spans.start[lo:hi], self.index.spans.end[lo:hi]
         inside = np.flatnonzero((starts >= hit.start) & (ends <= hit.end))
-        sims = (np.asarray(self.index.span_vectors[lo + inside]) @ query
+        sims = (np.asarray(self.index.span_vectors[lo:hi])[inside] @ query
                 if query is not None and len(inside) else np.zeros(len(inside)))
         candidates = list(zip((starts[inside] - hit.start).tolist(),
                               (ends[inside] - hit.start).tolist(), sims.tolist()))
