@@ -241,7 +241,7 @@ class Searcher:
         taken: dict[int, int] = {}
         penalty = self.params.source_penalty
         heap = [(-f, n, 0) for n, f in enumerate(fused)]
-        while heap:
+        while heap and len(picked) < k:
             key, n, seen = heapq.heappop(heap)
             source = sources[n]
             if taken.get(source, 0) != seen:
@@ -250,21 +250,30 @@ class Searcher:
                 continue
             hits = [h for h in picked
                     if h.source_id == source and starts[n] < h.end and h.start < ends[n]]
-            if not hits:
-                if len(picked) < k:
-                    picked.append(_Hit(table.names[source], source, starts[n], ends[n], -key,
-                                       [int(ids[n])]))
-                    taken[source] = seen + 1
-                continue
             unit = table[int(ids[n])]
             text = self.index.texts[unit.source]
-            if len(hits) == 1 and hits[0].absorb(int(ids[n]), unit, text, self.params.max_words):
+            if not hits:
+                start, end = unit.start, unit.end
+            elif len(hits) == 1 and hits[0].absorb(int(ids[n]), unit, text,
+                                                   self.params.max_words):
                 continue
-            start, end = _outside(unit, hits, text)
-            if len(picked) < k and (len(text[start:end].split())
-                                    >= self.params.partial_min * len(text[unit.start:unit.end].split())):
-                picked.append(_Hit(unit.source, source, start, end, -key, [int(ids[n])]))
-                taken[source] = seen + 1
+            else:
+                start, end = _outside(unit, hits, text)
+                if (len(text[start:end].split())
+                        < self.params.partial_min * len(text[unit.start:unit.end].split())):
+                    continue
+            picked.append(_Hit(unit.source, source, start, end, -key, [int(ids[n])]))
+            taken[source] = seen + 1
+        by_source: dict[int, list[_Hit]] = {}
+        for h in picked:
+            by_source.setdefault(h.source_id, []).append(h)
+        for n in sorted(n for _, n, _ in heap):
+            hits = [h for h in by_source.get(sources[n], ())
+                    if starts[n] < h.end and h.start < ends[n]]
+            if len(hits) == 1:
+                unit = table[int(ids[n])]
+                hits[0].absorb(int(ids[n]), unit, self.index.texts[unit.source],
+                               self.params.max_words)
         return picked
 
     def _result(self, rank: int, hit: _Hit, weights: dict[str, float],
