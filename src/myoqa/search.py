@@ -237,6 +237,7 @@ class Searcher:
         fused = scored.fused[order].tolist()
         sources, starts, ends = (table.source[ids].tolist(), table.start[ids].tolist(),
                                  table.end[ids].tolist())
+        ids = ids.tolist()
         picked: list[_Hit] = []
         taken: dict[int, int] = {}
         penalty = self.params.source_penalty
@@ -248,37 +249,35 @@ class Searcher:
                 seen = taken[source]
                 heapq.heappush(heap, (penalty * seen - fused[n], n, seen))
                 continue
-            hits = [h for h in picked
-                    if h.source_id == source and starts[n] < h.end and h.start < ends[n]]
-            unit = table[int(ids[n])]
+            hits = [h for h in picked if h.overlaps(source, starts[n], ends[n])]
+            unit = table[ids[n]]
             text = self.index.texts[unit.source]
             if not hits:
                 start, end = unit.start, unit.end
-            elif len(hits) == 1 and hits[0].absorb(int(ids[n]), unit, text,
-                                                   self.params.max_words):
+            elif len(hits) == 1 and hits[0].absorb(ids[n], unit, text, self.params.max_words):
                 continue
             else:
                 start, end = _outside(unit, hits, text)
                 if (len(text[start:end].split())
                         < self.params.partial_min * len(text[unit.start:unit.end].split())):
                     continue
-            picked.append(_Hit(unit.source, source, start, end, -key, [int(ids[n])]))
+            picked.append(_Hit(source, start, end, -key, [ids[n]]))
             taken[source] = seen + 1
         by_source: dict[int, list[_Hit]] = {}
         for h in picked:
             by_source.setdefault(h.source_id, []).append(h)
         for n in sorted(n for _, n, _ in heap):
             hits = [h for h in by_source.get(sources[n], ())
-                    if starts[n] < h.end and h.start < ends[n]]
+                    if h.overlaps(sources[n], starts[n], ends[n])]
             if len(hits) == 1:
-                unit = table[int(ids[n])]
-                hits[0].absorb(int(ids[n]), unit, self.index.texts[unit.source],
-                               self.params.max_words)
+                unit = table[ids[n]]
+                hits[0].absorb(ids[n], unit, self.index.texts[unit.source], self.params.max_words)
         return picked
 
     def _result(self, rank: int, hit: _Hit, weights: dict[str, float],
                 query: np.ndarray | None) -> Result:
-        source_text = self.index.texts[hit.source]
+        source = self.index.passages.names[hit.source_id]
+        source_text = self.index.texts[source]
         text = source_text[hit.start:hit.end]
         ranges = self.index.passage_spans[hit.units]
         lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
@@ -291,7 +290,7 @@ class Searcher:
         marks = highlights(text, candidates, self.analyzer, weights,
                            self.params.evidence_lexical_weight)
         line = source_text.count("\n", 0, hit.start) + 1
-        return Result(rank=rank, source=hit.source, start=hit.start, end=hit.end, line=line,
+        return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=line,
                       score=hit.score, text=text, highlights=marks)
 
 
@@ -299,12 +298,15 @@ class Searcher:
 class _Hit:
     """A result being assembled: the best passage's score, widened by absorbed neighbours."""
 
-    source: str
     source_id: int
     start: int
     end: int
     score: float
     units: list[int]
+
+    def overlaps(self, source_id: int, start: int, end: int) -> bool:
+        """Whether the range [start, end) of source `source_id` overlaps this result."""
+        return source_id == self.source_id and start < self.end and self.start < end
 
     def absorb(self, i: int, unit: Unit, source_text: str, max_words: int) -> bool:
         """Widen to cover `unit` when the union stays within `max_words`; whether it is covered."""
