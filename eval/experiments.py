@@ -7,6 +7,7 @@ Embeddings are cached by text, so each configuration only embeds passages it has
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +17,8 @@ from myoqa.chunking import ChunkParams
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
-from myoqa.index import BuildParams, assemble
+from myoqa.index import BuildParams
+from myoqa.index.build import EncoderInfo, build
 from myoqa.search import Searcher, SearchParams
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
@@ -52,7 +54,8 @@ def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAU
             search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
             questions: list[evaluation.Question] = QUESTIONS) -> dict:
     """Summaries of one configuration on a question set (the bundled one by default)."""
-    index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
+    index = build(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER,
+                  EncoderInfo(Path(), {}))
     searcher = Searcher(index, lambda: ENCODER, search)
     return evaluation.summarize(evaluation.run(searcher, questions, mode))
 

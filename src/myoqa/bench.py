@@ -87,7 +87,7 @@ def embedding_throughput(settings: Settings) -> dict[str, Any]:
     texts = [searcher.index.text(p) for p in searcher.index.passages] * 4
     out = {"passages": len(texts)}
     for name, encoder in (("sentence_transformers", SentenceTransformerEncoder(
-            load_model(settings.model))), ("onnx", OnnxEncoder(searcher.index.path / "encoder"))):
+            load_model(settings.model))), ("onnx", OnnxEncoder(searcher.index.encoder_dir))):
         encoder.encode(texts[:8])
         start = time.perf_counter()
         encoder.encode(texts)
@@ -173,14 +173,15 @@ def scale_point(n: int, queries: int) -> dict[str, Any]:
     """Build time, query latency, recall and memory for one synthetic size (run in a child)."""
     import faiss
 
-    from myoqa.index import BuildParams, from_parts
+    from myoqa.index import BuildParams
+    from myoqa.index.build import from_parts
     from myoqa.search import Searcher
 
     texts, units, vectors = synthetic_corpus(n)
     rng = np.random.default_rng(1)
     start = time.perf_counter()
     index = from_parts(texts, units, [], vectors, np.zeros((0, DIM), np.float32),
-                       BuildParams(model="synthetic"), {})
+                       BuildParams(model="synthetic"))
     build_s = time.perf_counter() - start
     picks = rng.integers(0, n, queries)
     qvecs = query_vectors(vectors, picks, rng)
@@ -199,7 +200,7 @@ def scale_point(n: int, queries: int) -> dict[str, Any]:
     _, found = index.passage_vectors.search(qvecs, 10)
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)]))
     return {"passages": n, "build_s": build_s, **_percentiles(samples),
-            "dense_index": index.manifest["dense_index"], "dense_recall_at_10": recall,
+            "dense_index": index.manifest.dense_index, "dense_recall_at_10": recall,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -239,9 +240,10 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
 def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
         log: Callable[[str], None]) -> dict[str, Any]:
     """Run every measurement and write `latest.json` and `scale.png` into out_dir."""
-    from myoqa.engine import ready_index
+    from myoqa.engine import stderr_notify
+    from myoqa.index.opener import ready_index
 
-    ready_index(settings)
+    ready_index(settings, stderr_notify)
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "processor": platform.machine()},

@@ -7,8 +7,10 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NoReturn
 
+from myoqa import __version__
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
 
 MODES = ("hybrid", "bm25", "dense")
@@ -33,9 +35,11 @@ def _positive_int(value: str) -> int:
 
 def _place_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", metavar="DIR",
-                        help="folder of .txt/.md sources (default: seeds/, or $MYOQA_SOURCES)")
+                        help="folder of sources (default: $MYOQA_SOURCES, else the project's "
+                        "seeds/, else the bundled seed texts)")
     parser.add_argument("--index-dir", metavar="DIR",
-                        help="index folder (default: index/, or $MYOQA_INDEX_DIR)")
+                        help="index folder (default: $MYOQA_INDEX_DIR, else the project's index/, "
+                        "else one in the user's cache folder)")
     parser.add_argument("--model", metavar="NAME_OR_PATH",
                         help="embedding model (default: all-MiniLM-L6-v2, or $MYOQA_MODEL)")
 
@@ -45,6 +49,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="myoqa", description="Answers questions about myoclonus with ranked, "
                     "highlighted passages quoted from the sources. With no command in a terminal, "
                     "opens the chat.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     ask = sub.add_parser("ask", help="answer one question and exit")
@@ -59,8 +64,9 @@ def build_parser() -> Parser:
     _place_options(idx)
 
     for name in ("info", "status"):
-        info = sub.add_parser(name, help="show what the index holds")
-        info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+        info = sub.add_parser(name, help="which sources and index are used, and the index's "
+                              "state (current, stale, damaged)")
+        info.add_argument("--json", action="store_true", help="print it as JSON (see README)")
         _place_options(info)
 
     ev = sub.add_parser("eval", help="measure retrieval quality on a question set or BEIR folder")
@@ -161,44 +167,67 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Build (or rebuild) the index and say what it holds."""
-    from myoqa import index as store
-    from myoqa.engine import build_index, ready_index
+    from myoqa.engine import stderr_notify
+    from myoqa.index import BuildParams
+    from myoqa.index.opener import build_index, ready_index
 
     settings = _settings(args)
     progress = _progress_factory(True)
     if args.rebuild:
-        built = build_index(settings, store.BuildParams(model=settings.model), progress)
+        built = build_index(settings, BuildParams(model=settings.model), stderr_notify, progress)
     else:
-        built = ready_index(settings, progress=progress)
-    counts = built.manifest["counts"]
-    print(printable(f"index {built.path} holds {counts['passages']} passages and "
-                    f"{counts['spans']} spans from {counts['sources']} sources (built "
-                    f"{built.manifest['built_at']} in {built.manifest['build_seconds']} s)"))
+        built = ready_index(settings, stderr_notify, progress=progress)
+    m = built.manifest
+    print(printable(f"index {built.path} holds {m.counts.passages} passages and "
+                    f"{m.counts.spans} spans from {m.counts.sources} sources (built "
+                    f"{m.built_at} in {m.build_seconds} s; {m.reused_vectors} of "
+                    f"{m.counts.passages + m.counts.spans} vectors reused)"))
     return ExitCode.OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Describe the current index from its manifest."""
-    from myoqa import index as store
+    """Say which sources and index folder are used and why, and whether the index is current,
+    stale (why) or damaged (what), with what it holds. Exit 1 when damaged or missing."""
+    from myoqa.corpus import source_hashes
+    from myoqa.index import BuildParams
+    from myoqa.index.health import State, check
 
     settings = _settings(args)
-    manifest = store.read_manifest(settings.index_dir)
+    try:
+        hashes = source_hashes(settings.sources)
+    except MyoqaError as exc:
+        hashes, problem = {}, exc.message
+    else:
+        problem = None
+    state = check(settings.index_dir, BuildParams(model=settings.model), hashes, full=True)
+    if problem and state.state is State.CURRENT:
+        state = replace(state, state=State.STALE, reason=problem)
+    m = state.manifest
     if args.json:
-        print(_json(manifest, indent=2))
-        return ExitCode.OK
-    model = manifest["model"]
-    lines = [f"index:     {store.current_build(settings.index_dir)}",
-             f"built:     {manifest['built_at']} in {manifest['build_seconds']} s",
-             (f"model:     {model['name']} (dimension {model['dimension']}, "
-              f"queries via {model['query_encoder']})"),
-             f"passages:  {manifest['counts']['passages']}, spans: {manifest['counts']['spans']}",
-             f"chunking:  {json.dumps(manifest['chunking'])}",
-             f"analyzer:  {json.dumps(manifest['analyzer'])}"]
-    lines += [f"source:    {src['name']}  {src['chars']} chars, {src['passages']} passages, "
-              f"sha256 {src['sha256'][:16]}…" for src in manifest["sources"]]
-    for line in lines:
-        print(printable(line))
-    return ExitCode.OK
+        print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
+                     "index_dir": str(settings.index_dir), "index_from": settings.index_from,
+                     "model": settings.model, "model_from": settings.model_from,
+                     "build": str(state.build) if state.build else None, **state.to_json(),
+                     "manifest": m.to_json() if m else None}, indent=2))
+    else:
+        lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
+                 f"index:     {settings.index_dir}  ({settings.index_from})",
+                 f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
+        if m:
+            lines += [f"build:     {state.build}",
+                      (f"built:     {m.built_at} in {m.build_seconds} s "
+                      f"({m.reused_vectors} vectors reused)"),
+                      (f"model:     {m.model.name} (dimension {m.model.dimension}, "
+                      f"encoder {m.model.encoder})"),
+                      f"passages:  {m.counts.passages}, spans: {m.counts.spans}",
+                      f"chunking:  {json.dumps(vars(m.chunking))}",
+                      f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}"]
+            lines += [f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
+                      f"sha256 {src.sha256[:16]}…" for src in m.sources]
+            lines += [f"skipped:   {s.name}  ({s.reason})" for s in m.skipped]
+        for line in lines:
+            print(printable(line))
+    return ExitCode.FAILURE if state.state in (State.DAMAGED, State.MISSING) else ExitCode.OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

