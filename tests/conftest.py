@@ -1,4 +1,5 @@
-"""Shared fixtures: the real model, FAISS and BM25 on the real seeds, built once per session."""
+"""Shared fixtures and helpers: the real model, FAISS and BM25 on the real seeds, built once per
+session, and the small helpers every test file uses (one copy of each, here)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,12 +23,14 @@ from myoqa.search import Searcher
 SEEDS = PROJECT_ROOT / "seeds"
 FLUTTER = "000_0ea712277db854cc.txt"
 PROSE = "001_f6f440b41de63d6e.txt"
+DIM = 384
+REBUILD = "myoqa index --rebuild"
 
 
 @pytest.fixture(scope="session")
 def seed_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings with the real seeds and an index built once for the whole session."""
-    index_dir = tmp_path_factory.mktemp("seed-index")
+    index_dir = tmp_path_factory.mktemp("seed-index") / "index"
     settings = Settings.resolve(sources=SEEDS, index_dir=index_dir)
     open_searcher(settings, notify=lambda _m: None)
     return settings
@@ -41,17 +47,115 @@ def searcher(seed_settings: Settings) -> Searcher:
 @pytest.fixture()
 def source_copy(tmp_path: Path) -> Path:
     """A private copy of the seeds that a test may change."""
-    target = tmp_path / "sources"
-    shutil.copytree(SEEDS, target)
+    return writable_copy(SEEDS, tmp_path / "sources")
+
+
+def writable_copy(folder: Path, target: Path) -> Path:
+    """Copy a folder of files, writable whatever the original's permissions."""
+    shutil.copytree(folder, target)
     for path in [target, *target.iterdir()]:
         path.chmod(path.stat().st_mode | 0o200)
     return target
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
+def copy_index(settings: Settings, tmp_path: Path, name: str = "index") -> Path:
+    """A private copy of the session's seed index that a test may damage or rebuild."""
+    target = tmp_path / name
+    shutil.copytree(settings.index_dir, target)
+    return target
+
+
+def write_sources(folder: Path, files: dict[str, str | bytes]) -> Path:
+    """A sources folder holding `files` (name → text or bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return folder
+
+
+def cli_env(index_dir: Path, sources: Path = SEEDS) -> dict[str, str]:
+    """Environment pointing the CLI at an index folder and a sources folder."""
+    return {"MYOQA_INDEX_DIR": str(index_dir), "MYOQA_SOURCES": str(sources)}
+
+
+def leftovers(index_dir: Path) -> list[str]:
+    """What interrupted or killed builds left in an index folder."""
+    try:
+        return sorted(p.name for p in index_dir.iterdir() if p.name.startswith(".tmp-"))
+    except FileNotFoundError:
+        return []
+
+
+def builds(index_dir: Path) -> set[str]:
+    """Names of the build folders in an index folder."""
+    return {p.name for p in index_dir.glob("build-*")}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run `python -m myoqa` in a fresh process, as a user would."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
-                          check=False)
+                          text=True, env=full_env, timeout=timeout, check=False,
+                          **({"input": input} if input is not None
+                             else {"stdin": subprocess.DEVNULL}))
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """The error line of a failed run, after checking it is the only error line and no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines and lines[-1].startswith("myoqa: error: "), proc.stderr
+    assert sum(line.startswith("myoqa: error: ") for line in lines) == 1
+    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+    return lines[-1]
+
+
+class FakeEncoder:
+    """Hashed bag-of-words vectors of the real model's size, in place of the real model."""
+
+    dimension = DIM
+
+    def __init__(self, _model: object = None) -> None:
+        pass
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None = None
+               ) -> np.ndarray:
+        """One normalised vector per text."""
+        out = np.full((len(texts), DIM), 1e-3, dtype=np.float32)
+        for row, text in zip(out, texts, strict=True):
+            for word in text.lower().split():
+                row[zlib.crc32(word.encode("utf-8", "surrogatepass")) % DIM] += 1.0
+        out /= np.linalg.norm(out, axis=1, keepdims=True)
+        if progress:
+            progress(len(texts))
+        return out
+
+
+@pytest.fixture()
+def model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Builds embed with FakeEncoder and export a stand-in encoder; the list records each load of
+    the real model (which only an export does)."""
+    from myoqa import embedding, onnx_encoder
+    from myoqa.index import encoders
+
+    loads: list[str] = []
+
+    def load_model(name: str) -> object:
+        loads.append(name)
+        return object()
+
+    def export_onnx(_model: object, out: Path) -> None:
+        (out / "model.onnx").write_bytes(b"stand-in")
+
+    monkeypatch.setattr(embedding, "load_model", load_model)
+    monkeypatch.setattr(onnx_encoder, "export_onnx", export_onnx)
+    monkeypatch.setattr(encoders, "load_encoder", lambda _folder: FakeEncoder())
+    return loads

@@ -9,8 +9,7 @@ from typing import Any
 from myoqa.config import Settings
 from myoqa.corpus import Source
 from myoqa.errors import printable
-from myoqa.index import Index, IndexProblem, ProgressFactory
-from myoqa.index.encoders import load_encoder
+from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
 from myoqa.index.opener import Notify, ready_index
 from myoqa.search import Searcher, SearchParams
 
@@ -25,7 +24,7 @@ def query_encoder_factory(index: Index) -> Callable[[], Any]:
     files `health.check` verified when the index was opened."""
 
     def load() -> Any:
-        encoder = load_encoder(index.encoder_dir)
+        encoder = encoders.load_encoder(index.encoder_dir)
         if encoder.dimension != index.dimension:
             raise IndexProblem(f"query encoder in {index.encoder_dir} makes vectors of dimension "
                                f"{encoder.dimension}, the index holds {index.dimension}")

@@ -13,9 +13,8 @@ from pathlib import Path
 from myoqa.config import Settings
 from myoqa.corpus import Source, load_sources, source_hashes
 from myoqa.errors import MyoqaError
-from myoqa.index import health
+from myoqa.index import encoders, health
 from myoqa.index.build import BuildParams, EncoderInfo, ProgressFactory, build
-from myoqa.index.encoders import ensure_encoder, load_encoder
 from myoqa.index.manifest import IndexProblem
 from myoqa.index.ownership import check_place, claim
 from myoqa.index.store import build_lock, current_build, load, save
@@ -80,9 +79,10 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
                 force: bool = True) -> Index:
     """Embed the sources (read from settings.sources unless given) into a new build, locked.
 
-    Without `force`, a build that another process finished while this one waited for the lock
-    is used instead of building the same index again. Vectors of unchanged passages and spans
-    are taken from the build being replaced.
+    With `force` (`index --rebuild`) every passage and span is embedded again. Without it, a
+    build that another process finished while this one waited for the lock is used instead of
+    building the same index again, and the vectors of unchanged passages and spans are taken
+    from the build being replaced.
     """
     from_folder = sources is None
     sources = load_sources(settings.sources) if sources is None else sources
@@ -97,12 +97,13 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     return _load_current(index_dir, params, hashes)
-            folder, files = ensure_encoder(index_dir, params.model, notify)
+            folder, files = encoders.ensure_encoder(index_dir, params.model, notify)
             previous = None
-            with contextlib.suppress(IndexProblem):
-                previous = load(index_dir)
-            built = build(sources, params, load_encoder(folder), EncoderInfo(folder, files),
-                          previous, progress)
+            if not force:
+                with contextlib.suppress(IndexProblem):
+                    previous = load(index_dir)
+            built = build(sources, params, encoders.load_encoder(folder),
+                          EncoderInfo(folder, files), previous, progress)
             return save(built, index_dir)
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
