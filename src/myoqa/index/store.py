@@ -104,8 +104,8 @@ def save(index: Index, index_dir: Path) -> Index:
         keep = set()
     final = index_dir / f"{BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = index_dir / f"{TMP_PREFIX}{final.name}"
-    make_owned_dir(tmp)
     try:
+        make_owned_dir(tmp)
         _write_json(tmp / "sources.json", {"names": names, "texts": [index.texts[n]
                                                                      for n in names]})
         _write_json(tmp / "bm25_vocab.json", index.postings.vocab)
