@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, run_cli
-from myoqa.config import Settings
+from conftest import FLUTTER, cli_env, run_cli
+from myoqa import __version__
+from myoqa.config import PROJECT_ROOT, Settings
 
 
-def _env(settings: Settings, sources: Path | None = None) -> dict[str, str]:
-    return {"MYOQA_INDEX_DIR": str(settings.index_dir),
-            "MYOQA_SOURCES": str(sources or settings.sources)}
+def _env(settings: Settings) -> dict[str, str]:
+    return cli_env(settings.index_dir, settings.sources)
 
 
 def test_ask_json_follows_the_documented_schema(seed_settings: Settings) -> None:
@@ -67,13 +67,13 @@ def test_usage_errors_are_one_line_and_exit_2(seed_settings: Settings, args: lis
 
 
 def test_missing_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
-    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path / "nope"))
+    proc = run_cli("ask", "x", env=cli_env(seed_settings.index_dir, tmp_path / "nope"))
     assert proc.returncode == 1
     assert "does not exist" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_empty_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
-    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
+    proc = run_cli("ask", "x", env=cli_env(seed_settings.index_dir, tmp_path))
     assert proc.returncode == 1
     assert "no .txt or .md files" in proc.stderr and proc.stderr.count("\n") == 1
 
@@ -84,7 +84,7 @@ def test_unreadable_source_is_named(seed_settings: Settings, tmp_path: Path, pay
                                     words: str) -> None:
     (tmp_path / "good.txt").write_text("Myoclonus is a brief twitch.", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(payload)
-    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
+    proc = run_cli("ask", "x", env=cli_env(seed_settings.index_dir, tmp_path))
     assert proc.returncode == 1
     assert "bad.txt" in proc.stderr and words in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -94,8 +94,17 @@ def test_info_describes_the_index(seed_settings: Settings) -> None:
     proc = run_cli("info", env=_env(seed_settings))
     assert proc.returncode == 0, proc.stderr
     assert "passages:" in proc.stdout and FLUTTER in proc.stdout and "sha256" in proc.stdout
-    manifest = json.loads(run_cli("status", "--json", env=_env(seed_settings)).stdout)
-    assert manifest["format_version"] >= 1 and manifest["model"]["dimension"] == 384
+    assert "state:     current" in proc.stdout and "($MYOQA_INDEX_DIR)" in proc.stdout
+    status = json.loads(run_cli("status", "--json", env=_env(seed_settings)).stdout)
+    assert status["state"] == "current" and status["stale"] is None and status["damaged"] is None
+    assert status["index_dir"] == str(seed_settings.index_dir)
+    assert status["manifest"]["format_version"] >= 1
+    assert status["manifest"]["model"]["dimension"] == 384
+
+
+def test_version() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"myoqa {__version__}"
 
 
 def test_info_without_an_index_says_what_to_run(tmp_path: Path) -> None:
@@ -129,8 +138,13 @@ def test_ask_on_a_current_index_imports_no_torch(seed_settings: Settings) -> Non
     assert "textual" not in mods and "faiss" in mods
 
 
-def test_core_modules_import_no_textual() -> None:
-    mods = _modules_after("import myoqa.corpus, myoqa.chunking, myoqa.index, myoqa.search, "
-                          "myoqa.highlight, myoqa.evaluation, myoqa.beir, myoqa.engine, "
-                          "myoqa.render, myoqa.cli")
-    assert "textual" not in mods and "torch" not in mods
+HEADLESS = sorted(
+    ".".join(p.relative_to(PROJECT_ROOT / "src").with_suffix("").parts)
+    for p in (PROJECT_ROOT / "src" / "myoqa").rglob("*.py")
+    if "tui" not in p.parts and p.stem not in ("__main__", "bench"))
+
+
+@pytest.mark.parametrize("module", HEADLESS)
+def test_each_core_module_imports_no_textual_and_no_torch(module: str) -> None:
+    mods = _modules_after(f"import {module.removesuffix('.__init__')}")
+    assert "textual" not in mods and "torch" not in mods and "sentence_transformers" not in mods

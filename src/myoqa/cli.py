@@ -191,6 +191,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from myoqa.corpus import source_hashes
     from myoqa.index import BuildParams
     from myoqa.index.health import State, check
+    from myoqa.index.manifest import REBUILD_HINT
 
     settings = _settings(args)
     try:
@@ -227,7 +228,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             lines += [f"skipped:   {s.name}  ({s.reason})" for s in m.skipped]
         for line in lines:
             print(printable(line))
-    return ExitCode.FAILURE if state.state in (State.DAMAGED, State.MISSING) else ExitCode.OK
+    if state.state is State.MISSING:
+        raise MyoqaError(state.reason or "no index", "run `myoqa index`")
+    if state.state is State.DAMAGED:
+        raise MyoqaError(f"the index is damaged: {state.reason}", REBUILD_HINT)
+    return ExitCode.OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
