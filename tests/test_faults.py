@@ -1,7 +1,7 @@
 """Processes killed, interrupted and run side by side: the index always stays whole and loadable.
 
 Each test runs real `python -m myoqa` processes with the real model. Kills and interrupts are
-timed by what a process is doing (torch loaded, a .tmp- build folder or its encoder appeared, a new
+timed by what a process is doing (the encoder mapped, a .tmp- build or encoder folder appeared, a new
 build switched in, the query encoder's weights mapped), so they land in the same phases on a slow
 machine as on a fast one. Builds that only need to be builds use a one-file corpus.
 """
@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, PROSE, SEEDS
-from myoqa import index as store
+from conftest import FLUTTER, PROSE, SEEDS, cli_env, copy_index, leftovers
 from myoqa.config import Settings
 from myoqa.engine import query_encoder_factory
+from myoqa.index import Index
+from myoqa.index.encoders import ENCODERS
+from myoqa.index.store import current_build, load
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +35,16 @@ KILLS_PER_PHASE = 3
 TINY = "Myoclonus is a brief, involuntary twitching of a muscle or a group of muscles.\n"
 
 
+# The child gets Python's Ctrl-C handler back before myoqa starts, even when this test run was
+# started with `&` from a non-interactive shell (its children then inherit an ignored SIGINT).
+WITH_CTRL_C = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "sys.argv[0] = 'myoqa'; runpy.run_module('myoqa', run_name='__main__')")
+
+
 def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "myoqa", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
-
-
-def _env(index_dir: Path, sources: Path) -> dict[str, str]:
-    return {"MYOQA_INDEX_DIR": str(index_dir), "MYOQA_SOURCES": str(sources)}
-
-
-def _copy_index(settings: Settings, target: Path) -> Path:
-    shutil.copytree(settings.index_dir, target)
-    return target
 
 
 def _tiny_sources(folder: Path, extra: dict[str, str] | None = None) -> Path:
@@ -82,21 +80,25 @@ def _wait_until(ready: Callable[[], bool], proc: subprocess.Popen[str]) -> bool:
     raise AssertionError("the process neither reached the phase nor ended")
 
 
-def _leftovers(index_dir: Path) -> list[str]:
-    return sorted(p.name for p in _names(index_dir, ".tmp-") + _names(index_dir, ".CURRENT-"))
-
-
-def _check_whole(index_dir: Path) -> store.Index:
+def _check_whole(index_dir: Path) -> Index:
     """CURRENT names a build that loads, agrees with itself and answers with its own encoder."""
-    index = store.load(index_dir)
+    index = load(index_dir)
     vector = query_encoder_factory(index)().encode(["myoclonus"])
     assert vector.shape == (1, index.dimension)
     return index
 
 
 PHASES = {  # how far into a phase a kill may land, at most (seconds after reaching it)
-    "starting": 1.0, "loading the model": 2.0, "writing files": 0.3, "exporting the encoder": 1.5,
-    "switching CURRENT": 0.0}
+    "starting": 1.0, "loading the encoder": 1.0, "writing files": 0.3, "switching CURRENT": 0.0}
+
+
+def _all_leftovers(index_dir: Path) -> list[str]:
+    return leftovers(index_dir) + leftovers(index_dir / ENCODERS)
+
+
+def _exporting(proc: subprocess.Popen[str], index_dir: Path) -> bool:
+    """Whether a first build has started exporting the encoder (torch loaded, or files written)."""
+    return _mapped(proc, "libtorch") or bool(_names(index_dir / ENCODERS, ".tmp-"))
 
 
 def _reached(phase: str, proc: subprocess.Popen[str], index_dir: Path,
@@ -104,21 +106,19 @@ def _reached(phase: str, proc: subprocess.Popen[str], index_dir: Path,
     """Whether a build has got to `phase`."""
     return {
         "starting": lambda: True,
-        "loading the model": lambda: _mapped(proc, "libtorch"),
+        "loading the encoder": lambda: _mapped(proc, "model.onnx.data"),
         "writing files": lambda: bool(_names(index_dir, ".tmp-")),
-        "exporting the encoder": lambda: any((t / "encoder").exists()
-                                             for t in _names(index_dir, ".tmp-")),
         "switching CURRENT": lambda: bool({p.name for p in _names(index_dir, "build-")} - before),
     }[phase]
 
 
 def test_sigkill_at_any_point_of_a_build_leaves_a_whole_index(seed_settings: Settings,
                                                               tmp_path: Path) -> None:
-    index_dir = _copy_index(seed_settings, tmp_path / "index")
-    env = _env(index_dir, _tiny_sources(tmp_path / "src"))
+    index_dir = copy_index(seed_settings, tmp_path)
+    env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
     rng = random.Random(1123)
     landed: Counter[str] = Counter()
-    leftovers: set[str] = set()
+    left: set[str] = set()
     for phase in list(PHASES) * KILLS_PER_PHASE:
         before = {p.name for p in _names(index_dir, "build-")}
         proc = _start("index", "--rebuild", env=env)
@@ -127,26 +127,24 @@ def test_sigkill_at_any_point_of_a_build_leaves_a_whole_index(seed_settings: Set
         landed[phase] += proc.poll() is None
         proc.kill()
         proc.communicate()
-        leftovers.update(_leftovers(index_dir))
+        left.update(_all_leftovers(index_dir))
         _check_whole(index_dir)
     final = subprocess.run([sys.executable, "-m", "myoqa", "index", "--rebuild"],
                            capture_output=True, text=True, env={**os.environ, **env}, check=False)
     assert final.returncode == 0, final.stderr
     assert _check_whole(index_dir).texts == {"tiny.txt": TINY}
-    assert not _leftovers(index_dir) and len(_names(index_dir, "build-")) == 2
+    assert not _all_leftovers(index_dir) and len(_names(index_dir, "build-")) == 2
     kills = len(PHASES) * KILLS_PER_PHASE
     print(f"\n[faults] SIGKILL: {kills} kills, {sum(landed.values())} landed mid-build "
           f"({dict(landed)}); the index loaded and answered after every one; "
-          f"{len(leftovers)} leftovers of killed builds were removed by the next build")
+          f"{len(left)} leftovers of killed builds were removed by the next build")
     assert sum(landed.values()) >= kills // 2, "most kills must land while the build runs"
 
 
 INTERRUPTS = {
-    "index while loading the model": ("index", lambda p, d: _mapped(p, "libtorch")),
+    "first index while exporting the encoder": ("first index", _exporting),
     "index while writing files": ("index", lambda p, d: bool(_names(d, ".tmp-"))),
-    "index while exporting the encoder": (
-        "index", lambda p, d: any((t / "encoder").exists() for t in _names(d, ".tmp-"))),
-    "ask while rebuilding a stale index": ("ask", lambda p, d: _mapped(p, "libtorch")),
+    "ask while rebuilding a stale index": ("ask", lambda p, d: bool(_names(d, ".tmp-"))),
     "eval while searching": ("eval", lambda p, d: _mapped(p, "model.onnx.data")),
 }
 
@@ -155,24 +153,43 @@ INTERRUPTS = {
 def test_ctrl_c_exits_130_without_traceback_or_partial_files(seed_settings: Settings,
                                                              tmp_path: Path, case: str) -> None:
     command, reached = INTERRUPTS[case]
-    index_dir = _copy_index(seed_settings, tmp_path / "index")
-    before = store.current_build(index_dir)
+    first = command == "first index"
+    index_dir = tmp_path / "index" if first else copy_index(seed_settings, tmp_path)
+    before = None if first else current_build(index_dir)
     run_out = tmp_path / "run.jsonl"
     if command == "eval":
-        env, args = _env(index_dir, SEEDS), ["eval", "--run-out", str(run_out)]
+        env, args = cli_env(index_dir, SEEDS), ["eval", "--run-out", str(run_out)]
     else:
-        env = _env(index_dir, _tiny_sources(tmp_path / "src"))
-        args = ["index", "--rebuild"] if command == "index" else ["ask", "myoclonus"]
+        env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
+        args = ["ask", "myoclonus"] if command == "ask" else ["index", "--rebuild"]
     proc = _start(*args, env=env)
     assert _wait_until(lambda: reached(proc, index_dir), proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert err.splitlines()[-1] == "myoqa: interrupted" and "Traceback" not in err, err
-    assert store.current_build(index_dir) == before and not _leftovers(index_dir)
+    assert not _all_leftovers(index_dir) and not run_out.exists()
+    if first:
+        assert not (index_dir / "CURRENT").exists() and not _names(index_dir, "build-")
+        return
+    assert current_build(index_dir) == before
     assert {p.name for p in _names(index_dir, "build-")} == {before.name}
-    assert not run_out.exists()
     _check_whole(index_dir)
+
+
+def test_sigkill_during_the_first_export_leaves_nothing_the_next_build_trips_on(
+        tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
+    proc = _start("index", env=env)
+    assert _wait_until(lambda: _exporting(proc, index_dir), proc), proc.communicate()
+    proc.kill()
+    proc.communicate()
+    assert not (index_dir / "CURRENT").exists()
+    final = subprocess.run([sys.executable, "-m", "myoqa", "index"], capture_output=True,
+                           text=True, env={**os.environ, **env}, check=False)
+    assert final.returncode == 0, final.stderr
+    assert _check_whole(index_dir).texts == {"tiny.txt": TINY} and not _all_leftovers(index_dir)
 
 
 def _holds_lock(index_dir: Path) -> bool:
@@ -192,13 +209,12 @@ ASKS = [("what is diaphragmatic flutter?", FLUTTER),
 
 def test_asks_during_a_rebuild_all_answer_from_a_whole_index(seed_settings: Settings,
                                                              tmp_path: Path) -> None:
-    index_dir = _copy_index(seed_settings, tmp_path / "index")
-    env = _env(index_dir, SEEDS)
+    index_dir = copy_index(seed_settings, tmp_path)
+    env = cli_env(index_dir, SEEDS)
     before = {p.name for p in _names(index_dir, "build-")}
     builder = _start("index", "--rebuild", env=env)
-    moments = [lambda: True, lambda: _mapped(builder, "libtorch"),
+    moments = [lambda: True, lambda: _mapped(builder, "model.onnx.data"),
                lambda: bool(_names(index_dir, ".tmp-")),
-               lambda: any((t / "encoder").exists() for t in _names(index_dir, ".tmp-")),
                lambda: bool({p.name for p in _names(index_dir, "build-")} - before)]
     asks, during = [], 0
     for i, moment in enumerate(moments * 2):
@@ -220,8 +236,8 @@ def test_asks_during_a_rebuild_all_answer_from_a_whole_index(seed_settings: Sett
 
 
 def test_two_rebuilds_at_once_take_turns(seed_settings: Settings, tmp_path: Path) -> None:
-    index_dir = _copy_index(seed_settings, tmp_path / "index")
-    env = _env(index_dir, _tiny_sources(tmp_path / "src"))
+    index_dir = copy_index(seed_settings, tmp_path)
+    env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
     first = _start("index", "--rebuild", env=env)
     assert _wait_until(lambda: _holds_lock(index_dir), first)
     second = _start("index", "--rebuild", env=env)
@@ -229,17 +245,17 @@ def test_two_rebuilds_at_once_take_turns(seed_settings: Settings, tmp_path: Path
     assert [first.returncode, second.returncode] == [0, 0], outs
     assert "another build of this index is running; waiting for it" in outs[1][1]
     built = [out.split()[1] for out, _ in outs]
-    assert built[0] != built[1] and store.current_build(index_dir) == Path(built[1])
+    assert built[0] != built[1] and current_build(index_dir) == Path(built[1])
     assert {p.name for p in _names(index_dir, "build-")} == {Path(b).name for b in built}
-    assert not _leftovers(index_dir)
+    assert not _all_leftovers(index_dir)
     _check_whole(index_dir)
 
 
 def test_asks_on_a_stale_index_build_it_once(seed_settings: Settings, tmp_path: Path) -> None:
-    index_dir = _copy_index(seed_settings, tmp_path / "index")
+    index_dir = copy_index(seed_settings, tmp_path)
     sources = _tiny_sources(tmp_path / "src", {"lance.txt": "Myoclonus after cardiac arrest "
                                                "and hypoxia is called Lance-Adams syndrome.\n"})
-    env = _env(index_dir, sources)
+    env = cli_env(index_dir, sources)
     before = {p.name for p in _names(index_dir, "build-")}
     asks = [_start("ask", "Lance-Adams hypoxia", "--json", "-k", "1", env=env) for _ in range(4)]
     new_builds: set[str] = set()

@@ -1,0 +1,297 @@
+"""`myoqa bench`: the speed benchmark behind the README's numbers (medians over repeats).
+
+Measures cold one-shot `myoqa ask` against importing sentence-transformers in the same run,
+warm in-process queries on the seeds, `myoqa --help`, the chat's start-up, embedding throughput,
+and search on synthetic corpora of growing size (texts and vectors generated, so embedding time
+is measured apart). Results go to a JSON file and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from myoqa.config import PROJECT_ROOT, Settings
+
+QUESTION = "which drugs are used to treat myoclonus?"
+DIM = 384
+
+
+def _median_run(cmd: list[str], repeats: int, env: dict[str, str]) -> float:
+    """Median wall time of a command in fresh processes."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, capture_output=True, check=True, stdin=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.array(samples) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def cold_start(settings: Settings, repeats: int) -> dict[str, Any]:
+    """Fresh-process `myoqa ask` (index built) vs `import sentence_transformers`, interleaved."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MYOQA_INDEX_DIR": str(settings.index_dir),
+           "MYOQA_SOURCES": str(settings.sources)}
+    ask = [sys.executable, "-m", "myoqa", "ask", QUESTION, "--json"]
+    st = [sys.executable, "-c", "import sentence_transformers"]
+    helpcmd = [sys.executable, "-m", "myoqa", "--help"]
+    subprocess.run(ask, env=env, capture_output=True, check=True)
+    asks, sts, helps = [], [], []
+    for _ in range(repeats):
+        asks.append(_median_run(ask, 1, env))
+        sts.append(_median_run(st, 1, env))
+        helps.append(_median_run(helpcmd, 1, env))
+    ask_s, st_s = statistics.median(asks), statistics.median(sts)
+    return {"ask_cold_s": ask_s, "import_sentence_transformers_s": st_s,
+            "ratio": ask_s / st_s, "help_s": statistics.median(helps), "repeats": repeats}
+
+
+def warm_queries(settings: Settings, repeats: int) -> dict[str, Any]:
+    """In-process hybrid queries on the seeds, query embedding included."""
+    from myoqa.engine import open_searcher
+
+    searcher = open_searcher(settings)
+    questions = [json.loads(line)["question"] for line in
+                 (PROJECT_ROOT / "eval" / "questions.jsonl").read_text("utf-8").splitlines()]
+    searcher.search(QUESTION)
+    samples = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        searcher.search(questions[i % len(questions)], "hybrid", 5)
+        samples.append(time.perf_counter() - start)
+    return {**_percentiles(samples), "queries": repeats}
+
+
+def embedding_throughput(settings: Settings) -> dict[str, Any]:
+    """Passages per second when building: sentence-transformers, and the ONNX query encoder."""
+    from myoqa.embedding import SentenceTransformerEncoder, load_model
+    from myoqa.engine import open_searcher
+    from myoqa.onnx_encoder import OnnxEncoder
+
+    searcher = open_searcher(settings)
+    texts = [searcher.index.text(p) for p in searcher.index.passages] * 4
+    out = {"passages": len(texts)}
+    for name, encoder in (("sentence_transformers", SentenceTransformerEncoder(
+            load_model(settings.model))), ("onnx", OnnxEncoder(searcher.index.encoder_dir))):
+        encoder.encode(texts[:8])
+        start = time.perf_counter()
+        encoder.encode(texts)
+        out[f"{name}_passages_per_s"] = len(texts) / (time.perf_counter() - start)
+    return out
+
+
+def chat_startup(settings: Settings, repeats: int) -> dict[str, Any]:
+    """Seconds from launching `myoqa chat` to an interactive input and to the first answer."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MYOQA_INDEX_DIR": str(settings.index_dir),
+           "MYOQA_SOURCES": str(settings.sources)}
+    code = ("import sys, time; t0 = float(sys.argv[1]); from myoqa.tui.timing import time_startup;"
+            " print(json.dumps(time_startup(t0, sys.argv[2])))")
+    ready, answered, final = [], [], []
+    for _ in range(repeats):
+        start = time.time()
+        proc = subprocess.run([sys.executable, "-c", "import json; " + code, str(start),
+                               QUESTION], env=env, capture_output=True, text=True, check=True,
+                              stdin=subprocess.DEVNULL)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        ready.append(result["ready_s"])
+        answered.append(result["answer_s"])
+        final.append(result["final_answer_s"])
+    return {"interactive_s": statistics.median(ready), "first_answer_s": statistics.median(answered),
+            "hybrid_answer_s": statistics.median(final), "repeats": repeats}
+
+
+def synthetic_corpus(n: int, seed: int = 0) -> tuple[dict[str, str], list, np.ndarray]:
+    """`n` passages of 60 Zipf-distributed words each, one source per 1,000 passages, and
+    clustered unit vectors (so that approximate search meets structure as real embeddings do)."""
+    from myoqa.chunking import Unit
+
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"w{i}" for i in range(50_000)])
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.07
+    words = rng.choice(len(vocab), size=(n, 60), p=weights / weights.sum())
+    texts: dict[str, str] = {}
+    units = []
+    per_source = 1000
+    for s in range(0, n, per_source):
+        lines = [" ".join(vocab[row]) for row in words[s:s + per_source]]
+        name = f"synthetic/{s // per_source:05d}.txt"
+        text = "\n".join(lines)
+        texts[name] = text
+        pos = 0
+        for line in lines:
+            units.append(Unit(name, pos, pos + len(line)))
+            pos += len(line) + 1
+    return texts, units, clustered_vectors(n, rng)
+
+
+def clustered_vectors(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors around n/250 random topics, a vector's cosine to its topic about 0.75 (real
+    sentence embeddings of one subject spread about as much)."""
+    centres = _unit(rng.standard_normal((max(16, n // 250), DIM)).astype(np.float32))
+    noise = rng.standard_normal((n, DIM)).astype(np.float32) * (0.9 / np.sqrt(DIM))
+    return _unit(centres[rng.integers(0, len(centres), n)] + noise)
+
+
+def query_vectors(vectors: np.ndarray, picks: np.ndarray, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Queries near chosen passages, at the cosine (about 0.6) a question has to its answer."""
+    noise = rng.standard_normal((len(picks), DIM)).astype(np.float32) * (1.33 / np.sqrt(DIM))
+    return _unit(vectors[picks] + noise)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+class _FixedEncoder:
+    """Hands out prepared query vectors, so scale timings leave the model out."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors, self.i = vectors, 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.i += 1
+        return self.vectors[(self.i - 1) % len(self.vectors)][None, :]
+
+
+def scale_point(n: int, queries: int) -> dict[str, Any]:
+    """Build time, query latency, recall and memory for one synthetic size (run in a child)."""
+    import faiss
+
+    from myoqa.index import BuildParams
+    from myoqa.index.build import from_parts
+    from myoqa.search import Searcher
+
+    texts, units, vectors = synthetic_corpus(n)
+    rng = np.random.default_rng(1)
+    start = time.perf_counter()
+    index = from_parts(texts, units, [], vectors, np.zeros((0, DIM), np.float32),
+                       BuildParams(model="synthetic"))
+    build_s = time.perf_counter() - start
+    picks = rng.integers(0, n, queries)
+    qvecs = query_vectors(vectors, picks, rng)
+    qtexts = [" ".join(index.text(index.passages[int(i)]).split()[:8:2]) for i in picks]
+    searcher = Searcher(index, lambda: _FixedEncoder(qvecs))
+    searcher.search(qtexts[0])
+    searcher._encoder.i = 0
+    samples = []
+    for text in qtexts:
+        t = time.perf_counter()
+        searcher.search(text, "hybrid", 5)
+        samples.append(time.perf_counter() - t)
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(vectors)
+    _, truth = exact.search(qvecs, 10)
+    _, found = index.passage_vectors.search(qvecs, 10)
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)]))
+    return {"passages": n, "build_s": build_s, **_percentiles(samples),
+            "dense_index": index.manifest.dense_index, "dense_recall_at_10": recall,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def scale(sizes: list[int], queries: int) -> list[dict[str, Any]]:
+    """Each size in a fresh process, so peak memory is that size's own."""
+    out = []
+    for n in sizes:
+        code = ("import json, sys; from myoqa.bench import scale_point; "
+                "print(json.dumps(scale_point(int(sys.argv[1]), int(sys.argv[2]))))")
+        proc = subprocess.run([sys.executable, "-c", code, str(n), str(queries)],
+                              capture_output=True, text=True, check=True)
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"  scale {n:>9,}: {out[-1]}", file=sys.stderr)
+    return out
+
+
+def plot(points: list[dict[str, Any]], path: Path) -> None:
+    """Query latency and peak memory against corpus size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [p["passages"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(sizes, [p["p50_ms"] for p in points], "o-", label="p50")
+    left.plot(sizes, [p["p95_ms"] for p in points], "s--", label="p95")
+    left.set(xscale="log", yscale="log", xlabel="passages", ylabel="hybrid query (ms)",
+             title="Query latency")
+    left.legend()
+    right.plot(sizes, [p["peak_rss_mb"] for p in points], "o-", color="tab:red")
+    right.set(xscale="log", xlabel="passages", ylabel="peak RSS (MB)", title="Peak memory")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
+        log: Callable[[str], None]) -> dict[str, Any]:
+    """Run every measurement and write `latest.json` and `scale.png` into out_dir."""
+    from myoqa.engine import stderr_notify
+    from myoqa.index.opener import ready_index
+
+    ready_index(settings, stderr_notify)
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform(), "processor": platform.machine()},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    for name, step in (("cold", lambda: cold_start(settings, repeats)),
+                       ("warm", lambda: warm_queries(settings, 300)),
+                       ("chat", lambda: chat_startup(settings, max(3, repeats // 2))),
+                       ("embedding", lambda: embedding_throughput(settings)),
+                       ("scale", lambda: scale(sizes, 200))):
+        log(f"bench: {name}…")
+        results[name] = step()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    if results["scale"]:
+        plot(results["scale"], out_dir / "scale.png")
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """The README table: each figure beside its target."""
+    c, w, ch = results["cold"], results["warm"], results["chat"]
+    st_s = c["import_sentence_transformers_s"]
+    share = f"… as a share of `import sentence_transformers` ({st_s:.2f} s)"
+    rows = [
+        ("cold `myoqa ask` (fresh process)", f"{c['ask_cold_s']:.2f} s", "≤ 1.0 s"),
+        (share, f"{c['ratio']:.2f}×", "≤ 0.2×"),
+        ("warm hybrid query p50 / p95 (seeds)", f"{w['p50_ms']:.1f} / {w['p95_ms']:.1f} ms",
+         "≤ 8 / 15 ms"),
+        ("chat: launch → interactive input", f"{ch['interactive_s']:.2f} s", "≤ 1.0 s"),
+        ("chat: launch → first answer", f"{ch['first_answer_s']:.2f} s", "≤ 1.5 s"),
+        ("chat: launch → hybrid answer (after the model loads)", f"{ch['hybrid_answer_s']:.2f} s",
+         "—"),
+        ("`myoqa --help`", f"{c['help_s']:.2f} s", "≤ 0.3 s"),
+        ("embedding (build, sentence-transformers)",
+         f"{results['embedding']['sentence_transformers_passages_per_s']:.0f} passages/s", "—"),
+        ("embedding (ONNX encoder)",
+         f"{results['embedding']['onnx_passages_per_s']:.0f} passages/s", "—"),
+    ]
+    targets = {10_000: ("—", "—"), 100_000: ("≤ 20 ms", "—"), 1_000_000: ("≤ 100 ms", "≤ 60 s")}
+    for p in results["scale"]:
+        q_target, b_target = targets.get(p["passages"], ("—", "—"))
+        rows.append((f"{p['passages']:,} passages: hybrid p50 / p95",
+                     f"{p['p50_ms']:.1f} / {p['p95_ms']:.1f} ms", q_target))
+        rows.append((f"{p['passages']:,} passages: build (no embedding), peak memory",
+                     f"{p['build_s']:.1f} s, {p['peak_rss_mb']:.0f} MB", b_target))
+        rows.append((f"{p['passages']:,} passages: dense recall@10 ({p['dense_index']})",
+                     f"{p['dense_recall_at_10']:.3f}", "≥ 0.98"))
+    lines = ["| measure | result | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {t} |" for a, b, t in rows]
+    return "\n".join(lines)

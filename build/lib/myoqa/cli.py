@@ -1,0 +1,325 @@
+"""The `myoqa` command: a thin view over the search API (ask, index, info, eval, chat, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, NoReturn
+
+from myoqa import __version__
+from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
+
+MODES = ("hybrid", "bm25", "dense")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, f"see `{self.prog} --help`")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {number}")
+    return number
+
+
+def _place_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sources", metavar="DIR",
+                        help="folder of sources (default: $MYOQA_SOURCES, else the project's "
+                        "seeds/, else the bundled seed texts)")
+    parser.add_argument("--index-dir", metavar="DIR",
+                        help="index folder (default: $MYOQA_INDEX_DIR, else the project's index/, "
+                        "else one in the user's cache folder)")
+    parser.add_argument("--model", metavar="NAME_OR_PATH",
+                        help="embedding model (default: all-MiniLM-L6-v2, or $MYOQA_MODEL)")
+
+
+def build_parser() -> Parser:
+    """All commands and options."""
+    parser = Parser(prog="myoqa", description="Answers questions about myoclonus with ranked, "
+                    "highlighted passages quoted from the sources. With no command in a terminal, "
+                    "opens the chat.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    ask = sub.add_parser("ask", help="answer one question and exit")
+    ask.add_argument("question", nargs="+", help="the question (quote it or not)")
+    ask.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode")
+    ask.add_argument("-k", type=_positive_int, default=5, help="passages to show (1-100)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object (see README)")
+    _place_options(ask)
+
+    idx = sub.add_parser("index", help="build the index (progress on stderr)")
+    idx.add_argument("--rebuild", action="store_true", help="rebuild even if it is current")
+    _place_options(idx)
+
+    for name in ("info", "status"):
+        info = sub.add_parser(name, help="which sources and index are used, and the index's "
+                              "state (current, stale, damaged)")
+        info.add_argument("--json", action="store_true", help="print it as JSON (see README)")
+        _place_options(info)
+
+    ev = sub.add_parser("eval", help="measure retrieval quality on a question set or BEIR folder")
+    ev.add_argument("--file", metavar="F", help="question set (default: eval/questions.jsonl)")
+    ev.add_argument("--mode", choices=(*MODES, "all"), default="all", help="mode(s) to measure")
+    ev.add_argument("-k", type=_positive_int, default=10, help="passages per question (1-100)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--run-out", metavar="FILE", help="write ranked passages, a JSON line each")
+    ev.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR collection instead")
+    ev.add_argument("--trec-out", metavar="FILE", help="with --beir: write a TREC run file")
+    _place_options(ev)
+
+    bench = sub.add_parser("bench", help="measure speed (see README); writes eval/bench/")
+    bench.add_argument("--sizes", default="10000,100000,1000000", metavar="N,N,…",
+                       help="synthetic corpus sizes in passages ('' for none)")
+    bench.add_argument("--repeats", type=_positive_int, default=7, help="fresh-process repeats")
+    bench.add_argument("--out", metavar="DIR", help="results folder (default: eval/bench)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    _place_options(bench)
+
+    chat = sub.add_parser("chat", help="open the terminal chat")
+    _place_options(chat)
+    return parser
+
+
+def _json(data: Any, indent: int | None = None) -> str:
+    """JSON text in which every character a terminal would act on is a \\u escape (still JSON).
+
+    json.dumps escapes only C0 controls; DEL, C1 controls and bidi overrides would pass raw.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from myoqa.config import Settings
+
+    return Settings.resolve(args.sources, args.index_dir, args.model)
+
+
+def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    def factory(label: str, total: int) -> Callable[[int], None]:
+        progress = Progress(console=Console(stderr=True), transient=True)
+        progress.start()
+        task = progress.add_task(label, total=total)
+
+        def tick(n: int) -> None:
+            progress.advance(task, n)
+            if progress.finished:
+                progress.stop()
+
+        return tick
+
+    return factory
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Print the ranked passages for one question."""
+    from myoqa.engine import open_searcher
+    from myoqa.search import check_request
+
+    question = " ".join(args.question)
+    check_request(question, args.mode, args.k)
+    searcher = open_searcher(_settings(args), progress=_progress_factory(not args.json))
+    answer = searcher.search(question, args.mode, args.k)
+    if args.json:
+        print(_json(answer.to_json()))
+        return ExitCode.OK
+    from rich.console import Console
+    from rich.text import Text
+
+    from myoqa.render import ABSTENTION, evidence, location, passage_text, safe
+
+    console = Console(highlight=False, soft_wrap=False)
+    for note in answer.notes:
+        print(f"myoqa: note: {note}", file=sys.stderr)
+    if answer.abstained:
+        console.print(Text(ABSTENTION, style="bold red"))
+    for r in answer.results:
+        head = Text(f"{r.rank}. ", style="bold")
+        head.append(printable(location(r)), style="cyan")
+        head.append(f"   score {r.score:.3f}", style="dim")
+        console.print(head)
+        console.print(passage_text(r))
+        if not console.is_terminal:
+            console.print(Text(f"   evidence: {evidence(r)}"))
+        console.print()
+    if not answer.results:
+        console.print(Text(f"No passage matches {safe(question)!r}."))
+    return ExitCode.OK
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Build (or rebuild) the index and say what it holds."""
+    from myoqa.engine import stderr_notify
+    from myoqa.index import BuildParams
+    from myoqa.index.opener import build_index, ready_index
+
+    settings = _settings(args)
+    progress = _progress_factory(True)
+    if args.rebuild:
+        built = build_index(settings, BuildParams(model=settings.model), stderr_notify, progress)
+    else:
+        built = ready_index(settings, stderr_notify, progress=progress)
+    m = built.manifest
+    print(printable(f"index {built.path} holds {m.counts.passages} passages and "
+                    f"{m.counts.spans} spans from {m.counts.sources} sources (built "
+                    f"{m.built_at} in {m.build_seconds} s; {m.reused_vectors} of "
+                    f"{m.counts.passages + m.counts.spans} vectors reused)"))
+    return ExitCode.OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Say which sources and index folder are used and why, and whether the index is current,
+    stale (why) or damaged (what), with what it holds. Exit 1 when damaged or missing."""
+    from myoqa.corpus import source_hashes
+    from myoqa.index import BuildParams
+    from myoqa.index.health import State, check
+    from myoqa.index.manifest import REBUILD_HINT
+
+    settings = _settings(args)
+    try:
+        hashes = source_hashes(settings.sources)
+    except MyoqaError as exc:
+        hashes, problem = {}, exc.message
+    else:
+        problem = None
+    state = check(settings.index_dir, BuildParams(model=settings.model), hashes, full=True)
+    if problem and state.state is State.CURRENT:
+        state = replace(state, state=State.STALE, reason=problem)
+    m = state.manifest
+    if args.json:
+        print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
+                     "index_dir": str(settings.index_dir), "index_from": settings.index_from,
+                     "model": settings.model, "model_from": settings.model_from,
+                     "build": str(state.build) if state.build else None, **state.to_json(),
+                     "manifest": m.to_json() if m else None}, indent=2))
+    else:
+        lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
+                 f"index:     {settings.index_dir}  ({settings.index_from})",
+                 f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
+        if m:
+            lines += [f"build:     {state.build}",
+                      (f"built:     {m.built_at} in {m.build_seconds} s "
+                      f"({m.reused_vectors} vectors reused)"),
+                      (f"model:     {m.model.name} (dimension {m.model.dimension}, "
+                      f"encoder {m.model.encoder})"),
+                      f"passages:  {m.counts.passages}, spans: {m.counts.spans}",
+                      f"chunking:  {json.dumps(vars(m.chunking))}",
+                      f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}"]
+            lines += [f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
+                      f"sha256 {src.sha256[:16]}…" for src in m.sources]
+            lines += [f"skipped:   {s.name}  ({s.reason})" for s in m.skipped]
+        for line in lines:
+            print(printable(line))
+    if state.state is State.MISSING:
+        raise MyoqaError(state.reason or "no index", "run `myoqa index`")
+    if state.state is State.DAMAGED:
+        raise MyoqaError(f"the index is damaged: {state.reason}", REBUILD_HINT)
+    return ExitCode.OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the evaluation and print a table of metrics (one column per mode)."""
+    from myoqa.eval_report import run_beir_eval, run_question_eval
+
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    settings = _settings(args)
+    progress = _progress_factory(not args.json)
+    if args.beir:
+        return run_beir_eval(settings, args, modes, progress)
+    return run_question_eval(settings, args, modes, progress)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the speed benchmark and print its table."""
+    from pathlib import Path
+
+    from myoqa import bench
+    from myoqa.config import PROJECT_ROOT
+
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--sizes takes whole numbers separated by commas, not {args.sizes!r}")
+    out = Path(args.out) if args.out else PROJECT_ROOT / "eval" / "bench"
+    results = bench.run(_settings(args), out, sizes, args.repeats,
+                        lambda m: print(m, file=sys.stderr))
+    print(json.dumps(results, indent=1) if args.json else bench.table(results))
+    return ExitCode.OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Open the Textual chat."""
+    from myoqa.tui.app import run_chat
+
+    return run_chat(_settings(args))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "bench": cmd_bench, "chat": cmd_chat,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command, turning every failure into one line and an exit code.
+
+    User errors exit 1 (usage errors 2), Ctrl-C exits 130; anything unexpected is one line too,
+    with its traceback only when MYOQA_DEBUG is set.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets '?'
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            if sys.stdin.isatty() and sys.stdout.isatty():
+                args = parser.parse_args(["chat"])
+            else:
+                parser.print_help()
+                return ExitCode.OK
+        return int(COMMANDS[args.command](args))
+    except MyoqaError as exc:
+        print(f"myoqa: error: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        print("myoqa: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except OSError as exc:
+        if os.environ.get("MYOQA_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(printable(f"myoqa: error: {exc.strerror or exc}{where}"), file=sys.stderr)
+        return ExitCode.FAILURE
+    except Exception as exc:  # the last guard against a traceback
+        if os.environ.get("MYOQA_DEBUG"):
+            raise
+        print(printable(f"myoqa: error: unexpected {type(exc).__name__}: {exc} (this is a bug; "
+                        "set MYOQA_DEBUG=1 to see where, and please report it)"), file=sys.stderr)
+        return ExitCode.FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Where things live and which model is used, and why: flags, then MYOQA_* variables, then the
+project (a myoqa checkout containing the current folder), then the defaults of an installed
+package (the bundled seed texts, an index in the user's cache folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_SEEDS = Path(__file__).resolve().parent / "seeds"
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+APP_NAME = "myoqa"
+KEY_CHARS = 12
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The myoqa checkout that holds `start` (default: the current folder), or None.
+
+    A checkout is a folder whose pyproject.toml names the project "myoqa"; its seeds/ and
+    index/ are then the defaults, so `make chat` works as it always has.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        try:
+            data = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("project", {}).get("name") == APP_NAME:
+            return folder
+    return None
+
+
+def user_cache() -> Path:
+    """The user's cache folder for myoqa (platformdirs), where indexes live by default."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def user_data() -> Path:
+    """The user's data folder for myoqa (platformdirs): history, exports; MYOQA_DATA_DIR wins."""
+    import platformdirs
+
+    return Path(os.environ.get("MYOQA_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The places a run depends on, resolved once by the caller, with where each came from."""
+
+    sources: Path
+    index_dir: Path
+    model: str
+    sources_from: str = "given"
+    index_from: str = "given"
+    model_from: str = "given"
+
+    @classmethod
+    def resolve(cls, sources: str | Path | None = None, index_dir: str | Path | None = None,
+                model: str | None = None) -> Settings:
+        """Flags win over environment variables, which win over the project, then defaults."""
+        project = project_root()
+        src, src_why = _pick(sources, "MYOQA_SOURCES", "--sources")
+        if src is None:
+            if project is not None and (project / "seeds").is_dir():
+                src, src_why = project / "seeds", f"the project's seeds/ ({project})"
+            else:
+                src, src_why = PACKAGE_SEEDS, "the seed texts bundled with myoqa"
+        idx, idx_why = _pick(index_dir, "MYOQA_INDEX_DIR", "--index-dir")
+        if idx is None:
+            if project is not None:
+                idx, idx_why = project / "index", f"the project's index/ ({project})"
+            else:
+                idx, idx_why = cache_index_dir(src), "the user's cache folder"
+        if model:
+            name, model_why = model, "--model"
+        elif os.environ.get("MYOQA_MODEL"):
+            name, model_why = os.environ["MYOQA_MODEL"], "$MYOQA_MODEL"
+        else:
+            name, model_why = DEFAULT_MODEL, "the default"
+        return cls(src, idx, name, src_why, idx_why, model_why)
+
+
+def cache_index_dir(sources: Path) -> Path:
+    """The index folder in the user's cache for a sources folder: one per folder."""
+    real = sources.resolve()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", real.name)[:40] or "sources"
+    key = hashlib.sha256(str(real).encode("utf-8", "surrogateescape")).hexdigest()[:KEY_CHARS]
+    return user_cache() / "indexes" / f"{slug}-{key}"
+
+
+def _pick(flag: str | Path | None, env: str, option: str) -> tuple[Path | None, str]:
+    if flag:
+        return Path(flag).expanduser(), option
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser(), f"${env}"
+    return None, ""

@@ -1,0 +1,41 @@
+"""The one entry point the views use: a Searcher over the current index for some settings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from myoqa.config import Settings
+from myoqa.corpus import Source
+from myoqa.errors import printable
+from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
+from myoqa.index.opener import Notify, ready_index
+from myoqa.search import Searcher, SearchParams
+
+
+def stderr_notify(message: str) -> None:
+    """Show a message from opening or building the index on stderr, for the CLI."""
+    print(f"myoqa: {printable(message)}", file=sys.stderr, flush=True)
+
+
+def query_encoder_factory(index: Index) -> Callable[[], Any]:
+    """How to load the query encoder: the ONNX encoder the index was embedded with, whose
+    files `health.check` verified when the index was opened."""
+
+    def load() -> Any:
+        encoder = encoders.load_encoder(index.encoder_dir)
+        if encoder.dimension != index.dimension:
+            raise IndexProblem(f"query encoder in {index.encoder_dir} makes vectors of dimension "
+                               f"{encoder.dimension}, the index holds {index.dimension}")
+        return encoder
+
+    return load
+
+
+def open_searcher(settings: Settings, params: SearchParams | None = None,
+                  notify: Notify = stderr_notify, progress: ProgressFactory | None = None,
+                  sources: list[Source] | None = None) -> Searcher:
+    """A Searcher over the current index for `settings` (built or rebuilt first if needed)."""
+    index = ready_index(settings, notify, progress=progress, sources=sources)
+    return Searcher(index, query_encoder_factory(index), params)

@@ -1,0 +1,187 @@
+"""Building an index in memory: sources → passages and spans → BM25 postings and vectors.
+
+Vectors are looked up by content first: a unit whose text the previous build already embedded
+(same model, same encoder) takes that vector, so after a small edit only the new or changed
+passages and spans are embedded. Nothing here writes to disk (see `store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from myoqa import __version__
+from myoqa.analysis import RULES_VERSION, Analyzer
+from myoqa.bm25 import Postings
+from myoqa.chunking import ChunkParams, Unit, chunk
+from myoqa.corpus import Source
+from myoqa.errors import MyoqaError
+from myoqa.index.manifest import Counts, FileDigest, Manifest, ModelInfo, Skipped, SourceEntry
+from myoqa.index.tables import Index, UnitTable, spans_inside
+
+FLAT_MAX = 20_000
+IVF_PROBED_SHARE = 4
+IVF_SAMPLE_PER_LIST = 50
+IVF_TRAIN_ITERATIONS = 10
+IVF_MIN_PROBES = 32
+VERSIONED_PACKAGES = ("faiss-cpu", "rank-bm25", "sentence-transformers", "torch", "numpy",
+                      "onnxruntime")
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+class Encoder(Protocol):
+    """Anything that turns texts into normalised float32 vectors."""
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None = None
+               ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    """Everything a build depends on besides the sources; a change means a rebuild."""
+
+    model: str
+    chunking: ChunkParams = field(default_factory=ChunkParams)
+    analyzer: Analyzer = field(default_factory=Analyzer)
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """The encoder a build embeds with: where it is and its files' digests."""
+
+    folder: Path
+    files: dict[str, FileDigest]
+
+
+def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
+    return lambda _n: None
+
+
+def text_key(text: str) -> bytes:
+    """The content key of a unit's text, for reusing its vector."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def known_vectors(previous: Index | None, encoder: EncoderInfo) -> dict[bytes, np.ndarray]:
+    """Text key → vector of every unit of `previous`, when it was embedded by the same encoder."""
+    if previous is None or previous.manifest.model.encoder_files != encoder.files:
+        return {}
+    found: dict[bytes, np.ndarray] = {}
+    tables = ((previous.passages, None), (previous.spans, previous.span_vectors))
+    for table, vectors in tables:
+        if vectors is None:
+            vectors = previous.passage_vectors.reconstruct_n(0, len(table))
+        for i, unit in enumerate(table):
+            found.setdefault(text_key(previous.text(unit)), vectors[i])
+    return found
+
+
+def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: EncoderInfo,
+          previous: Index | None = None, progress: ProgressFactory | None = None,
+          skipped: list[Skipped] | None = None) -> Index:
+    """Chunk, tokenize and embed `sources` into an in-memory index, reusing what `previous`
+    already embedded with the same encoder."""
+    started = time.perf_counter()
+    passages: list[Unit] = []
+    spans: list[Unit] = []
+    entries = []
+    for src in sources:
+        p, s = chunk(src.name, src.text, params.chunking)
+        passages += p
+        spans += s
+        entries.append(SourceEntry(src.name, src.sha256, len(src.text), len(p)))
+    if not passages:
+        raise MyoqaError("the sources hold no words to index", "add text to the source files")
+    texts = {s.name: s.text for s in sources}
+    units = [texts[u.source][u.start:u.end] for u in passages + spans]
+    known = known_vectors(previous, info)
+    keys = [text_key(t) for t in units]
+    first: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        if key not in known:
+            first.setdefault(key, i)
+    todo = list(first.values())
+    tick = (progress or _no_progress)("embedding", len(todo))
+    fresh = encoder.encode([units[i] for i in todo], tick) if todo else None
+    for n, i in enumerate(todo):
+        known[keys[i]] = fresh[n]
+    dimension = len(next(iter(known.values())))
+    vectors = np.empty((len(units), dimension), dtype=np.float32)
+    for i, key in enumerate(keys):
+        vectors[i] = known[key]
+    return from_parts(texts, passages, spans, vectors[:len(passages)],
+                      np.ascontiguousarray(vectors[len(passages):]), params, entries,
+                      ModelInfo(params.model, dimension, info.folder.name, info.files),
+                      reused=len(units) - len(todo), skipped=skipped or [], started=started,
+                      encoder_dir=info.folder)
+
+
+def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
+               passage_vectors: np.ndarray, span_vectors: np.ndarray, params: BuildParams,
+               entries: list[SourceEntry] | None = None, model: ModelInfo | None = None,
+               reused: int = 0,
+               skipped: list[Skipped] | None = None, started: float | None = None,
+               encoder_dir: Path = Path()) -> Index:
+    """An in-memory index from already-embedded units (also used by the scale benchmark)."""
+    started = time.perf_counter() if started is None else started
+    model = model or ModelInfo(params.model, int(passage_vectors.shape[1]), "", {})
+    names = list(texts)
+    table = UnitTable.from_units(passages, names)
+    span_table = UnitTable.from_units(spans, names)
+    postings = Postings.from_texts((texts[u.source][u.start:u.end] for u in passages),
+                                   params.analyzer)
+    vectors = dense_index(passage_vectors)
+    manifest = Manifest(
+        model=model, chunking=params.chunking, analyzer=params.analyzer,
+        analyzer_rules=RULES_VERSION, sources=entries or [],
+        counts=Counts(len(texts), len(passages), len(spans)), files={}, versions=_versions(),
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        build_seconds=round(time.perf_counter() - started, 3),
+        dense_index=(f"ivf(lists={vectors.nlist}, nprobe={vectors.nprobe})"
+                     if hasattr(vectors, "nprobe") else "flat"),
+        reused_vectors=reused, skipped=skipped or [])
+    return Index(path=Path(), encoder_dir=encoder_dir, manifest=manifest, texts=texts,
+                 passages=table, spans=span_table, passage_spans=spans_inside(table, span_table),
+                 postings=postings, passage_vectors=vectors, span_vectors=span_vectors)
+
+
+def dense_index(vectors: np.ndarray) -> Any:
+    """Exact inner-product search up to FLAT_MAX vectors, an IVF index above (see README)."""
+    import faiss
+
+    n, dim = vectors.shape
+    if n <= FLAT_MAX:
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(vectors)
+        return flat
+    lists = int(np.sqrt(n))
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.niter = IVF_TRAIN_ITERATIONS
+    ivf.cp.spherical = True
+    sample = vectors[np.random.default_rng(0).choice(n, min(n, IVF_SAMPLE_PER_LIST * lists),
+                                                     replace=False)]
+    ivf.train(sample)
+    ivf.add(vectors)
+    ivf.nprobe = max(IVF_MIN_PROBES, lists // IVF_PROBED_SHARE)
+    ivf.make_direct_map()
+    return ivf
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"myoqa": __version__, "python": sys.version.split()[0]}
+    for pkg in VERSIONED_PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -1,0 +1,172 @@
+"""The ONNX encoder of a model: exported once per index folder, shared by its builds, verified.
+
+Builds embed passages and spans with it and queries use it, so vectors never depend on which
+of the two paths made them, and once it exists a rebuild needs no torch. It lives in
+`encoders/<model>-<key>/` with the digests of its files; a build's manifest records them too,
+so a damaged or swapped encoder is found before it can change an answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from myoqa.errors import MyoqaError
+from myoqa.index.manifest import FileDigest, IndexProblem
+from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, write_owned_file
+
+ENCODERS = "encoders"
+DIGESTS = "digests.json"
+HASH_BLOCK = 1 << 20
+KEY_CHARS = 16
+
+Notify = Callable[[str], None]
+
+
+def model_key(model: str) -> str:
+    """A short key that changes when the model's files change (name + package version for the
+    bundled model; sizes and modification times of a model folder's files otherwise)."""
+    from myoqa.embedding import bundled_version, model_path
+    from myoqa.onnx_encoder import EXPORT_VERSION
+
+    path = Path(model_path(model))
+    version = bundled_version(model)
+    if version:
+        stamp = f"{model}={version};export={EXPORT_VERSION}"
+    else:
+        stamp = "\n".join(f"{p.relative_to(path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                          for p in sorted(path.rglob("*")) if p.is_file())
+        stamp += f";export={EXPORT_VERSION}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name)[:40] or "model"
+    return f"{slug}-{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}"
+
+
+def digest(path: Path) -> FileDigest:
+    """Size and SHA-256 of a file."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            sha.update(block)
+            size += len(block)
+    return FileDigest(size, sha.hexdigest())
+
+
+def digests(folder: Path) -> dict[str, FileDigest]:
+    """Digest of every file below `folder` but the ownership proof, by relative path."""
+    return {p.relative_to(folder).as_posix(): digest(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in (".owner", DIGESTS)}
+
+
+def damage(folder: Path, expected: dict[str, FileDigest], full: bool = True) -> str | None:
+    """What is wrong with the files of `folder` against `expected`, or None when they match.
+
+    Sizes are always checked; contents too when `full`.
+    """
+    for name, want in expected.items():
+        path = folder / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{path} is missing"
+        if size != want.bytes:
+            return f"{path} has {size} bytes, {want.bytes} expected"
+        if full and digest(path).sha256 != want.sha256:
+            return f"{path} does not match its recorded hash"
+    return None
+
+
+def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, dict[str, FileDigest]]:
+    """The encoder folder for `model` under `index_dir` and its digests, exported if needed.
+
+    Exporting loads sentence-transformers (torch): seconds, once per model. An encoder whose
+    files no longer match their digests is exported again.
+    """
+    root = index_dir / ENCODERS
+    if not root.exists():
+        make_owned_dir(root)
+    elif not owned_dir(root):
+        raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+    key = model_key(model)
+    folder = root / key
+    recorded = read_digests(folder)
+    if recorded is not None and encoder_damage(folder, recorded) is None:
+        return folder, recorded
+    notify(f"exporting the ONNX encoder of {model} (once per model)")
+    from myoqa.embedding import load_model
+    from myoqa.onnx_encoder import export_onnx
+
+    tmp = root / f"{TMP_PREFIX}{key}"
+    if owned_dir(tmp):
+        shutil.rmtree(tmp)
+    make_owned_dir(tmp)
+    try:
+        export_onnx(load_model(model), tmp)
+        found = digests(tmp)
+        write_owned_file(tmp / DIGESTS, json.dumps(
+            {n: [d.bytes, d.sha256, _stamp(tmp / n)] for n, d in found.items()}) + "\n")
+        if owned_dir(folder):
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder, found
+
+
+def _stamp(path: Path) -> list[int]:
+    """What changes whenever a file is written: inode, modification and change times."""
+    info = path.stat()
+    return [info.st_ino, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _recorded(folder: Path) -> dict[str, tuple[FileDigest, list[int]]] | None:
+    try:
+        data = json.loads((folder / DIGESTS).read_text(encoding="utf-8"))
+        return {str(n): (FileDigest(int(b), str(s)), [int(x) for x in stamp])
+                for n, (b, s, stamp) in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+        return None
+
+
+def read_digests(folder: Path) -> dict[str, FileDigest] | None:
+    """The digests an encoder folder recorded, or None when it has none readable."""
+    recorded = _recorded(folder)
+    return None if recorded is None else {n: d for n, (d, _) in recorded.items()}
+
+
+def encoder_damage(folder: Path, expected: dict[str, FileDigest]) -> str | None:
+    """What is wrong with an encoder folder against a build's `expected` digests, or None.
+
+    A file still carrying the inode and times recorded when it was exported and hashed is not
+    hashed again (any write changes its change time), so the check before each question costs
+    a few stats; a file that was touched, copied or replaced is hashed in full.
+    """
+    recorded = _recorded(folder) or {}
+    for name, want in expected.items():
+        path = folder / name
+        have = recorded.get(name)
+        try:
+            unchanged = have is not None and have[0] == want and _stamp(path) == have[1]
+        except OSError:
+            return f"{path} is missing"
+        if not unchanged:
+            problem = damage(folder, {name: want})
+            if problem:
+                return problem
+    return None
+
+
+def load_encoder(folder: Path) -> Any:
+    """An OnnxEncoder from a folder `encoder_damage` has checked (IndexProblem if unreadable)."""
+    from myoqa.onnx_encoder import OnnxEncoder
+
+    try:
+        return OnnxEncoder(folder)
+    except Exception as exc:  # noqa: BLE001 (onnxruntime and tokenizers raise bare Exception)
+        raise IndexProblem(f"query encoder in {folder} is damaged ({type(exc).__name__})") from None

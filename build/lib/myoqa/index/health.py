@@ -1,0 +1,84 @@
+"""One answer to "can this index be searched as it is?": current, stale (why) or damaged (what)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from myoqa.analysis import RULES_VERSION
+from myoqa.index.build import BuildParams
+from myoqa.index.encoders import ENCODERS, damage, encoder_damage
+from myoqa.index.manifest import IndexProblem, Manifest
+from myoqa.index.store import current_build, read_manifest
+
+LISTED_CHANGES = 3
+
+
+class State(Enum):
+    """What an index folder holds, for the sources and settings asked about."""
+
+    MISSING = "missing"
+    CURRENT = "current"
+    STALE = "stale"
+    DAMAGED = "damaged"
+
+
+@dataclass(frozen=True)
+class Health:
+    """The state of an index folder, why, and its build and manifest when readable."""
+
+    state: State
+    reason: str | None
+    build: Path | None
+    manifest: Manifest | None
+
+    def to_json(self) -> dict[str, object]:
+        """The `stale`/`damaged` part of `status --json`."""
+        return {"state": self.state.value,
+                "stale": self.reason if self.state is State.STALE else None,
+                "damaged": self.reason if self.state is State.DAMAGED else None}
+
+
+def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bool = False
+          ) -> Health:
+    """The state of the current build in `index_dir` for these settings and source hashes.
+
+    Files are checked against the manifest's sizes always and hashes when `full` (`status`);
+    the encoder always against its hashes (cheaply, see `encoder_damage`). A manifest of a
+    newer format raises NewerFormat: it is refused, never rebuilt.
+    """
+    try:
+        build = current_build(index_dir)
+    except IndexProblem as problem:
+        missing = not (index_dir / "CURRENT").exists()
+        return Health(State.MISSING if missing else State.DAMAGED, problem.message, None, None)
+    try:
+        manifest = read_manifest(build)
+    except IndexProblem as problem:
+        return Health(State.DAMAGED, problem.message, build, None)
+    problem = (damage(build, manifest.files, full)
+               or encoder_damage(index_dir / ENCODERS / manifest.model.encoder,
+                                 manifest.model.encoder_files))
+    if problem:
+        return Health(State.DAMAGED, problem, build, manifest)
+    reason = staleness(manifest, params, hashes)
+    return Health(State.STALE if reason else State.CURRENT, reason, build, manifest)
+
+
+def staleness(manifest: Manifest, params: BuildParams, hashes: dict[str, str]) -> str | None:
+    """Why a build no longer fits its sources or settings, or None when it does."""
+    changed = [name for name, same in (
+        ("model", manifest.model.name == params.model),
+        ("chunking", manifest.chunking == params.chunking),
+        ("analyzer", manifest.analyzer == params.analyzer and manifest.analyzer_rules
+         == RULES_VERSION)) if not same]
+    if changed:
+        return f"settings changed ({', '.join(changed)})"
+    built = manifest.source_hashes()
+    if built != hashes:
+        names = sorted(set(built) ^ set(hashes)
+                       | {n for n in built if n in hashes and built[n] != hashes[n]})
+        more = "…" if len(names) > LISTED_CHANGES else ""
+        return f"sources changed ({', '.join(names[:LISTED_CHANGES])}{more})"
+    return None

@@ -1,0 +1,127 @@
+"""Opening an index for searching: reuse it when current, rebuild it when missing, stale or
+damaged, refuse it when it cannot be either. Messages go to a `notify` callback; nothing here
+prints, so the CLI, the chat and the evaluation each show them their own way."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from myoqa.config import Settings
+from myoqa.corpus import Source, load_sources, source_hashes
+from myoqa.errors import MyoqaError
+from myoqa.index import encoders, health
+from myoqa.index.build import BuildParams, EncoderInfo, ProgressFactory, build
+from myoqa.index.manifest import IndexProblem
+from myoqa.index.ownership import check_place, claim
+from myoqa.index.store import build_lock, current_build, load, save
+from myoqa.index.tables import Index
+
+Notify = Callable[[str], None]
+READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+LISTED_EMPTY = 3
+
+
+def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
+    """The one-line reason a build could not be written; the previous index is untouched."""
+    kept = "the previous index is unchanged"
+    if exc.errno in READ_ONLY:
+        return MyoqaError(f"cannot write the index: {index_dir} is not writable",
+                          f"make it writable or pass --index-dir DIR; {kept}")
+    if exc.errno in NO_SPACE:
+        return MyoqaError(f"cannot write the index in {index_dir}: no space left on the device",
+                          f"free some space and run `myoqa index`; {kept}")
+    return MyoqaError(f"cannot write the index in {index_dir}: {exc.strerror or exc}",
+                      f"check free space and permissions; {kept}")
+
+
+def _with_text(sources: list[Source], notify: Notify) -> None:
+    """Note the sources without words (they add nothing), and refuse when none has any."""
+    empty = [s.name for s in sources if not s.has_words]
+    if len(empty) == len(sources):
+        raise MyoqaError("the sources hold no text to index", "add text to the source files")
+    if len(empty) > LISTED_EMPTY:
+        notify(f"note: {len(empty)} sources hold no text ({', '.join(empty[:LISTED_EMPTY])}, …); "
+               "nothing from them is indexed")
+    else:
+        for name in empty:
+            notify(f"note: source {name} holds no text; nothing from it is indexed")
+
+
+def _load_current(index_dir: Path, params: BuildParams, hashes: dict[str, str]) -> Index:
+    """The current build when it is whole and fits `params` and `hashes`, else IndexProblem.
+
+    A rebuild may switch CURRENT and prune the build a reader had started on; the reader then
+    retries on the build CURRENT names now instead of taking the index for damaged.
+    """
+    while True:
+        state = health.check(index_dir, params, hashes)
+        if state.state is not health.State.CURRENT:
+            raise IndexProblem(state.reason or "the index is not current")
+        try:
+            index = load(index_dir)
+            if index.path != state.build:
+                continue
+        except IndexProblem:
+            with contextlib.suppress(IndexProblem):
+                if current_build(index_dir) != state.build:
+                    continue
+            raise
+        return index
+
+
+def build_index(settings: Settings, params: BuildParams, notify: Notify,
+                progress: ProgressFactory | None = None, sources: list[Source] | None = None,
+                force: bool = True) -> Index:
+    """Embed the sources (read from settings.sources unless given) into a new build, locked.
+
+    With `force` (`index --rebuild`) every passage and span is embedded again. Without it, a
+    build that another process finished while this one waited for the lock is used instead of
+    building the same index again, and the vectors of unchanged passages and spans are taken
+    from the build being replaced.
+    """
+    from_folder = sources is None
+    sources = load_sources(settings.sources) if sources is None else sources
+    _with_text(sources, notify)
+    index_dir = settings.index_dir
+    claim(index_dir, settings.sources if from_folder else None)
+    hashes = {s.name: s.sha256 for s in sources}
+    try:
+        if not os.access(index_dir, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(index_dir))
+        with build_lock(index_dir, notify):
+            if not force:
+                with contextlib.suppress(IndexProblem):
+                    return _load_current(index_dir, params, hashes)
+            folder, files = encoders.ensure_encoder(index_dir, params.model, notify)
+            previous = None
+            if not force:
+                with contextlib.suppress(IndexProblem):
+                    previous = load(index_dir)
+            built = build(sources, params, encoders.load_encoder(folder),
+                          EncoderInfo(folder, files), previous, progress)
+            return save(built, index_dir)
+    except OSError as exc:
+        raise _write_error(index_dir, exc) from None
+
+
+def ready_index(settings: Settings, notify: Notify, params: BuildParams | None = None,
+                progress: ProgressFactory | None = None, sources: list[Source] | None = None
+                ) -> Index:
+    """The current index for `settings`, built or rebuilt first when missing, damaged or stale.
+
+    An index of a newer format is refused rather than rebuilt (NewerFormat).
+    """
+    params = params or BuildParams(model=settings.model)
+    check_place(settings.index_dir, settings.sources if sources is None else None)
+    hashes = (source_hashes(settings.sources) if sources is None
+              else {s.name: s.sha256 for s in sources})
+    try:
+        return _load_current(settings.index_dir, params, hashes)
+    except IndexProblem as problem:
+        notify(f"{problem.message}; building the index in {settings.index_dir}")
+    return build_index(settings, params, notify, progress, sources, force=False)

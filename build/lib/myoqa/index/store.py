@@ -1,0 +1,281 @@
+"""The index on disk: atomic save, safe load, pruning, and the lock builders take turns on.
+
+Layout of an index folder (see README, "How it works"):
+    .myoqa-index          marker: myoqa made this folder (see `ownership`)
+    CURRENT               name of the build in use (replaced atomically)
+    build-<time>-<id>/    one complete build: manifest.json, sources.json, bm25_vocab.json,
+                          passages.faiss and .npy arrays (offsets, postings, span vectors)
+    encoders/<model>/     the ONNX encoder shared by the builds of one model
+    .lock                 held while a build runs, so two builds never interleave
+Readers follow CURRENT, so an ask during a rebuild sees the old build or the new one, whole.
+No file is loaded with pickle.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from myoqa.bm25 import Postings
+from myoqa.index.encoders import ENCODERS, digests
+from myoqa.index.manifest import IndexProblem, Manifest
+from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir
+from myoqa.index.tables import Index, UnitTable
+
+MANIFEST = "manifest.json"
+BUILD_PREFIX = "build-"
+POINTER = ".pointer"
+ARRAYS = ("passages", "spans", "passage_spans", "span_vectors", "bm25_indptr", "bm25_docs",
+          "bm25_tf", "bm25_doc_len")
+
+Notify = Callable[[str], None]
+
+
+@contextmanager
+def build_lock(index_dir: Path, notify: Notify) -> Iterator[None]:
+    """Hold the index folder's lock; a second builder waits for the first to finish."""
+    with open(index_dir / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            notify("another build of this index is running; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def current_build(index_dir: Path) -> Path:
+    """The build folder CURRENT names, or IndexProblem if there is none."""
+    pointer = index_dir / "CURRENT"
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexProblem(f"no index in {index_dir}", "run `myoqa index`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexProblem(f"cannot read {pointer}: {exc}") from None
+    build_dir = index_dir / name
+    if not name.startswith(BUILD_PREFIX) or "/" in name or not build_dir.is_dir():
+        raise IndexProblem(f"{pointer} names a missing build {name!r}")
+    return build_dir
+
+
+def read_manifest(build_dir: Path) -> Manifest:
+    """The typed manifest of a build folder (IndexProblem when missing or malformed)."""
+    path = build_dir / MANIFEST
+    return Manifest.from_json(_read_json(path), str(path))
+
+
+def save(index: Index, index_dir: Path) -> Index:
+    """Write `index` as a new build folder, then switch CURRENT to it; return it as loaded.
+
+    Call it holding `build_lock` in a folder `ownership.claim` accepted. Readers see no change
+    until CURRENT is replaced, and every file is synced first, so a crash leaves the old build
+    or the new one, whole. A failure or an interrupt removes the partial build; in the main
+    thread, Ctrl-C waits while CURRENT is switched and leftovers are removed. The replaced build
+    stays for readers still on it; older builds of ours are removed, nothing else is.
+    """
+    import faiss
+
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    handler = signal.getsignal(signal.SIGINT)
+    guard = threading.current_thread() is threading.main_thread() and handler is not None
+    names = list(index.texts)
+    try:
+        keep = {current_build(index_dir).name}
+    except IndexProblem:
+        keep = set()
+    final = index_dir / f"{BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    tmp = index_dir / f"{TMP_PREFIX}{final.name}"
+    try:
+        make_owned_dir(tmp)
+        _write_json(tmp / "sources.json", {"names": names, "texts": [index.texts[n]
+                                                                     for n in names]})
+        _write_json(tmp / "bm25_vocab.json", index.postings.vocab)
+        arrays = {"passages": index.passages.array(), "spans": index.spans.array(),
+                  "passage_spans": index.passage_spans, "span_vectors": index.span_vectors,
+                  **{f"bm25_{k}": v for k, v in index.postings.arrays().items()}}
+        for name, array in arrays.items():
+            _save_array(tmp / f"{name}.npy", array)
+        with open(tmp / "passages.faiss", "wb") as fh:  # through Python, so errors are OSError
+            faiss.write_index(index.passage_vectors, faiss.PyCallbackIOWriter(fh.write))
+        files = digests(tmp)
+        manifest = Manifest(**{**vars(index.manifest), "files": files})
+        _write_json(tmp / MANIFEST, manifest.to_json())
+        _write_text(tmp / POINTER, final.name + "\n")
+        for path in [*tmp.rglob("*"), tmp]:
+            _sync(path)
+        if guard:  # Ctrl-C from here on waits until CURRENT is switched and leftovers are gone
+            signal.signal(signal.SIGINT, hold)
+        os.rename(tmp, final)
+        os.replace(final / POINTER, index_dir / "CURRENT")
+    except BaseException:
+        if guard:
+            signal.signal(signal.SIGINT, hold)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if owned_dir(final):
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    else:
+        _sync(index_dir)
+        prune(index_dir, keep | {final.name})
+    finally:
+        if guard:
+            signal.signal(signal.SIGINT, handler)
+    if held:
+        raise KeyboardInterrupt
+    return load(index_dir)
+
+
+def prune(index_dir: Path, keep: set[str]) -> None:
+    """Remove our builds but `keep`, what interrupted or killed builds left, and encoders no
+    kept build uses; entries myoqa did not make are never touched.
+
+    `save` calls it holding `build_lock`; `keep` is the new build and the one it replaced,
+    which a reader may still be loading.
+    """
+    used: set[str] = set()
+    for path in index_dir.iterdir():
+        if path.name in keep:
+            try:
+                used.add(read_manifest(path).model.encoder)
+            except IndexProblem:
+                continue
+        elif path.name.startswith((BUILD_PREFIX, TMP_PREFIX)) and owned_dir(path):
+            shutil.rmtree(path, ignore_errors=True)
+    encoders = index_dir / ENCODERS
+    if owned_dir(encoders):
+        for path in encoders.iterdir():
+            if path.name not in used and owned_dir(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def load(index_dir: Path) -> Index:
+    """Load the current build, checking that its parts agree with each other."""
+    import faiss
+
+    build_dir = current_build(index_dir)
+    manifest = read_manifest(build_dir)
+    stored = _read_json(build_dir / "sources.json")
+    vocab = _read_json(build_dir / "bm25_vocab.json")
+    arrays = {name: _load_array(build_dir / f"{name}.npy", mmap=name == "span_vectors")
+              for name in ARRAYS}
+    try:
+        names, texts = stored["names"], stored["texts"]
+        if (len(names) != len(texts) or len(set(names)) != len(names)
+                or not all(isinstance(x, str) for x in [*names, *texts])):
+            raise ValueError("sources.json is malformed")
+        passages = UnitTable.from_array(arrays["passages"], names)
+        spans = UnitTable.from_array(arrays["spans"], names)
+        lengths = np.array([len(t) for t in texts], dtype=np.int64)
+        for table in (passages, spans):
+            if len(table) and not (np.all(table.start >= 0) and np.all(table.start < table.end)
+                                   and np.all(table.end <= lengths[table.source])):
+                raise ValueError("offsets outside their sources")
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise IndexProblem(f"passages in {build_dir} do not match their sources") from None
+    counts = manifest.counts
+    if (len(names), len(passages), len(spans)) != (counts.sources, counts.passages, counts.spans):
+        raise IndexProblem(f"the arrays in {build_dir} do not match its manifest's counts")
+    postings = Postings(vocab, arrays["bm25_indptr"], arrays["bm25_docs"], arrays["bm25_tf"],
+                        arrays["bm25_doc_len"])
+    if not _consistent(postings, arrays["passage_spans"], len(passages), len(spans)):
+        raise IndexProblem(f"BM25 postings in {build_dir} do not match the passages")
+    try:
+        vectors = faiss.read_index(str(build_dir / "passages.faiss"))
+    except (RuntimeError, OSError) as exc:
+        raise IndexProblem(f"vector file {build_dir / 'passages.faiss'} is damaged "
+                           f"({exc.__class__.__name__})") from None
+    dim = manifest.model.dimension
+    if vectors.ntotal != len(passages) or vectors.d != dim:
+        raise IndexProblem(f"{build_dir / 'passages.faiss'} holds {vectors.ntotal} vectors of "
+                           f"dimension {vectors.d}, expected {len(passages)} of {dim}")
+    span_vectors = arrays["span_vectors"]
+    if span_vectors.shape != (len(spans), dim) or span_vectors.dtype != np.float32:
+        raise IndexProblem(f"{build_dir / 'span_vectors.npy'} does not match the spans")
+    if hasattr(vectors, "nprobe"):
+        faiss.extract_index_ivf(vectors).make_direct_map()
+    return Index(path=build_dir, encoder_dir=index_dir / ENCODERS / manifest.model.encoder,
+                 manifest=manifest, texts=dict(zip(names, texts)), passages=passages,
+                 spans=spans, passage_spans=arrays["passage_spans"], postings=postings,
+                 passage_vectors=vectors, span_vectors=span_vectors)
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise IndexProblem(f"index file {path} is missing") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise IndexProblem(f"index file {path} is damaged ({exc.__class__.__name__})") from None
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise IndexProblem(f"index file {path} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise IndexProblem(f"index file {path} is damaged ({exc.__class__.__name__})") from None
+
+
+def _consistent(postings: Postings, ranges: np.ndarray, passages: int, spans: int) -> bool:
+    """Whether postings and span ranges are well-formed for this many passages and spans, so a
+    damaged file is caught here rather than as a wrong score or a crash at query time."""
+    arrays = [postings.indptr, postings.docs, postings.tf, postings.doc_len, ranges]
+    if any(a.dtype.kind not in "iu" for a in arrays) or ranges.shape != (passages, 2):
+        return False
+    indptr = postings.indptr
+    return bool(
+        len(postings.doc_len) == passages and len(indptr) == len(postings.vocab) + 1
+        and all(isinstance(t, str) for t in postings.vocab)
+        and len(set(postings.vocab)) == len(postings.vocab)
+        and indptr[0] == 0 and np.all(np.diff(indptr) >= 0)
+        and indptr[-1] == len(postings.docs) == len(postings.tf)
+        and np.all((postings.docs >= 0) & (postings.docs < passages))
+        and np.all(postings.tf >= 1) and np.all(postings.doc_len >= 0)
+        and np.all((ranges[:, 0] >= 0) & (ranges[:, 0] <= ranges[:, 1]) & (ranges[:, 1] <= spans)))

@@ -1,0 +1,496 @@
+"""`myoqa chat`: ask questions, read ranked and highlighted passages, open them in their source.
+
+The index is opened and the query encoder loaded in background workers, so the input works at once.
+A question asked before the index is open waits on its card; one asked before the encoder is
+ready is answered with BM25 alone, labelled so, and refined in the requested mode when it is.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from myoqa.config import Settings
+from myoqa.errors import ExitCode, MyoqaError, printable
+from myoqa.followup import contextualize
+from myoqa.render import safe
+from myoqa.search import MODES
+from myoqa.tui import transcript
+from myoqa.tui.screens import HelpScreen, KeyGroups, SourceScreen
+from myoqa.tui.transcript import Turn, citation, clipboard_text
+from myoqa.tui.widgets import (
+    AnswerCard,
+    ChatInput,
+    PassageView,
+    StatusBar,
+    Transcript,
+)
+
+if TYPE_CHECKING:
+    from myoqa.index import ProgressFactory
+    from myoqa.search import Answer, Searcher
+
+MIN_K, MAX_K, DEFAULT_K = 1, 20, 5
+WIDE = 100
+NOTE_SECONDS = 3
+LOADING = "BM25 only (model loading)"
+UNAVAILABLE = "BM25 only (model unavailable)"
+WELCOME = (
+    "Ask a question about myoclonus. Answers are passages quoted from the sources, best first, "
+    "with the question's words highlighted and the best-supporting span underlined; nothing is "
+    "generated.\n\nTab moves to the passages, Enter opens one in its source, F1 lists every key."
+)
+# Actions that work on the transcript; they are disabled while another screen is shown.
+TRANSCRIPT_ACTIONS = frozenset({"move", "open_source", "copy_passage", "reask", "focus_passages",
+                                "focus_input", "clear", "save_transcript", "scroll_transcript"})
+
+SearcherFactory = Callable[[Callable[[str], None], "ProgressFactory"], "Searcher"]
+
+
+def searcher_factory(settings: Settings) -> SearcherFactory:
+    """Open the searcher for `settings` (building the index first if it is missing or stale)."""
+    def open_(notify: Callable[[str], None], progress: ProgressFactory) -> Searcher:
+        from myoqa.engine import open_searcher
+
+        return open_searcher(settings, notify=notify, progress=progress)
+
+    return open_
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for a failure in a worker."""
+    if isinstance(exc, MyoqaError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {printable(str(exc))}"
+
+
+class ChatApp(App[None]):
+    """The myoqa chat: a transcript of answer cards over an input box."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "myoqa"
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("f1,question_mark", "help", "Help", key_display="F1",
+                tooltip="Show every key and how answers are made"),
+        Binding("f3", "cycle_mode", "Mode", key_display="F3",
+                tooltip="Cycle the retrieval mode: hybrid, bm25, dense"),
+        Binding("f4", "change_k(-1)", "Fewer", key_display="F4", show=False,
+                tooltip="Show one passage fewer per answer (at least 1)"),
+        Binding("f5", "change_k(1)", "More", key_display="F5", show=False,
+                tooltip="Show one passage more per answer (at most 20)"),
+        Binding("ctrl+s", "save_transcript", "Save",
+                tooltip="Save the transcript as Markdown with citations"),
+        Binding("ctrl+l", "clear", "Clear",
+                tooltip="Clear the transcript and forget the previous question"),
+        Binding("f2", "save_screenshot", "Screenshot", key_display="F2", show=False,
+                tooltip="Save an SVG screenshot of the screen"),
+        Binding("pageup", "scroll_transcript(-1)", "Page up", show=False,
+                tooltip="Scroll the transcript up"),
+        Binding("pagedown", "scroll_transcript(1)", "Page down", show=False,
+                tooltip="Scroll the transcript down"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False,
+                tooltip="Command palette: modes, themes (dark, light), save, screenshot"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
+    ]
+
+    mode: reactive[str] = reactive("hybrid", init=False)
+    k: reactive[int] = reactive(DEFAULT_K, init=False)
+
+    def __init__(self, settings: Settings | None = None, *,
+                 factory: SearcherFactory | None = None, save_dir: Path | None = None,
+                 cursor_blink: bool = True) -> None:
+        """Chat over `settings` (resolved defaults if None), or over the searcher `factory`
+        returns; transcripts and screenshots are saved in `save_dir` (the current directory)."""
+        super().__init__()
+        self.factory = factory or searcher_factory(settings or Settings.resolve())
+        self.save_dir = save_dir or Path.cwd()
+        self.cursor_blink = cursor_blink
+        self.searcher: Searcher | None = None
+        self.dense_ready = False
+        self.dense_problem = ""
+        self.open_problem = ""
+        self.index_settled = threading.Event()
+        self._previous: str | None = None
+        self._search_lock = threading.Lock()
+
+    def compose(self) -> ComposeResult:
+        """Header, transcript, status line, input and footer."""
+        yield Header()
+        with Transcript(id="transcript"):
+            yield Static(WELCOME, id="welcome", markup=False)
+        yield StatusBar(id="status")
+        yield ChatInput(id="question")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        """Focus the input and start opening the index."""
+        question = self.query_one(ChatInput)
+        question.cursor_blink = self.cursor_blink
+        question.focus()
+        self._show_settings()
+        self.status.busy("Opening the index…")
+        self.open_index()
+
+    def on_resize(self) -> None:
+        """Show the command palette key in the footer only when there is room for it."""
+        self.query_one(Footer).show_command_palette = self.size.width >= WIDE
+
+    @property
+    def status(self) -> StatusBar:
+        """The status line."""
+        return self.query_one(StatusBar)
+
+    @property
+    def cards(self) -> list[AnswerCard]:
+        """The answer cards, oldest first."""
+        return list(self.query_one(Transcript).query(AnswerCard))
+
+    @property
+    def selected(self) -> PassageView | None:
+        """The focused passage, if a passage has focus."""
+        return self.focused if isinstance(self.focused, PassageView) else None
+
+    # Background work: opening the index, loading the encoder, searching.
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def open_index(self) -> None:
+        """Open (or build) the index, then hand the searcher to the app."""
+        try:
+            searcher = self.factory(self._notify_from_thread, self._progress_from_thread)
+        except Exception as exc:  # noqa: BLE001 - any failure is shown, never a crash
+            self.call_from_thread(self._index_failed, describe(exc))
+        else:
+            self.call_from_thread(self._index_opened, searcher)
+        finally:
+            self.index_settled.set()
+
+    @work(thread=True, exclusive=True, group="encoder", exit_on_error=False)
+    def load_encoder(self, searcher: Searcher) -> None:
+        """Load the query encoder for hybrid and dense search."""
+        try:
+            searcher.load_encoder()
+        except Exception as exc:  # noqa: BLE001 - BM25 still works without it
+            self.call_from_thread(self._encoder_failed, describe(exc))
+        else:
+            self.call_from_thread(self._encoder_loaded)
+
+    @work(thread=True, group="search", exit_on_error=False)
+    def run_search(self, card: AnswerCard, request: int, mode: str, fallback: str) -> None:
+        """Search for one card's turn and hand the answer back."""
+        assert self.searcher is not None
+        turn = card.turn
+        try:
+            with self._search_lock:
+                answer = self.searcher.search(turn.searched, mode, turn.k)
+        except Exception as exc:  # noqa: BLE001 - shown on the card
+            self.call_from_thread(self._search_failed, card, request, describe(exc))
+        else:
+            self.call_from_thread(self._answered, card, request, answer, fallback)
+
+    def _notify_from_thread(self, message: str) -> None:
+        self.call_from_thread(self.status.busy, message[:1].upper() + message[1:])
+
+    def _progress_from_thread(self, label: str, total: int) -> Callable[[int], None]:
+        done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            self.call_from_thread(self.status.busy, f"Building the index: {label} {done}/{total}")
+
+        return tick
+
+    async def _index_opened(self, searcher: Searcher) -> None:
+        self.searcher = searcher
+        if searcher.dense_ready:
+            self._encoder_loaded()
+        else:
+            self.status.busy("Loading the language model… questions are answered with BM25 "
+                             "meanwhile")
+            self.load_encoder(searcher)
+        for card in self.cards:
+            if card.turn.answer is None:
+                await self._dispatch(card)
+
+    async def _index_failed(self, message: str) -> None:
+        self.open_problem = message
+        self.status.idle(f"Cannot open the index: {message}", problem=True)
+        self.notify(safe(message), title="Cannot open the index", severity="error",
+                    markup=False, timeout=10)
+        for card in self.cards:
+            if card.turn.answer is None:
+                await card.show_error(message)
+
+    def _encoder_loaded(self) -> None:
+        self.dense_ready = True
+        assert self.searcher is not None
+        index = self.searcher.index
+        self.status.idle(f"Ready: {len(index.passages)} passages from {len(index.texts)} sources")
+        for card in self.cards:
+            if card.needs_refine:
+                self.call_later(self._dispatch, card)
+
+    def _encoder_failed(self, message: str) -> None:
+        self.dense_problem = message
+        self.status.idle(f"Dense search unavailable, answering with BM25: {message}",
+                         problem=True)
+        self.notify(safe(message), title="Language model unavailable", severity="warning",
+                    markup=False, timeout=10)
+        for card in self.cards:
+            if card.needs_refine:
+                card.needs_refine = False
+                card.turn.fallback = UNAVAILABLE
+                card.set_tag(UNAVAILABLE, fallback=True)
+
+    async def _dispatch(self, card: AnswerCard) -> None:
+        """Search for `card` now, with BM25 alone if the encoder is not ready yet."""
+        if self.searcher is None:
+            if self.open_problem:
+                await card.show_error(self.open_problem)
+            else:
+                await card.wait("waiting for the index to open…")
+            return
+        mode, fallback = card.turn.mode, ""
+        if mode != "bm25" and not self.dense_ready:
+            mode, fallback = "bm25", UNAVAILABLE if self.dense_problem else LOADING
+        card.needs_refine = fallback == LOADING
+        card.requested += 1
+        if card.turn.answer is None:
+            card.set_tag("searching…")
+        self.run_search(card, card.requested, mode, fallback)
+
+    async def _answered(self, card: AnswerCard, request: int, answer: Answer,
+                        fallback: str) -> None:
+        if not card.is_attached or request < card.shown:
+            return
+        selected = self.selected
+        rank = selected.result.rank if selected and card in selected.ancestors else None
+        first = card.turn.answer is None
+        card.shown = request
+        card.turn.answer, card.turn.fallback = answer, fallback
+        await card.show_answer()
+        passages = card.passages
+        if rank is not None and passages:
+            passages[min(rank, len(passages)) - 1].focus()
+        elif first and card is self.cards[-1]:
+            view = self.query_one(Transcript)
+            self.call_after_refresh(view.scroll_to_widget, card, animate=False, top=True)
+
+    async def _search_failed(self, card: AnswerCard, request: int, message: str) -> None:
+        if card.is_attached and request >= card.shown:
+            card.shown = request
+            await card.show_error(message)
+
+    # Asking.
+
+    @on(Input.Submitted, "#question")
+    async def _submitted(self, event: Input.Submitted) -> None:
+        question = event.value.strip()
+        if not question:
+            return
+        event.input.value = ""
+        self.query_one(ChatInput).history.add(question)
+        await self.ask(question)
+
+    async def ask(self, question: str) -> AnswerCard:
+        """Add a card for `question` (searched with the previous one's subject if it is a
+        follow-up) and search for it."""
+        searched = contextualize(question, self._previous)
+        self._previous = searched
+        card = AnswerCard(Turn(question, searched, self.mode, self.k))
+        transcript_view = self.query_one(Transcript)
+        await transcript_view.query("#welcome").remove()
+        await transcript_view.mount(card)
+        transcript_view.scroll_end(animate=False)
+        await self._dispatch(card)
+        return card
+
+    # Actions.
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Transcript actions only work while the transcript's screen is shown."""
+        if action in TRANSCRIPT_ACTIONS:
+            return self.screen is self.screen_stack[0]
+        return True
+
+    def action_help(self) -> None:
+        """Show every key."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_groups()))
+
+    def key_groups(self) -> KeyGroups:
+        """The keys, by where they work, for the help screen."""
+        def rows(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[str, str]]:
+            out = []
+            for binding in bindings:
+                assert isinstance(binding, Binding)
+                keys = " ".join(self._key_name(key) for key in binding.key.split(","))
+                out.append((keys, binding.tooltip or binding.description))
+            return out
+
+        return [("Anywhere", rows(ChatApp.BINDINGS)),
+                ("In the question box", [("enter", "Ask the question")]
+                 + rows(ChatInput.BINDINGS)),
+                ("On a passage (Tab or click to select)", rows(PassageView.BINDINGS)),
+                ("In the source viewer", rows(SourceScreen.BINDINGS))]
+
+    def _key_name(self, key: str) -> str:
+        shown = self.get_key_display(Binding(key, ""))
+        return shown.upper() if re.fullmatch(r"f\d+", shown) else shown
+
+    def action_cycle_mode(self) -> None:
+        """Switch to the next retrieval mode for the following questions."""
+        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+        hint = " (dense search is unavailable)" if self.dense_problem and self.mode != "bm25" \
+            else ""
+        self.notify(f"Mode {self.mode} for the next questions; r re-asks the selected one{hint}",
+                    markup=False, timeout=NOTE_SECONDS)
+
+    def action_change_k(self, step: int) -> None:
+        """Show one passage more (step 1) or fewer (step -1) for the following questions."""
+        self.k = min(MAX_K, max(MIN_K, self.k + step))
+        self.notify(f"Top {self.k} passages for the next questions", markup=False,
+                    timeout=NOTE_SECONDS)
+
+    def watch_mode(self) -> None:
+        """Show the new mode in the header."""
+        self._show_settings()
+
+    def watch_k(self) -> None:
+        """Show the new number of passages in the header."""
+        self._show_settings()
+
+    def _show_settings(self) -> None:
+        self.sub_title = f"mode {self.mode} · top {self.k}"
+
+    def action_move(self, step: int) -> None:
+        """Select the next (1) or previous (-1) passage; past the last one, go to the input."""
+        passages = list(self.query_one(Transcript).query(PassageView))
+        if not passages:
+            return
+        current = self.selected
+        if current not in passages:
+            passages[0 if step > 0 else -1].focus()
+        elif passages.index(current) + step >= len(passages):
+            self.action_focus_input()
+        else:
+            passages[max(0, passages.index(current) + step)].focus()
+
+    def action_focus_passages(self) -> None:
+        """Select the first passage of the newest answer."""
+        for card in reversed(self.cards):
+            if card.passages:
+                card.passages[0].focus()
+                return
+        self.notify("No passages yet: ask a question first", markup=False)
+
+    def action_focus_input(self) -> None:
+        """Go back to typing."""
+        self.query_one(ChatInput).focus()
+
+    def action_scroll_transcript(self, pages: int) -> None:
+        """Scroll the transcript a page up (-1) or down (1)."""
+        view = self.query_one(Transcript)
+        if pages < 0:
+            view.scroll_page_up(animate=False)
+        else:
+            view.scroll_page_down(animate=False)
+
+    def action_open_source(self) -> None:
+        """Open the selected passage in its whole source text."""
+        passage = self.selected
+        if passage is not None and self.searcher is not None:
+            text = self.searcher.index.texts[passage.result.source]
+            self.push_screen(SourceScreen(passage.result, text))
+
+    def action_copy_passage(self) -> None:
+        """Copy the selected passage with its citation to the clipboard."""
+        passage = self.selected
+        if passage is not None:
+            self.copy_to_clipboard(clipboard_text(passage.result))
+            self.notify(safe(f"Copied passage {passage.result.rank}: {citation(passage.result)}"),
+                        markup=False)
+
+    async def action_reask(self) -> None:
+        """Search the selected passage's question again with the current mode and k."""
+        passage = self.selected
+        card = next((a for a in passage.ancestors if isinstance(a, AnswerCard)), None) \
+            if passage else None
+        if card is not None:
+            card.turn.mode, card.turn.k = self.mode, self.k
+            await self._dispatch(card)
+
+    async def action_clear(self) -> None:
+        """Remove every card and forget the previous question."""
+        view = self.query_one(Transcript)
+        await view.remove_children()
+        await view.mount(Static(WELCOME, id="welcome", markup=False))
+        self._previous = None
+        self.action_focus_input()
+
+    def action_save_transcript(self) -> None:
+        """Save the transcript as Markdown with citations in the save directory."""
+        turns = [card.turn for card in self.cards]
+        if not turns:
+            self.notify("Nothing to save yet", markup=False)
+            return
+        try:
+            path = transcript.save(turns, self.save_dir, datetime.now())
+        except OSError as exc:
+            self.notify(safe(f"Cannot save the transcript: {exc}"), severity="error",
+                        markup=False)
+            return
+        self.notify(safe(f"Transcript saved to {path}"), title="Saved", markup=False)
+
+    def action_save_screenshot(self) -> None:
+        """Save an SVG screenshot of the screen in the save directory."""
+        name = f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}.svg"
+        try:
+            path = self.save_screenshot(name, str(self.save_dir))
+        except OSError as exc:
+            self.notify(safe(f"Cannot save the screenshot: {exc}"), severity="error",
+                        markup=False)
+            return
+        self.notify(safe(f"Screenshot saved to {path}"), title="Saved", markup=False)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette's commands, with the chat's own."""
+        yield from super().get_system_commands(screen)
+        for mode in MODES:
+            yield SystemCommand(f"Mode: {mode}", f"Search the next questions in {mode} mode",
+                                lambda mode=mode: setattr(self, "mode", mode))
+        yield SystemCommand("More passages", "Show one passage more (F5)",
+                            lambda: self.action_change_k(1))
+        yield SystemCommand("Fewer passages", "Show one passage fewer (F4)",
+                            lambda: self.action_change_k(-1))
+        yield SystemCommand("Save transcript", "Save the transcript as Markdown (ctrl+s)",
+                            self.action_save_transcript)
+        yield SystemCommand("Save SVG screenshot", "Save the screen as an SVG file (F2)",
+                            self.action_save_screenshot)
+        yield SystemCommand("Clear transcript", "Remove every answer (ctrl+l)", self.action_clear)
+        yield SystemCommand("Help", "Show every key (F1)", self.action_help)
+
+
+def run_chat(settings: Settings) -> int:
+    """Run the chat in the terminal until the user quits; returns the exit code."""
+    app = ChatApp(settings)
+    app.run()
+    if app.open_problem:
+        print(f"myoqa: error: {app.open_problem}", file=sys.stderr)
+    if not app.index_settled.is_set():
+        print("myoqa: finishing the index build before exiting…", file=sys.stderr)
+    if app.return_code:
+        return app.return_code
+    return ExitCode.FAILURE if app.open_problem else ExitCode.OK

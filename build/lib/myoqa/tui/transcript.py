@@ -1,0 +1,131 @@
+"""One question and its answer in the chat, and the transcript saved as Markdown with citations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from myoqa.render import ABSTENTION, safe
+
+if TYPE_CHECKING:
+    from myoqa.search import Answer, Result
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+NO_WORDS = ("None of the question's words occur in the sources; the passages below are not "
+            "matches.")
+_LIST_NUMBER = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
+_LINE_MARKER = re.compile(r"^(\s*)([-+=])", re.MULTILINE)
+
+
+@dataclass
+class Turn:
+    """A question as typed, what was searched for it, and its answer once it has one.
+
+    `fallback` labels an answer that stands in for the requested mode, e.g. "BM25 only (model
+    loading)"; it is empty once the answer is in the requested mode.
+    """
+
+    question: str
+    searched: str
+    mode: str
+    k: int
+    answer: Answer | None = None
+    fallback: str = ""
+
+    @property
+    def contextualized(self) -> bool:
+        """Whether the searched text differs from the typed question (a follow-up)."""
+        return self.searched.strip() != self.question.strip()
+
+
+def weak_answer(answer: Answer) -> str:
+    """Why an answer's passages are only weak matches ('' when they are not): the sources do
+    not answer the question, or (BM25) none of its words occur in them."""
+    if answer.abstained:
+        return ABSTENTION
+    if answer.mode == "bm25" and answer.results and max(r.score for r in answer.results) <= 0:
+        return NO_WORDS
+    return ""
+
+
+def citation(result: Result) -> str:
+    """A passage's citation: source, character range and line."""
+    return f"{result.source}, chars {result.start}–{result.end}, line {result.line}"
+
+
+def clipboard_text(result: Result) -> str:
+    """A passage quoted with its citation, as copied to the clipboard."""
+    return f"“{safe(result.text)}”\n— {citation(result)}"
+
+
+def escape(text: str) -> str:
+    """`text` with Markdown's special characters backslash-escaped, and list or heading markers
+    at line starts too, so it shows literally."""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", safe(text))
+    text = _LIST_NUMBER.sub(r"\1\\\2", text)
+    return _LINE_MARKER.sub(r"\1\\\2", text)
+
+
+def _passage_markdown(result: Result) -> str:
+    """The passage with its evidence span in bold, as Markdown-escaped text."""
+    marks = [h for h in result.highlights if h.kind == "evidence"]
+    text = result.text
+    if not marks:
+        return escape(text)
+    start, end = marks[0].start, marks[0].end
+    inner = text[start:end]
+    start += len(inner) - len(inner.lstrip())
+    end -= len(inner) - len(inner.rstrip())
+    if start >= end:
+        return escape(text)
+    return f"{escape(text[:start])}**{escape(text[start:end])}**{escape(text[end:])}"
+
+
+def _quote(text: str, indent: str) -> list[str]:
+    return [f"{indent}> {line}".rstrip() for line in text.split("\n")]
+
+
+def turn_markdown(number: int, turn: Turn) -> list[str]:
+    """The Markdown lines of one question and its passages."""
+    lines = [f"## {number}. {escape(turn.question)}", ""]
+    if turn.contextualized:
+        lines += [f"Searched: {escape(turn.searched)}", ""]
+    answer = turn.answer
+    if answer is None:
+        return lines + ["(no answer yet)", ""]
+    label = turn.fallback or answer.mode
+    lines += [f"Mode: {label}, top {len(answer.results)} passages.", ""]
+    if weak_answer(answer):
+        lines += _quote(weak_answer(answer), "") + [""]
+    for result in answer.results:
+        head = (f"{result.rank}. `{safe(result.source)}`, chars {result.start}–{result.end}, "
+                f"line {result.line} (score {result.score:.3f})")
+        lines += [head, ""]
+        lines += _quote(_passage_markdown(result), "   ") + [""]
+    return lines
+
+
+def to_markdown(turns: list[Turn]) -> str:
+    """The whole transcript: every question with its quoted, cited passages."""
+    intro = ("Passages are quoted from the sources; the best-supporting span of each is in bold. "
+             "Character ranges are offsets into the source files.")
+    lines = ["# myoqa transcript", "", intro, ""]
+    for number, turn in enumerate(turns, 1):
+        lines += turn_markdown(number, turn)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def save(turns: list[Turn], directory: Path, when: datetime) -> Path:
+    """Write the transcript to `myoqa-transcript-YYYYmmdd-HHMMSS.md` in `directory`, never over
+    an existing file; returns the path written."""
+    stem = f"myoqa-transcript-{when:%Y%m%d-%H%M%S}"
+    path = directory / f"{stem}.md"
+    number = 2
+    while path.exists():
+        path = directory / f"{stem}-{number}.md"
+        number += 1
+    path.write_text(to_markdown(turns), encoding="utf-8")
+    return path

@@ -1,0 +1,62 @@
+"""myoqa installed as a wheel, outside any checkout: bundled seeds, index in the user's cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FLUTTER, SEEDS
+from myoqa.config import PACKAGE_SEEDS, PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+NOT_PACKAGED = (".venv", ".git", "index", "eval", "tests", "build", "*.egg-info", "__pycache__",
+                ".pytest_cache", ".ruff_cache", ".hypothesis")
+
+
+def test_bundled_seeds_are_the_seeds_byte_for_byte() -> None:
+    assert sorted(p.name for p in PACKAGE_SEEDS.iterdir()) == sorted(p.name for p in SEEDS.iterdir())
+    for path in SEEDS.iterdir():
+        assert (PACKAGE_SEEDS / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "-q", *args], check=True, capture_output=True)
+
+
+def test_a_wheel_installed_outside_the_checkout_answers_over_the_bundled_seeds(
+        tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(PROJECT_ROOT, tree, ignore=shutil.ignore_patterns(*NOT_PACKAGED))
+    _pip("wheel", "--no-deps", "--no-build-isolation", str(tree), "-w", str(tmp_path / "wheel"))
+    site = tmp_path / "site"
+    _pip("install", "--no-deps", "--target", str(site), *map(str, (tmp_path / "wheel").iterdir()))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYOQA_")}
+    env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               XDG_DATA_HOME=str(tmp_path / "data"), HF_HUB_OFFLINE="1")
+
+    def myoqa(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "myoqa", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, check=False, timeout=600)
+
+    installed = set(site.rglob("*"))
+    asked = myoqa("ask", "what is diaphragmatic flutter?", "--json", "-k", "1")
+    assert asked.returncode == 0, asked.stderr
+    top = json.loads(asked.stdout)["passages"][0]
+    assert top["source"] == FLUTTER
+    assert top["text"] == (SEEDS / FLUTTER).read_text(encoding="utf-8")[top["start"]:top["end"]]
+    status = json.loads(myoqa("status", "--json").stdout)
+    assert status["state"] == "current"
+    assert status["sources"] == str(site / "myoqa" / "seeds")
+    assert status["sources_from"] == "the seed texts bundled with myoqa"
+    assert status["index_from"] == "the user's cache folder"
+    assert Path(status["index_dir"]).is_relative_to(tmp_path / "cache" / "myoqa")
+    written = {p for p in set(site.rglob("*")) - installed if "__pycache__" not in p.parts}
+    assert written == set() and list(elsewhere.iterdir()) == []
