@@ -4,6 +4,8 @@ or one line naming the file, the line and the field, never a bug message or a si
 from __future__ import annotations
 
 import json
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -299,3 +301,22 @@ def test_any_bytes_give_a_reading_or_one_clear_error(questions: bytes, corpus: b
                 read()
             except MyoqaError as exc:
                 assert "\n" not in str(exc) and str(exc).strip()
+
+
+# --- report paging -----------------------------------------------------------------------------
+
+def test_a_long_report_is_paged_only_in_a_terminal(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    paged: list[str] = []
+    monkeypatch.setattr("pydoc.pager", paged.append)
+    monkeypatch.setattr(eval_report.shutil, "get_terminal_size",
+                        lambda: os.terminal_size((80, 24)))
+    lines = [f"row {i}" for i in range(30)]
+    eval_report.show(lines)
+    assert capsys.readouterr().out == "\n".join(lines) + "\n" and paged == [], "piped: printed"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    eval_report.show(lines[:10])
+    assert capsys.readouterr().out.count("row") == 10 and paged == [], "fits: printed"
+    eval_report.show(lines)
+    assert paged == ["\n".join(lines)] and capsys.readouterr().out == ""
