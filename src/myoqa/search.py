@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from myoqa.analysis import Analyzer
 from myoqa.bm25 import SparseBM25
 from myoqa.chunking import Unit
 from myoqa.errors import UsageError
@@ -147,12 +148,12 @@ class Searcher:
         if mode != "bm25" and len(cleaned.split()) > MODEL_WORDS:
             notes.append(f"the embedding model reads only about the first {MODEL_WORDS} words; "
                          "BM25 uses all of them")
-        terms = self.analyzer.terms(cleaned)
+        terms = query_terms(self.analyzer, cleaned)
         scored = self.score(cleaned, mode, terms)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
         abstained = (best_sim is not None and best_sim < self.params.abstain_below
                      and float(scored.lexical.max(initial=0.0)) < self.params.abstain_lexical_below)
-        weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in set(terms)}
+        weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
         picked = self._pick(scored, k)
         results = [self._result(rank, hit, weights, scored.query)
                    for rank, hit in enumerate(picked, 1)]
@@ -162,7 +163,7 @@ class Searcher:
     def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
         """Scores of the candidate passages for `text`: all of them in a small index, else the
         union of the best `candidates` by BM25 and by dense similarity."""
-        terms = self.analyzer.terms(text) if terms is None else terms
+        terms = query_terms(self.analyzer, text) if terms is None else list(dict.fromkeys(terms))
         raw = self.bm25.scores(terms)
         lexical = self._normalise(raw, terms)
         n = len(raw)
@@ -189,7 +190,7 @@ class Searcher:
             top = lexical.max(initial=0.0)
             return lexical / top if top > 0 else np.zeros_like(lexical)
         ceiling = sum(max(idf, 0.0) if (idf := self.bm25.idf(t)) is not None
-                      else self.bm25.max_idf for t in set(terms)) * (self.bm25.k1 + 1)
+                      else self.bm25.max_idf for t in terms) * (self.bm25.k1 + 1)
         return lexical / ceiling if ceiling > 0 else np.zeros_like(lexical)
 
     def _dense_candidates(self, query: np.ndarray, depth: int) -> np.ndarray:
@@ -216,7 +217,7 @@ class Searcher:
         if self.params.fusion == "rrf":
             return _rrf(raw, self.params.rrf_k) + _rrf(dense, self.params.rrf_k)
         w = self.params.dense_weight
-        return w * dense + (1 - w) * lexical
+        return w * np.maximum(dense, 0.0) + (1 - w) * lexical
 
     def _pick(self, scored: Scores, k: int) -> list[_Hit]:
         """The k best passages that do not overlap, each absorbing the candidates that overlap
@@ -247,7 +248,7 @@ class Searcher:
             source = sources[n]
             if taken.get(source, 0) != seen:
                 seen = taken[source]
-                heapq.heappush(heap, (penalty * seen - fused[n], n, seen))
+                heapq.heappush(heap, (-_penalised(fused[n], penalty * seen), n, seen))
                 continue
             hits = [h for h in picked if h.overlaps(source, starts[n], ends[n])]
             unit = table[ids[n]]
@@ -340,6 +341,17 @@ def _outside(unit: Unit, hits: list[_Hit], text: str) -> tuple[int, int]:
     while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
+
+
+def query_terms(analyzer: Analyzer, text: str) -> list[str]:
+    """The question's distinct terms, in order: a repeated word counts once, so repeating it
+    changes neither the ranking nor the 0-1 range of the normalised BM25 score."""
+    return list(dict.fromkeys(analyzer.terms(text)))
+
+
+def _penalised(score: float, penalty: float) -> float:
+    """`score` lowered by the source penalty, but not below 0 (a negative score is kept)."""
+    return score - min(penalty, max(score, 0.0))
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
