@@ -65,8 +65,10 @@ def row(label: str, summary: dict[str, evaluation.GroupSummary]) -> str:
 
 def header(title: str) -> None:
     print(f"\n### {title}\n")
-    print("| setting | " + " | ".join(f"{g.split()[0]} {evaluation.METRIC_LABELS[m]}" + (" para" if "paraphrase" in g else
-                                     " multi" if "multi" in g else "") for g, m in COLUMNS) + " |")
+    names = [f"{g.split()[0]} {evaluation.METRIC_LABELS[m]}"
+             + (" para" if "paraphrase" in g else " multi" if "multi" in g else "")
+             for g, m in COLUMNS]
+    print("| setting | " + " | ".join(names) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
 
 
