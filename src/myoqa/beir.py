@@ -29,6 +29,8 @@ CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
 QRELS_FILE = Path("qrels") / "test.tsv"
 LAYOUT_HINT = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv"
+CORPUS_HINT = 'each line of corpus.jsonl is one object: {"_id": …, "title": …, "text": …}'
+QUERIES_HINT = 'each line of queries.jsonl is one object: {"_id": …, "text": …}'
 QRELS_HINT = ("qrels lines are `query-id corpus-id score` (tab- or space-separated, optional "
               "header) or TREC's `query-id 0 corpus-id score`")
 _HEADER_WORDS = ({"query-id", "query_id", "qid", "query"}, {"corpus-id", "corpus_id", "doc-id",
@@ -75,7 +77,7 @@ def load(directory: Path) -> Collection:
 def load_corpus(path: Path) -> list[Source]:
     """The collection's documents as sources named by their ids (title, blank line, text)."""
     out, seen = [], {}
-    for number, row in jsonl.read_objects(path, "BEIR file", LAYOUT_HINT):
+    for number, row in jsonl.read_objects(path, "BEIR file", LAYOUT_HINT, CORPUS_HINT):
         ident = jsonl.id_field(row, "_id", path, number, seen, for_trec=True)
         title = jsonl.text_field(row, "title", path, number, required=False, blank_ok=True)
         body = jsonl.text_field(row, "text", path, number, blank_ok=True)
@@ -89,7 +91,7 @@ def load_corpus(path: Path) -> list[Source]:
 def load_queries(path: Path) -> dict[str, str]:
     """Query id → text; every query has text."""
     out, seen = {}, {}
-    for number, row in jsonl.read_objects(path, "BEIR file", LAYOUT_HINT):
+    for number, row in jsonl.read_objects(path, "BEIR file", LAYOUT_HINT, QUERIES_HINT):
         ident = jsonl.id_field(row, "_id", path, number, seen, for_trec=True)
         out[ident] = jsonl.text_field(row, "text", path, number)
     if not out:

@@ -49,17 +49,22 @@ def open_lines(path: Path, what: str, hint: str = "") -> Iterator[tuple[int, str
             raise MyoqaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
-def read_objects(path: Path, what: str, hint: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON Lines file."""
+def read_objects(path: Path, what: str, hint: str = "", line_hint: str = ""
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; `hint` goes with a
+    missing file, `line_hint` (what a line must hold) with a bad line."""
+    hint_for_line = line_hint or hint
     for number, text in open_lines(path, what, hint):
         try:
             row = json.loads(text)
         except RecursionError:
-            raise line_error(path, number, "is JSON nested too deeply to read", hint) from None
+            raise line_error(path, number, "is JSON nested too deeply to read",
+                             hint_for_line) from None
         except ValueError as exc:
-            raise line_error(path, number, f"is not valid JSON ({exc})", hint) from None
+            raise line_error(path, number, f"is not valid JSON ({exc})", hint_for_line) from None
         if not isinstance(row, dict):
-            raise line_error(path, number, f"is a JSON {_kind(row)}, not an object", hint)
+            raise line_error(path, number, f"is a JSON {_kind(row)}, not an object",
+                             hint_for_line)
         yield number, row
 
 
