@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,9 @@ FLUTTER = "000_0ea712277db854cc.txt"
 PROSE = "001_f6f440b41de63d6e.txt"
 DIM = 384
 REBUILD = "myoqa index --rebuild"
+# What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
+CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
+            *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +107,32 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
                           text=True, env=full_env, timeout=timeout, check=False,
                           **({"input": input} if input is not None
                              else {"stdin": subprocess.DEVNULL}))
+
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply (root ignores them)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"],
+                                                  capture_output=True, check=False).returncode == 0:
+        return ["unshare", "--user"]
+    pytest.skip("running as root without user namespaces, so permissions cannot bite")
+
+
+@pytest.fixture()
+def read_only() -> Iterator[Callable[[Path], None]]:
+    """Makes folders read-only for the test and writable again afterwards."""
+    made: list[Path] = []
+
+    def make(folder: Path) -> None:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            made.append(path)
+
+    yield make
+    for path in made:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:

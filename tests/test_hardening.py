@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +29,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from conftest import (
+    CONTROLS,
     FLUTTER,
     PROSE,
     REBUILD,
@@ -40,6 +41,7 @@ from conftest import (
     leftovers,
     one_line_error,
     run_cli,
+    unprivileged,
     writable_copy,
     write_sources,
 )
@@ -51,10 +53,6 @@ from myoqa.index import BuildParams, Index, IndexProblem, encoders, opener, stor
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.opener import build_index, ready_index
 from myoqa.search import MAX_QUESTION_CHARS, MODES, Answer, Searcher, check_request
-
-# What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
-CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
-            *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
 
 
 def _check_answer(searcher: Searcher, answer: Answer, k: int) -> None:
@@ -342,33 +340,10 @@ def test_file_changed_during_a_build_gives_a_consistent_index_then_a_rebuild(
     assert second.texts["a.txt"].startswith("Rewritten")
 
 
-def _unprivileged() -> list[str]:
-    """A command prefix under which directory permissions apply (root ignores them)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"],
-                                                  capture_output=True, check=False).returncode == 0:
-        return ["unshare", "--user"]
-    pytest.skip("running as root without user namespaces, so permissions cannot bite")
-
-
-@pytest.fixture()
-def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
-    """Makes folders read-only for the test and writable again afterwards."""
-    made: list[Path] = []
-
-    def make(folder: Path) -> None:
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(0o555 if path.is_dir() else 0o444)
-            made.append(path)
-
-    yield make
-    for path in made:
-        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _run_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*_unprivileged(), sys.executable, "-m", "myoqa", *args],
+    return subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", *args],
                           capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
                           stdin=subprocess.DEVNULL)
