@@ -25,7 +25,7 @@ def slow_encoder() -> SentenceTransformerEncoder:
 
 def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
         searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
-    fast = OnnxEncoder(searcher.index.path / "encoder")
+    fast = OnnxEncoder(searcher.index.encoder_dir)
     texts = QUESTIONS + [searcher.index.text(p) for p in searcher.index.passages]
     a, b = fast.encode(texts), slow_encoder.encode(texts)
     cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

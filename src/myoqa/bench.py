@@ -154,7 +154,7 @@ def med_build(directory: Path) -> dict[str, Any]:
     code = ("import json, resource, sys, tempfile, time; from pathlib import Path; "
             "from myoqa import beir; from myoqa.config import Settings; "
             "from myoqa.index.opener import ready_index; t = time.perf_counter(); "
-            "d = Path(tempfile.mkdtemp()); s = beir.load_corpus(Path(sys.argv[1])); "
+            "d = Path(tempfile.mkdtemp()); s = beir.load(Path(sys.argv[1])).documents; "
             "ready_index(Settings.resolve(d, d / 'index'), lambda m: None, sources=s); "
             "print(json.dumps({'documents': len(s), 'seconds': time.perf_counter() - t, "
             "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")

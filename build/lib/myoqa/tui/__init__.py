@@ -1,1 +1,0 @@
-"""The terminal chat (`myoqa chat`): a Textual app over the same search API as `myoqa ask`."""
