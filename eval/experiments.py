@@ -13,11 +13,20 @@ import numpy as np
 from myoqa import evaluation
 from myoqa.analysis import Analyzer
 from myoqa.chunking import ChunkParams
+from myoqa.colbert import ColbertEncoder
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
-from myoqa.index import BuildParams, assemble
-from myoqa.search import Convex, LexicalNorm, ReciprocalRank, Searcher, SearchParams
+from myoqa.index import BuildParams, Index, assemble
+from myoqa.search import (
+    Convex,
+    LateInteraction,
+    LexicalNorm,
+    ReciprocalRank,
+    Searcher,
+    SearchParams,
+)
+from myoqa.search.late import LateSignal, TokenVectors
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
@@ -45,16 +54,133 @@ class CachedEncoder:
 ENCODER = CachedEncoder()
 
 
+class CachedColbert:
+    """The late-interaction encoder, loaded once; remembers each passage's token vectors and
+    each question's, so configurations only pay for what they have not seen."""
+
+    def __init__(self) -> None:
+        self._inner: ColbertEncoder | None = None
+        self.expand_query = True
+        self.passage_cache: dict[str, np.ndarray] = {}
+        self.query_cache: dict[tuple[bool, str], np.ndarray] = {}
+
+    @property
+    def inner(self) -> ColbertEncoder:
+        if self._inner is None:
+            self._inner = ColbertEncoder()
+        return self._inner
+
+    def query(self, text: str) -> np.ndarray:
+        key = (self.expand_query, text)
+        if key not in self.query_cache:
+            self.inner.expand_query = self.expand_query
+            self.query_cache[key] = self.inner.query(text)
+        return self.query_cache[key]
+
+    def signal(self, index: Index, dtype: type = np.float16) -> LateSignal:
+        texts = [index.text(u) for u in index.passages]
+        new = [t for t in dict.fromkeys(texts) if t not in self.passage_cache]
+        if new:
+            self.passage_cache.update(zip(new, self.inner.passages(new)))
+        return LateSignal(TokenVectors.from_list([self.passage_cache[t] for t in texts], dtype),
+                          lambda: self)
+
+
+COLBERT = CachedColbert()
+
+
 DEFAULT_CHUNKING, DEFAULT_ANALYZER, DEFAULT_SEARCH = ChunkParams(), Analyzer(), SearchParams()
 
 
 def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
             search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
-            questions: list[evaluation.Question] = QUESTIONS) -> dict:
+            questions: list[evaluation.Question] = QUESTIONS, token_dtype: type = np.float16
+            ) -> dict:
     """Summaries of one configuration on a question set (the bundled one by default)."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
-    searcher = Searcher(index, lambda: ENCODER, search)
-    return evaluation.summarize(evaluation.run(searcher, questions, mode))
+    late = COLBERT.signal(index, token_dtype) if search.late else None
+    searcher = Searcher(index, lambda: ENCODER, search, late)
+    outcomes = evaluation.run(searcher, questions, mode)
+    summary = evaluation.summarize(outcomes)
+    for half in ("all", "tune", "check"):
+        summary[half]["evidence"] = evidence_overlap(
+            [o for o in outcomes if half == "all" or o.question.half == half], index.texts)
+    return summary
+
+
+def evidence_overlap(outcomes: list[evaluation.Outcome], texts: dict[str, str]
+                     ) -> tuple[int, int, float]:
+    """Of the questions whose first passage is relevant: how many mark an evidence span that
+    overlaps the gold quote, how many there are, and the mean character F1 of the two."""
+    hits, count, f1 = 0, 0, 0.0
+    for o in outcomes:
+        if not o.metrics.get("Hit@1"):
+            continue
+        top = o.answer.results[0]
+        marks = [h for h in top.highlights if h.kind == "evidence"]
+        places = [p for group in evaluation.evidence_ranges(o.question, texts) for p in group
+                  if evaluation.covered((top.source, top.start, top.end), [p])]
+        count += 1
+        if not marks or not places:
+            continue
+        start, end = top.start + marks[0].start, top.start + marks[0].end
+        overlap = max(min(end, e) - max(start, s) for _, s, e in places)
+        gold = max(places, key=lambda p: min(end, p[2]) - max(start, p[1]))
+        if overlap > 0:
+            hits += 1
+            f1 += 2 * overlap / ((end - start) + (gold[2] - gold[1]))
+    return hits, count, f1 / count if count else 0.0
+
+
+def three_sets(search: SearchParams, **kwargs: object) -> list[str]:
+    """Cells for the tuning half, the check half and the held-out set: Hit@1, Hit@5, MRR@10,
+    paraphrase Hit@5, out-of-scope abstained, in-scope wrongly abstained."""
+    first = measure(search=search, **kwargs)  # type: ignore[arg-type]
+    held = measure(search=search, questions=HOLDOUT, **kwargs)  # type: ignore[arg-type]
+    cells = []
+    for summary, half in ((first, "tune"), (first, "check"), (held, "all")):
+        para = f"{half} kind=paraphrase" if half != "all" else "kind=paraphrase"
+        block, oos = summary[half], summary[half]["out-of-scope abstained"]
+        cells += [f"{block['Hit@1']:.3f}", f"{block['Hit@5']:.3f}", f"{block['MRR@10']:.3f}",
+                  f"{summary[para]['Hit@5']:.3f}", oos, block["in-scope abstained"]]
+    return cells
+
+
+def three_sets_header(title: str) -> None:
+    names = ["Hit@1", "Hit@5", "MRR@10", "para Hit@5", "OOS abst.", "in-scope abst."]
+    print(f"\n### {title}\n")
+    print("| setting | " + " | ".join(f"{s} {n}" for s in ("tune", "check", "held-out")
+                                      for n in names) + " |")
+    print("|---" * (3 * len(names) + 1) + "|")
+
+
+def exp_evidence() -> None:
+    print("\n### Evidence span against the gold quote (first passage, when it is relevant)\n")
+    print("| setting | tune overlapping | tune char F1 | check overlapping | check char F1 |"
+          " held-out overlapping | held-out char F1 |")
+    print("|---|---|---|---|---|---|---|")
+    settings = [("best span as before (headings and cut windows allowed)",
+                 SearchParams(answerable_evidence=False)),
+                ("headings left out, edges moved to a near clause boundary",
+                 SearchParams())]
+    for label, params in settings:
+        first, held = measure(search=params), measure(search=params, questions=HOLDOUT)
+        cells = []
+        for hits, count, f1 in (first["tune"]["evidence"], first["check"]["evidence"],
+                                held["all"]["evidence"]):
+            cells += [f"{hits}/{count}", f"{f1:.3f}"]
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
+def exp_late() -> None:
+    three_sets_header("Late interaction (answerai-colbert-small-v1 MaxSim) over hybrid's best "
+                      "N, mixed with weight w after min-max scaling")
+    print("| hybrid alone | " + " | ".join(three_sets(SearchParams())) + " |")
+    for depth in (10, 15, 30, 60):
+        for weight in (0.25, 0.4, 0.6):
+            params = SearchParams(late=LateInteraction(weight, depth))
+            print(f"| N={depth} w={weight} | " + " | ".join(three_sets(params)) + " |",
+                  flush=True)
 
 
 def row(label: str, summary: dict) -> str:
