@@ -7,6 +7,7 @@ Embeddings are cached by text, so each configuration only embeds passages it has
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,10 +32,11 @@ from myoqa.search.late import LateSignal, TokenVectors
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
 SOURCES = load_sources(PROJECT_ROOT / "seeds")
-COLUMNS = [("tune", "Hit@1"), ("tune", "Hit@5"), ("tune", "MRR@10"),
-           ("tune kind=paraphrase", "Hit@5"), ("tune kind=multi", "Full@5 (multi)"),
-           ("check", "Hit@1"), ("check", "Hit@5"), ("check", "MRR@10"),
-           ("check kind=paraphrase", "Hit@5"), ("check kind=multi", "Full@5 (multi)")]
+SOURCE_TEXTS = {s.name: s.text for s in SOURCES}
+COLUMNS = [("tune", "hit_at_1"), ("tune", "hit_at_5"), ("tune", "mrr_at_10"),
+           ("tune kind=paraphrase", "hit_at_5"), ("tune kind=multi", "full_at_5_multi"),
+           ("check", "hit_at_1"), ("check", "hit_at_5"), ("check", "mrr_at_10"),
+           ("check kind=paraphrase", "hit_at_5"), ("check kind=multi", "full_at_5_multi")]
 
 
 class CachedEncoder:
@@ -95,17 +97,20 @@ DEFAULT_CHUNKING, DEFAULT_ANALYZER, DEFAULT_SEARCH = ChunkParams(), Analyzer(), 
 def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
             search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
             questions: list[evaluation.Question] = QUESTIONS, token_dtype: type = np.float16
-            ) -> dict:
+            ) -> dict[str, evaluation.GroupSummary]:
     """Summaries of one configuration on a question set (the bundled one by default)."""
+    return evaluation.summarize(outcomes_of(chunking, analyzer, search, mode, questions,
+                                            token_dtype))
+
+
+def outcomes_of(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
+                search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
+                questions: list[evaluation.Question] = QUESTIONS,
+                token_dtype: type = np.float16) -> list[evaluation.Outcome]:
+    """What one configuration answers to each question, scored."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
     late = COLBERT.signal(index, token_dtype) if search.late else None
-    searcher = Searcher(index, lambda: ENCODER, search, late)
-    outcomes = evaluation.run(searcher, questions, mode)
-    summary = evaluation.summarize(outcomes)
-    for half in ("all", "tune", "check"):
-        summary[half]["evidence"] = evidence_overlap(
-            [o for o in outcomes if half == "all" or o.question.half == half], index.texts)
-    return summary
+    return evaluation.run(Searcher(index, lambda: ENCODER, search, late), questions, mode)
 
 
 def evidence_overlap(outcomes: list[evaluation.Outcome], texts: dict[str, str]
@@ -132,22 +137,43 @@ def evidence_overlap(outcomes: list[evaluation.Outcome], texts: dict[str, str]
     return hits, count, f1 / count if count else 0.0
 
 
-def three_sets(search: SearchParams, **kwargs: object) -> list[str]:
-    """Cells for the tuning half, the check half and the held-out set: Hit@1, Hit@5, MRR@10,
-    paraphrase Hit@5, out-of-scope abstained, in-scope wrongly abstained."""
-    first = measure(search=search, **kwargs)  # type: ignore[arg-type]
-    held = measure(search=search, questions=HOLDOUT, **kwargs)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class SetResult:
+    """One configuration on one set: its summary, paraphrase summary and evidence overlap."""
+
+    all: evaluation.GroupSummary
+    paraphrase: evaluation.GroupSummary
+    evidence: tuple[int, int, float]
+
+
+def on_three_sets(search: SearchParams, **kwargs: object) -> list[SetResult]:
+    """The tuning half, the check half and the held-out set, in that order."""
+    first = outcomes_of(search=search, **kwargs)  # type: ignore[arg-type]
+    held = outcomes_of(search=search, questions=HOLDOUT, **kwargs)  # type: ignore[arg-type]
+    out = []
+    for outcomes in ([o for o in first if o.question.half == "tune"],
+                     [o for o in first if o.question.half == "check"], held):
+        groups = evaluation.summarize(outcomes)
+        out.append(SetResult(groups["all"], groups["kind=paraphrase"],
+                             evidence_overlap(outcomes, SOURCE_TEXTS)))
+    return out
+
+
+def three_sets(search: SearchParams, **kwargs: object) -> str:
+    """A table row: per set Hit@1, Hit@5, MRR@10, paraphrase Hit@5, out-of-scope abstained,
+    in-scope wrongly abstained, evidence overlapping the gold quote."""
     cells = []
-    for summary, half in ((first, "tune"), (first, "check"), (held, "all")):
-        para = f"{half} kind=paraphrase" if half != "all" else "kind=paraphrase"
-        block, oos = summary[half], summary[half]["out-of-scope abstained"]
-        cells += [f"{block['Hit@1']:.3f}", f"{block['Hit@5']:.3f}", f"{block['MRR@10']:.3f}",
-                  f"{summary[para]['Hit@5']:.3f}", oos, block["in-scope abstained"]]
-    return cells
+    for r in on_three_sets(search, **kwargs):
+        hits, count, _ = r.evidence
+        cells += [f"{r.all.hit_at_1:.3f}", f"{r.all.hit_at_5:.3f}", f"{r.all.mrr_at_10:.3f}",
+                  f"{r.paraphrase.hit_at_5:.3f}", str(r.all.out_of_scope_abstained),
+                  str(r.all.in_scope_abstained), f"{hits}/{count}"]
+    return " | ".join(cells) + " |"
 
 
 def three_sets_header(title: str) -> None:
-    names = ["Hit@1", "Hit@5", "MRR@10", "para Hit@5", "OOS abst.", "in-scope abst."]
+    names = ["Hit@1", "Hit@5", "MRR@10", "para Hit@5", "OOS abst.", "in-scope abst.",
+             "evidence"]
     print(f"\n### {title}\n")
     print("| setting | " + " | ".join(f"{s} {n}" for s in ("tune", "check", "held-out")
                                       for n in names) + " |")
@@ -161,13 +187,11 @@ def exp_evidence() -> None:
     print("|---|---|---|---|---|---|---|")
     settings = [("best span as before (headings and cut windows allowed)",
                  SearchParams(answerable_evidence=False)),
-                ("headings left out, edges moved to a near clause boundary",
-                 SearchParams())]
+                ("headings left out, edges moved to a near clause boundary", SearchParams())]
     for label, params in settings:
-        first, held = measure(search=params), measure(search=params, questions=HOLDOUT)
         cells = []
-        for hits, count, f1 in (first["tune"]["evidence"], first["check"]["evidence"],
-                                held["all"]["evidence"]):
+        for r in on_three_sets(params):
+            hits, count, f1 = r.evidence
             cells += [f"{hits}/{count}", f"{f1:.3f}"]
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
@@ -175,23 +199,24 @@ def exp_evidence() -> None:
 def exp_late() -> None:
     three_sets_header("Late interaction (answerai-colbert-small-v1 MaxSim) over hybrid's best "
                       "N, mixed with weight w after min-max scaling")
-    print("| hybrid alone | " + " | ".join(three_sets(SearchParams())) + " |")
+    print("| hybrid alone | " + three_sets(SearchParams()))
     for depth in (10, 15, 30, 60):
         for weight in (0.25, 0.4, 0.6):
             params = SearchParams(late=LateInteraction(weight, depth))
-            print(f"| N={depth} w={weight} | " + " | ".join(three_sets(params)) + " |",
-                  flush=True)
+            print(f"| N={depth} w={weight} | " + three_sets(params), flush=True)
 
 
-def row(label: str, summary: dict) -> str:
-    cells = [summary.get(g, {}).get(m) for g, m in COLUMNS]
+def row(label: str, summary: dict[str, evaluation.GroupSummary]) -> str:
+    cells = [getattr(summary[g], m) if g in summary else None for g, m in COLUMNS]
     return f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells) + " |"
 
 
 def header(title: str) -> None:
     print(f"\n### {title}\n")
-    print("| setting | " + " | ".join(f"{g.split()[0]} {m}" + (" para" if "paraphrase" in g else
-                                     " multi" if "multi" in g else "") for g, m in COLUMNS) + " |")
+    names = [f"{g.split()[0]} {evaluation.METRIC_LABELS[m]}"
+             + (" para" if "paraphrase" in g else " multi" if "multi" in g else "")
+             for g, m in COLUMNS]
+    print("| setting | " + " | ".join(names) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
 
 
@@ -253,9 +278,9 @@ def exp_holdout() -> None:
     for label, params in settings:
         s = measure(search=params, questions=HOLDOUT)
         a, p, m = s["all"], s["kind=paraphrase"], s["kind=multi"]
-        print(f"| {label} | {a['Hit@1']:.3f} | {a['Hit@5']:.3f} | {a['MRR@10']:.3f} |"
-              f" {p['Hit@5']:.3f} | {m['Full@5 (multi)']:.3f} |"
-              f" {s['kind=out_of_scope']['out-of-scope abstained']} | {a['in-scope abstained']} |")
+        print(f"| {label} | {a.hit_at_1:.3f} | {a.hit_at_5:.3f} | {a.mrr_at_10:.3f} |"
+              f" {p.hit_at_5:.3f} | {m.full_at_5_multi:.3f} |"
+              f" {s['kind=out_of_scope'].out_of_scope_abstained} | {a.in_scope_abstained} |")
 
 
 def exp_peer() -> None:
@@ -303,8 +328,8 @@ def exp_abstention() -> None:
     print("|---|---|---|---|---|")
     for t in (0.05, 0.10, 0.12, 0.15, 0.20, 0.30, 0.40):
         s = measure(search=SearchParams(abstain_below=t))
-        print(f"| {t} | {s['tune']['out-of-scope abstained']} | {s['tune']['in-scope abstained']} |"
-              f" {s['check']['out-of-scope abstained']} | {s['check']['in-scope abstained']} |")
+        print(f"| {t} | {s['tune'].out_of_scope_abstained} | {s['tune'].in_scope_abstained} |"
+              f" {s['check'].out_of_scope_abstained} | {s['check'].in_scope_abstained} |")
 
 
 EXPERIMENTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("exp_")}

@@ -24,11 +24,21 @@ from typing import Any
 import numpy as np
 
 from myoqa.config import PROJECT_ROOT, Settings
-from myoqa.errors import MyoqaError
+from myoqa.errors import MyoqaError, UsageError
 from myoqa.output_files import write_output
 
 QUESTION = "which drugs are used to treat myoclonus?"
 DIM = 384
+MAX_SIZE = 10_000_000  # synthetic passages; 1,000,000 already peaks near 10 GB
+RESULTS_FILE = "latest.json"
+PLOT_FILE = "scale.png"
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before minutes of measuring, a results folder that cannot be one."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"bench --out {out_dir} is not a folder",
+                         f"name a folder for {RESULTS_FILE} and {PLOT_FILE}")
 
 
 def _median_run(cmd: list[str], repeats: int, env: dict[str, str]) -> float:
@@ -213,7 +223,10 @@ def scale(sizes: list[int], queries: int) -> list[dict[str, Any]]:
         code = ("import json, sys; from myoqa.bench import scale_point; "
                 "print(json.dumps(scale_point(int(sys.argv[1]), int(sys.argv[2]))))")
         proc = subprocess.run([sys.executable, "-c", code, str(n), str(queries)],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise MyoqaError(f"the benchmark of {n:,} synthetic passages failed: {last}")
         out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  scale {n:>9,}: {out[-1]}", file=sys.stderr)
     return out
@@ -265,9 +278,9 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
     except OSError as exc:
         raise MyoqaError(f"cannot create the results folder {out_dir}: "
                          f"{exc.strerror or exc}") from None
-    write_output(out_dir / "latest.json", json.dumps(results, indent=1))
+    write_output(out_dir / RESULTS_FILE, json.dumps(results, indent=1))
     if results["scale"]:
-        plot(results["scale"], out_dir / "scale.png")
+        plot(results["scale"], out_dir / PLOT_FILE)
     return results
 
 
