@@ -75,7 +75,7 @@ def test_missing_sources_directory(seed_settings: Settings, tmp_path: Path) -> N
 def test_empty_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
     proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
     assert proc.returncode == 1
-    assert "no .txt or .md files" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "no .txt, .md, .html, .pdf or .docx files" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("payload,words", [(b"caf\xe9 au lait", "not UTF-8"),
