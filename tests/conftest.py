@@ -48,13 +48,21 @@ def source_copy(tmp_path: Path) -> Path:
     return target
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m myoqa` in a fresh process, as a user would."""
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m myoqa` in a fresh process, as a user would; `stdin` is piped in when
+    given (else stdin is empty and not a terminal)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
-                          check=False)
+                          text=True, env=full_env, timeout=timeout, check=False,
+                          **({"input": stdin} if stdin is not None
+                             else {"stdin": subprocess.DEVNULL}))
+
+
+def cli_env(settings: Settings, sources: Path | None = None) -> dict[str, str]:
+    """The environment that points `myoqa` at an index (and sources other than its own)."""
+    return {"MYOQA_INDEX_DIR": str(settings.index_dir),
+            "MYOQA_SOURCES": str(sources or settings.sources)}
 
 
 def make_pdf(path: Path, pages: list[list[str]]) -> Path:

@@ -27,8 +27,8 @@ def test_pdf_pages_are_separated_and_numbered_by_page_breaks(tmp_path: Path) -> 
     pdf = make_pdf(tmp_path / "a.pdf", [["Myoclonus is a sudden jerk.", "It is brief."], [],
                                         ["Clonazepam treats cortical myoclonus."]])
     text = formats.pdf_text(pdf.read_bytes())
-    assert text.split(formats.PAGE_BREAK) == ["Myoclonus is a sudden jerk.\nIt is brief.\n", "\n",
-                                              "\nClonazepam treats cortical myoclonus.\n"]
+    assert text.split(formats.PAGE_SEPARATOR) == ["Myoclonus is a sudden jerk.\nIt is brief.\n", "",
+                                                  "Clonazepam treats cortical myoclonus.\n"]
     start = text.index("Clonazepam")
     assert text.count(formats.PAGE_BREAK, 0, start) + 1 == 3, "a page without text still counts"
 
@@ -126,7 +126,7 @@ def test_a_folder_of_every_format_is_read_and_the_rest_reported(tmp_path: Path) 
     assert sorted(texts) == ["notes.markdown", "page.html", "paper.pdf", "scan.pdf",
                              "sub/letter.docx"]
     assert texts["notes.markdown"] == "# Notes\r\n\r\n*Myoclonus* is a jerk.\r\n", "read as is"
-    assert texts["paper.pdf"] == "Myoclonus on page one.\n\f\nTreatment on page two.\n"
+    assert texts["paper.pdf"] == "Myoclonus on page one.\n\n\f\nTreatment on page two.\n"
     assert texts["sub/letter.docx"] == "Dear colleague, myoclonus."
     assert texts["page.html"] == formats.html_text(PAGE)
     assert texts["scan.pdf"] == ""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PAGE_BREAK = "\f"
+PAGE_SEPARATOR = "\n" + PAGE_BREAK + "\n"
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn", ".mdwn")
 MAX_DOCX_EXPANDED_BYTES = 256 * 1024 * 1024
 
@@ -44,8 +45,9 @@ def pdf_text(data: bytes) -> str:
 
     The page of an offset is then `text.count(PAGE_BREAK, 0, offset) + 1`. PDFium marks a word
     it found hyphenated across a line end with U+0002 and drops the line break; the mark is
-    removed, so "manip-/ulation" becomes "manipulation". Each page ends with a newline, so a
-    page starts on a line of its own.
+    removed, so "manip-/ulation" becomes "manipulation". Pages are separated by a blank line
+    and a line holding only the page break, so a page starts on a line of its own and every
+    passage lies within one page (the blank line is a paragraph break to the chunker).
     """
     import pypdfium2 as pdfium
 
@@ -69,7 +71,7 @@ def pdf_text(data: bytes) -> str:
         document.close()
     if not any(page.strip() for page in pages):
         raise ExtractionError("has no text layer (scanned?); run OCR on it to index it")
-    return (PAGE_BREAK + "\n").join(pages)
+    return PAGE_SEPARATOR.join(pages)
 
 
 def _pdfium_reason(exc: Exception) -> str:

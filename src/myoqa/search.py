@@ -14,7 +14,9 @@ import numpy as np
 
 from myoqa.bm25 import SparseBM25
 from myoqa.chunking import Unit
+from myoqa.citation import Place, cite, locate
 from myoqa.errors import UsageError
+from myoqa.formats import is_paged
 from myoqa.highlight import Highlight, highlights
 from myoqa.index import Index
 
@@ -44,21 +46,33 @@ class SearchParams:
 
 @dataclass(frozen=True)
 class Result:
-    """One ranked passage: where it is, its exact text, score and highlights."""
+    """One ranked passage: where it is, its exact text, score and highlights.
+
+    `line` and `column` (1-based, in characters) are where the passage starts; `page` is its
+    page for a PDF, else None.
+    """
 
     rank: int
     source: str
     start: int
     end: int
     line: int
+    column: int
+    page: int | None
     score: float
     text: str
     highlights: list[Highlight]
 
+    @property
+    def citation(self) -> str:
+        """`file:line:column`, and the page for a PDF."""
+        return cite(self.source, Place(self.line, self.column, self.page))
+
     def to_json(self) -> dict[str, Any]:
         """The passage entry of `ask --json`."""
         return {"rank": self.rank, "source": self.source, "start": self.start, "end": self.end,
-                "line": self.line, "score": round(self.score, 6), "text": self.text,
+                "line": self.line, "column": self.column, "page": self.page,
+                "score": round(self.score, 6), "text": self.text,
                 "highlights": [h.to_json() for h in self.highlights]}
 
 
@@ -289,9 +303,10 @@ class Searcher:
                               (ends[inside] - hit.start).tolist(), sims.tolist()))
         marks = highlights(text, candidates, self.analyzer, weights,
                            self.params.evidence_lexical_weight)
-        line = source_text.count("\n", 0, hit.start) + 1
-        return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=line,
-                      score=hit.score, text=text, highlights=marks)
+        place = locate(source_text, hit.start, is_paged(source))
+        return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
+                      column=place.column, page=place.page, score=hit.score, text=text,
+                      highlights=marks)
 
 
 @dataclass
