@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from myoqa.search import Searcher
 SEEDS = PROJECT_ROOT / "seeds"
 FLUTTER = "000_0ea712277db854cc.txt"
 PROSE = "001_f6f440b41de63d6e.txt"
+# What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
+CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
+            *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +132,40 @@ def make_docx(path: Path, body: list[str], footnote: str = "") -> Path:
         for name, xml in parts.items():
             archive.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
     return path
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply (root ignores them)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"],
+                                                  capture_output=True, check=False).returncode == 0:
+        return ["unshare", "--user"]
+    pytest.skip("running as root without user namespaces, so permissions cannot bite")
+
+
+@pytest.fixture()
+def read_only() -> Iterator[Callable[[Path], None]]:
+    """Makes folders read-only for the test and writable again afterwards."""
+    made: list[Path] = []
+
+    def make(folder: Path) -> None:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            made.append(path)
+
+    yield make
+    for path in made:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """The error line of a failed run, after checking it is the only error line and no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines and lines[-1].startswith("myoqa: error: "), proc.stderr
+    assert sum(line.startswith("myoqa: error: ") for line in lines) == 1
+    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+    return lines[-1]

@@ -10,9 +10,9 @@ import pytest
 from myoqa import opener
 from myoqa.citation import Place, cite, locate
 from myoqa.errors import MyoqaError
-from myoqa.highlight import Highlight
 from myoqa.render import passage_text, plain, plain_answer, plain_passage, safe
 from myoqa.search import Answer, Result
+from myoqa.search.highlight import Highlight
 
 PASSAGE_PLACE = Place(3, 7, None)
 

@@ -18,7 +18,7 @@ import sys
 import threading
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,7 +29,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import FLUTTER, PROSE, SEEDS, run_cli
+from conftest import CONTROLS, FLUTTER, PROSE, SEEDS, run_cli, unprivileged
+from conftest import one_line_error as _one_line_error
 from myoqa import corpus, embedding, onnx_encoder
 from myoqa import index as store
 from myoqa.chunking import ChunkParams, chunk
@@ -40,9 +41,6 @@ from myoqa.search import MAX_QUESTION_CHARS, MODES, Answer, Searcher, check_requ
 
 DIM = 384
 REBUILD = "myoqa index --rebuild"
-# What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
-CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
-            *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
 
 
 class FakeEncoder:
@@ -120,18 +118,6 @@ def _leftovers(index_dir: Path) -> list[str]:
 
 def _builds(index_dir: Path) -> set[str]:
     return {p.name for p in index_dir.glob("build-*")}
-
-
-def _one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
-    """The error line of a failed run, after checking it is the only error line and no traceback."""
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    lines = proc.stderr.splitlines()
-    assert lines and lines[-1].startswith("myoqa: error: "), proc.stderr
-    assert sum(line.startswith("myoqa: error: ") for line in lines) == 1
-    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
-    for word in words:
-        assert word in lines[-1], (word, lines[-1])
-    return lines[-1]
 
 
 def _check_answer(searcher: Searcher, answer: Answer, k: int) -> None:
@@ -556,33 +542,8 @@ def test_damaged_query_encoder_is_named_with_the_fix(seed_settings: Settings, tm
         assert proc.returncode == 0, "BM25 needs no query encoder"
 
 
-def _unprivileged() -> list[str]:
-    """A command prefix under which directory permissions apply (root ignores them)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"],
-                                                  capture_output=True, check=False).returncode == 0:
-        return ["unshare", "--user"]
-    pytest.skip("running as root without user namespaces, so permissions cannot bite")
-
-
-@pytest.fixture()
-def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
-    """Makes folders read-only for the test and writable again afterwards."""
-    made: list[Path] = []
-
-    def make(folder: Path) -> None:
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(0o555 if path.is_dir() else 0o444)
-            made.append(path)
-
-    yield make
-    for path in made:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
 def _run_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*_unprivileged(), sys.executable, "-m", "myoqa", *args],
+    return subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", *args],
                           capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
                           stdin=subprocess.DEVNULL)

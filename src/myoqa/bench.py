@@ -8,6 +8,7 @@ is measured apart). Results go to a JSON file and a PNG plot.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -23,9 +24,21 @@ from typing import Any
 import numpy as np
 
 from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.errors import MyoqaError, UsageError
+from myoqa.output_files import write_output
 
 QUESTION = "which drugs are used to treat myoclonus?"
 DIM = 384
+MAX_SIZE = 10_000_000  # synthetic passages; 1,000,000 already peaks near 10 GB
+RESULTS_FILE = "latest.json"
+PLOT_FILE = "scale.png"
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before minutes of measuring, a results folder that cannot be one."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"bench --out {out_dir} is not a folder",
+                         f"name a folder for {RESULTS_FILE} and {PLOT_FILE}")
 
 
 def _median_run(cmd: list[str], repeats: int, env: dict[str, str]) -> float:
@@ -210,7 +223,10 @@ def scale(sizes: list[int], queries: int) -> list[dict[str, Any]]:
         code = ("import json, sys; from myoqa.bench import scale_point; "
                 "print(json.dumps(scale_point(int(sys.argv[1]), int(sys.argv[2]))))")
         proc = subprocess.run([sys.executable, "-c", code, str(n), str(queries)],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise MyoqaError(f"the benchmark of {n:,} synthetic passages failed: {last}")
         out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  scale {n:>9,}: {out[-1]}", file=sys.stderr)
     return out
@@ -233,7 +249,10 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     right.plot(sizes, [p["peak_rss_mb"] for p in points], "o-", color="tab:red")
     right.set(xscale="log", xlabel="passages", ylabel="peak RSS (MB)", title="Peak memory")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    plt.close(fig)
+    write_output(path, png.getvalue())
 
 
 def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
@@ -254,10 +273,14 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
                        ("scale", lambda: scale(sizes, 200))):
         log(f"bench: {name}…")
         results[name] = step()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "latest.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MyoqaError(f"cannot create the results folder {out_dir}: "
+                         f"{exc.strerror or exc}") from None
+    write_output(out_dir / RESULTS_FILE, json.dumps(results, indent=1))
     if results["scale"]:
-        plot(results["scale"], out_dir / "scale.png")
+        plot(results["scale"], out_dir / PLOT_FILE)
     return results
 
 

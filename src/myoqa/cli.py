@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
+from myoqa.errors import json_text as _json
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -79,7 +80,7 @@ def build_parser() -> Parser:
     _place_options(ev)
 
     bench = sub.add_parser("bench", help="measure speed (see README); writes eval/bench/")
-    bench.add_argument("--sizes", default="10000,100000,1000000", metavar="N,N,…",
+    bench.add_argument("--sizes", type=_sizes, default="10000,100000,1000000", metavar="N,N,…",
                        help="synthetic corpus sizes in passages ('' for none)")
     bench.add_argument("--repeats", type=_positive_int, default=7, help="fresh-process repeats")
     bench.add_argument("--out", metavar="DIR", help="results folder (default: eval/bench)")
@@ -89,15 +90,6 @@ def build_parser() -> Parser:
     chat = sub.add_parser("chat", help="open the terminal chat")
     _place_options(chat)
     return parser
-
-
-def _json(data: Any, indent: int | None = None) -> str:
-    """JSON text in which every character a terminal would act on is a \\u escape (still JSON).
-
-    json.dumps escapes only C0 controls; DEL, C1 controls and bidi overrides would pass raw.
-    """
-    text = json.dumps(data, ensure_ascii=False, indent=indent)
-    return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -257,6 +249,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the evaluation and print a table of metrics (one column per mode)."""
+    if args.beir and (args.file or args.run_out):
+        option = "--file" if args.file else "--run-out"
+        raise UsageError(f"{option} is for question sets, not --beir",
+                         "a BEIR run writes its ranking with --trec-out FILE")
+    if args.trec_out and not args.beir:
+        raise UsageError("--trec-out needs --beir DIR",
+                         "a question-set run writes its ranking with --run-out FILE")
     from myoqa.eval_report import run_beir_eval, run_question_eval
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
@@ -267,6 +266,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_question_eval(settings, args, modes, progress)
 
 
+def _sizes(value: str) -> list[int]:
+    """--sizes: corpus sizes in passages, comma-separated, each within bench's limits."""
+    from myoqa.bench import MAX_SIZE
+
+    sizes = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            size = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, "
+                                             f"got {part!r}") from None
+        if not 1 <= size <= MAX_SIZE:
+            raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_SIZE:,}, "
+                                             f"got {size}")
+        sizes.append(size)
+    return sizes
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the speed benchmark and print its table."""
     from pathlib import Path
@@ -274,19 +293,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from myoqa import bench
     from myoqa.config import PROJECT_ROOT
 
-    try:
-        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--sizes takes whole numbers separated by commas, not {args.sizes!r}")
     out = Path(args.out) if args.out else PROJECT_ROOT / "eval" / "bench"
-    results = bench.run(_settings(args), out, sizes, args.repeats,
+    bench.check_out_dir(out)
+    results = bench.run(_settings(args), out, args.sizes, args.repeats,
                         lambda m: print(m, file=sys.stderr))
     print(json.dumps(results, indent=1) if args.json else bench.table(results))
     return ExitCode.OK
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    """Open the Textual chat."""
+    """Open the Textual chat (only in a terminal)."""
+    from myoqa.tui.terminal import require_terminal
+
+    require_terminal()
     from myoqa.tui.app import run_chat
 
     return run_chat(_settings(args))
