@@ -143,3 +143,20 @@ def test_a_folder_of_only_unsupported_files_names_the_formats(tmp_path: Path) ->
     (tmp_path / "a.doc").write_bytes(b"x")
     with pytest.raises(MyoqaError, match=r"holds no \.txt, \.md, \.html, \.pdf or \.docx files"):
         corpus.read_corpus(tmp_path)
+
+
+def test_documents_may_be_larger_than_text_files_and_count_by_their_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_pdf(tmp_path / "paper.pdf", [[f"Line {n} of a long paper on myoclonus." for n in range(40)]])
+    size = (tmp_path / "paper.pdf").stat().st_size
+    monkeypatch.setattr(corpus, "MAX_SOURCE_BYTES", size // 2)
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", size)
+    assert "Line 39" in corpus.read_corpus(tmp_path).sources[0].text
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", size - 1)
+    with pytest.raises(MyoqaError, match=r"paper.pdf is 0 MiB, over the 0 MiB limit for one file"):
+        corpus.source_hashes(tmp_path)
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", size)
+    monkeypatch.setattr(corpus, "MAX_CORPUS_BYTES", 1000)
+    assert corpus.source_hashes(tmp_path), "the file's bytes do not count towards the text limit"
+    with pytest.raises(MyoqaError, match=r"hold more than 0 MiB of text"):
+        corpus.read_corpus(tmp_path)
