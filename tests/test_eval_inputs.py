@@ -15,7 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from conftest import one_line_error, run_cli
-from myoqa import beir, eval_report, evaluation
+from myoqa import beir, bench, eval_report, evaluation
 from myoqa.config import Settings
 from myoqa.errors import MyoqaError
 
@@ -254,6 +254,11 @@ def test_bench_out_that_is_a_file_is_refused_before_measuring(tmp_path: Path) ->
     proc = run_cli("bench", "--out", str(tmp_path / "afile"), timeout=60)
     one_line_error(proc, 2, "is not a folder")
     assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep"
+
+
+def test_a_failed_benchmark_step_is_one_line_not_a_traceback() -> None:
+    with pytest.raises(MyoqaError, match="the benchmark step 'scale 5 passages' failed: boom"):
+        bench._child([sys.executable, "-c", "import sys; sys.exit('boom')"], "scale 5 passages")
 
 
 def test_cli_names_the_bad_line_before_loading_anything(tmp_path: Path) -> None:

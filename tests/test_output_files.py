@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, unprivileged
+from conftest import one_line_error, run_cli, unprivileged
 from myoqa import output_files
 from myoqa.errors import MyoqaError
 from myoqa.output_files import write_output
@@ -182,3 +182,15 @@ def test_eval_refuses_to_write_its_runs_over_the_question_file(tmp_path: Path) -
     assert proc.returncode == 1, proc.stderr
     assert "refusing to write" in proc.stderr and "it is the input" in proc.stderr
     assert same.read_bytes() == before and not (tmp_path / "index").exists()
+
+
+def test_eval_refuses_an_unwritable_output_before_any_work(tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(b'{"id": "q1", "question": "what is myoclonus?", "kind": '
+                          b'"out_of_scope", "evidence": []}\n')
+    for out, words in ((tmp_path / "missing" / "run.jsonl", "does not exist"),
+                       (tmp_path, "it is a folder")):
+        proc = run_cli("eval", "--file", str(questions), "--run-out", str(out),
+                       env={"MYOQA_INDEX_DIR": str(tmp_path / "index")})
+        one_line_error(proc, 1, words)
+    assert not (tmp_path / "index").exists(), "refused before the index was opened"
