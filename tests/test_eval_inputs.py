@@ -325,3 +325,15 @@ def test_a_long_report_is_paged_only_in_a_terminal(monkeypatch: pytest.MonkeyPat
     assert capsys.readouterr().out.count("row") == 10 and paged == [], "fits: printed"
     eval_report.show(lines)
     assert paged == ["\n".join(lines)] and capsys.readouterr().out == ""
+
+
+def test_report_groups_nest_under_fixed_keys_whatever_the_source_names() -> None:
+    group = evaluation.GroupSummary(1, 1.0, 1.0, 1.0, 1.0, 1.0, None, evaluation.Count(0, 0),
+                                    evaluation.Count(0, 1))
+    nested = eval_report.summary_json({"all": group, "kind=lexical": group,
+                                       "source=my notes=v2.txt": group,
+                                       "check kind=multi": group})
+    assert set(nested) == {"all", "by_kind", "by_source", "check_by_kind"}
+    assert set(nested["by_source"]) == {"my notes=v2.txt"}
+    assert nested["all"]["in_scope_abstained"] == {"abstained": 0, "of": 1}
+    assert nested["all"]["full_at_5_multi"] is None
