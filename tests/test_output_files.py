@@ -141,16 +141,21 @@ def test_folder_and_missing_parent_are_one_line(tmp_path: Path) -> None:
         write_output(tmp_path / "nowhere" / "out.jsonl", "x")
 
 
-def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failure,raised", [
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), MyoqaError),
+    (KeyboardInterrupt(), KeyboardInterrupt),
+], ids=["full disk", "ctrl-c"])
+def test_failed_write_leaves_the_old_file_and_no_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException,
+        raised: type[BaseException]) -> None:
     out = tmp_path / "run.jsonl"
     out.write_text("old", encoding="utf-8")
 
-    def full_disk(_fd: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def fail(_fd: int) -> None:
+        raise failure
 
-    monkeypatch.setattr(output_files.os, "fsync", full_disk)
-    with pytest.raises(MyoqaError, match="No space left on device"):
+    monkeypatch.setattr(output_files.os, "fsync", fail)
+    with pytest.raises(raised):
         write_output(out, "new")
     assert out.read_text(encoding="utf-8") == "old" and _leftovers(tmp_path) == []
 
