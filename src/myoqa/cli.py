@@ -7,10 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
 from myoqa.errors import json_text as _json
+
+if TYPE_CHECKING:
+    from myoqa.config import Settings
+    from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -187,7 +191,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _open_result(searcher: Any, answer: Any, rank: int, settings: Any) -> int:
+def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
     """Open the passage of `rank` in the user's editor or pager (see opener.py)."""
     from myoqa.citation import Place
     from myoqa.formats import format_of
