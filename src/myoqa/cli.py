@@ -38,7 +38,8 @@ def _positive_int(value: str) -> int:
 
 def _place_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", metavar="DIR",
-                        help="folder of .txt/.md sources (default: seeds/, or $MYOQA_SOURCES)")
+                        help="folder of sources: .txt, .md, .html, .pdf, .docx (default: seeds/, "
+                        "or $MYOQA_SOURCES)")
     parser.add_argument("--index-dir", metavar="DIR",
                         help="index folder (default: index/, or $MYOQA_INDEX_DIR)")
     parser.add_argument("--model", metavar="NAME_OR_PATH",
