@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 
 from myoqa.bm25 import SparseBM25
+from myoqa.citation import locate
 from myoqa.errors import UsageError
+from myoqa.formats import is_paged
 from myoqa.index import Index
 from myoqa.search import candidates, signals
 from myoqa.search.abstention import Evidence, abstains
 from myoqa.search.answer import Answer, Result
-from myoqa.search.assembly import Assembly, Hit, line_of, pick
+from myoqa.search.assembly import Assembly, Hit, pick
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import highlights, span_candidates
 from myoqa.search.late import LateSignal, maxsim, rerank, span_scores
@@ -137,8 +139,9 @@ class Searcher:
             spans = self._token_evidence(self.late, hit, spans, scored.late_query, w)
         marks = highlights(text, spans, self.analyzer, weights,
                            self.params.evidence_lexical_weight, self.params.answerable_evidence)
-        return Result(rank=rank, source=source, start=hit.start, end=hit.end,
-                      line=line_of(source_text, hit.start), score=hit.score, text=text,
+        place = locate(source_text, hit.start, is_paged(source))
+        return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
+                      column=place.column, page=place.page, score=hit.score, text=text,
                       highlights=marks)
 
     def _token_evidence(self, late: LateSignal, hit: Hit, spans: list[tuple[int, int, float]],
