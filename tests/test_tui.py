@@ -408,7 +408,7 @@ async def test_transcript_is_saved_as_markdown_with_a_header(searcher: Searcher,
     answer = card.turn.answer
     assert answer is not None
     for r in answer.results:
-        assert f"{r.rank}. `{r.source}`, chars {r.start}–{r.end}, line {r.line}" in text
+        assert f"{r.rank}. `{r.source}:{r.line}:{r.column}`, chars {r.start}–{r.end} " in text
     evidence = next(h for h in answer.results[0].highlights if h.kind == "evidence")
     assert f"**{answer.results[0].text[evidence.start:evidence.end].strip()}**" in text
 
@@ -442,7 +442,8 @@ async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Search
 def test_markdown_escapes_source_text(searcher: Searcher) -> None:
     answer = searcher.search(FLUTTER, "bm25", 1)
     result = answer.results[0]
-    odd = type(result)(rank=1, source="x.txt", start=0, end=37, line=1, score=1.0,
+    odd = type(result)(rank=1, source="x.txt", start=0, end=37, line=1, column=1, page=None,
+                       score=1.0,
                        text="[bold]*a*_b_ <i>#x</i>\x1b\n- item\n1. one", highlights=[])
     odd_answer = type(answer)(question="q [x]", mode="bm25", k=1, abstained=False,
                               results=[odd], searched="q [x]", best_similarity=None)

@@ -69,8 +69,8 @@ def weak_answer(answer: Answer) -> str:
 
 
 def citation(result: Result) -> str:
-    """A passage's citation: source, character range and line."""
-    return f"{result.source}, chars {result.start}–{result.end}, line {result.line}"
+    """A passage's citation: file:line:column (and page for a PDF) and character range."""
+    return f"{result.citation}, chars {result.start}–{result.end}"
 
 
 def clipboard_text(result: Result) -> str:
@@ -118,8 +118,8 @@ def turn_markdown(number: int, turn: Turn) -> list[str]:
     if weak_answer(answer):
         lines += _quote(weak_answer(answer), "") + [""]
     for result in answer.results:
-        head = (f"{result.rank}. `{safe(result.source)}`, chars {result.start}–{result.end}, "
-                f"line {result.line} (score {result.score:.3f})")
+        head = (f"{result.rank}. `{safe(result.citation)}`, chars {result.start}–{result.end} "
+                f"(score {result.score:.3f})")
         lines += [head, ""]
         lines += _quote(_passage_markdown(result), "   ") + [""]
     return lines

@@ -36,8 +36,8 @@ TOP = Binding.Group("top")
 
 
 def place(result: Result) -> str:
-    """A passage's place, compactly: source:line and character range."""
-    return safe(f"{result.source}:{result.line} · chars {result.start}–{result.end}")
+    """A passage's place, compactly: file:line:column (and page) and character range."""
+    return safe(f"{result.citation} · chars {result.start}–{result.end}")
 
 
 def bar_fraction(score: float, mode: str, top: float) -> float:
