@@ -7,10 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
 from myoqa.errors import json_text as _json
+
+if TYPE_CHECKING:
+    from myoqa.config import Settings
+    from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -34,7 +38,8 @@ def _positive_int(value: str) -> int:
 
 def _place_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", metavar="DIR",
-                        help="folder of .txt/.md sources (default: seeds/, or $MYOQA_SOURCES)")
+                        help="folder of sources: .txt, .md, .html, .pdf, .docx (default: seeds/, "
+                        "or $MYOQA_SOURCES)")
     parser.add_argument("--index-dir", metavar="DIR",
                         help="index folder (default: index/, or $MYOQA_INDEX_DIR)")
     parser.add_argument("--model", metavar="NAME_OR_PATH",
@@ -190,7 +195,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _open_result(searcher: Any, answer: Any, rank: int, settings: Any) -> int:
+def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
     """Open the passage of `rank` in the user's editor or pager (see opener.py)."""
     from myoqa.citation import Place
     from myoqa.formats import format_of
