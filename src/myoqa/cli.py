@@ -93,6 +93,9 @@ def build_parser() -> Parser:
     _place_options(bench)
 
     chat = sub.add_parser("chat", help="open the terminal chat")
+    chat.add_argument("--export-dir", metavar="DIR",
+                      help="folder for saved transcripts and screenshots (default: "
+                           "$MYOQA_EXPORT_DIR, else Documents/myoqa or the user data folder)")
     _place_options(chat)
     return parser
 
@@ -311,9 +314,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from myoqa.tui.terminal import require_terminal
 
     require_terminal()
+    from myoqa.tui import places
     from myoqa.tui.app import run_chat
 
-    return run_chat(_settings(args))
+    return run_chat(_settings(args), places.export_dir(args.export_dir))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
