@@ -81,9 +81,13 @@ def write_sources(folder: Path, files: dict[str, str | bytes]) -> Path:
     return folder
 
 
-def cli_env(index_dir: Path, sources: Path = SEEDS) -> dict[str, str]:
-    """Environment pointing the CLI at an index folder and a sources folder."""
-    return {"MYOQA_INDEX_DIR": str(index_dir), "MYOQA_SOURCES": str(sources)}
+def cli_env(where: Settings | Path, sources: Path | None = None) -> dict[str, str]:
+    """The environment that points `myoqa` at an index folder (given, or the settings' own) and
+    a sources folder (given, else the settings' own, else the seeds)."""
+    if isinstance(where, Settings):
+        return {"MYOQA_INDEX_DIR": str(where.index_dir),
+                "MYOQA_SOURCES": str(sources or where.sources)}
+    return {"MYOQA_INDEX_DIR": str(where), "MYOQA_SOURCES": str(sources or SEEDS)}
 
 
 def leftovers(index_dir: Path) -> list[str]:
@@ -100,14 +104,79 @@ def builds(index_dir: Path) -> set[str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m myoqa` in a fresh process, as a user would."""
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m myoqa` in a fresh process, as a user would; `stdin` is piped in when
+    given (else stdin is empty and not a terminal)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, check=False,
-                          **({"input": input} if input is not None
+                          **({"input": stdin} if stdin is not None
                              else {"stdin": subprocess.DEVNULL}))
 
+
+def make_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """A PDF whose pages show the given lines as text; an empty page gets only a drawn shape,
+    as a scan has no text layer. Written with reportlab, byte-for-byte the same each run."""
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), invariant=True)
+    for lines in pages:
+        if not lines:
+            pdf.rect(72, 300, 300, 400, fill=1)
+        for n, line in enumerate(lines):
+            pdf.drawString(72, 760 - 14 * n, line)
+        pdf.showPage()
+    pdf.save()
+    return path
+
+
+_DOCX_NS = ('xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+            'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"')
+_DOCX_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml"
+
+
+def docx_paragraph(text: str) -> str:
+    """The WordprocessingML of one paragraph holding `text` in one run."""
+    from xml.sax.saxutils import escape
+
+    return f'<w:p><w:r><w:t xml:space="preserve">{escape(text)}</w:t></w:r></w:p>'
+
+
+def make_docx(path: Path, body: list[str], footnote: str = "") -> Path:
+    """A DOCX as Word lays one out (document, relationships, content types, footnotes part),
+    holding `body` (paragraph XML, see docx_paragraph) and footnote 1 when given."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    notes = (f'<w:footnotes {_DOCX_NS}><w:footnote w:type="separator" w:id="-1"><w:p><w:r>'
+             '<w:separator/></w:r></w:p></w:footnote><w:footnote w:id="1"><w:p><w:r><w:footnoteRef/>'
+             f'</w:r><w:r><w:t xml:space="preserve"> {escape(footnote)}</w:t></w:r></w:p>'
+             '</w:footnote></w:footnotes>')
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/word/document.xml" ContentType="{_DOCX_TYPE}.document.main+xml"/>'
+            f'<Override PartName="/word/footnotes.xml" ContentType="{_DOCX_TYPE}.footnotes+xml"/>'
+            '</Types>'),
+        "_rels/.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_DOCX_REL}/officeDocument" Target="word/document.xml"/>'
+            '</Relationships>'),
+        "word/_rels/document.xml.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_DOCX_REL}/footnotes" Target="footnotes.xml"/>'
+            f'<Relationship Id="rId2" Type="{_DOCX_REL}/hyperlink" Target="https://example.org/" '
+            'TargetMode="External"/></Relationships>'),
+        "word/document.xml": f'<w:document {_DOCX_NS}><w:body>{"".join(body)}</w:body></w:document>',
+        "word/footnotes.xml": notes if footnote else f"<w:footnotes {_DOCX_NS}/>",
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, xml in parts.items():
+            archive.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
+    return path
 
 
 def unprivileged() -> list[str]:

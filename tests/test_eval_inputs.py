@@ -15,7 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from conftest import one_line_error, run_cli
-from myoqa import beir, eval_report, evaluation
+from myoqa import beir, bench, eval_report, evaluation
 from myoqa.config import Settings
 from myoqa.errors import MyoqaError
 
@@ -256,6 +256,11 @@ def test_bench_out_that_is_a_file_is_refused_before_measuring(tmp_path: Path) ->
     assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep"
 
 
+def test_a_failed_benchmark_step_is_one_line_not_a_traceback() -> None:
+    with pytest.raises(MyoqaError, match="the benchmark step 'scale 5 passages' failed: boom"):
+        bench._child([sys.executable, "-c", "import sys; sys.exit('boom')"], "scale 5 passages")
+
+
 def test_cli_names_the_bad_line_before_loading_anything(tmp_path: Path) -> None:
     path = _questions(tmp_path, {**OK, "question": None})
     proc = run_cli("eval", "--file", str(path), env={"MYOQA_INDEX_DIR": str(tmp_path / "i")})
@@ -320,3 +325,15 @@ def test_a_long_report_is_paged_only_in_a_terminal(monkeypatch: pytest.MonkeyPat
     assert capsys.readouterr().out.count("row") == 10 and paged == [], "fits: printed"
     eval_report.show(lines)
     assert paged == ["\n".join(lines)] and capsys.readouterr().out == ""
+
+
+def test_report_groups_nest_under_fixed_keys_whatever_the_source_names() -> None:
+    group = evaluation.GroupSummary(1, 1.0, 1.0, 1.0, 1.0, 1.0, None, evaluation.Count(0, 0),
+                                    evaluation.Count(0, 1))
+    nested = eval_report.summary_json({"all": group, "kind=lexical": group,
+                                       "source=my notes=v2.txt": group,
+                                       "check kind=multi": group})
+    assert set(nested) == {"all", "by_kind", "by_source", "check_by_kind"}
+    assert set(nested["by_source"]) == {"my notes=v2.txt"}
+    assert nested["all"]["in_scope_abstained"] == {"abstained": 0, "of": 1}
+    assert nested["all"]["full_at_5_multi"] is None

@@ -168,7 +168,7 @@ def test_missing_and_empty_source_directories(tmp_path: Path) -> None:
     one_line_error(proc, 1, "does not exist", "--sources")
     (tmp_path / "empty").mkdir()
     proc = run_cli("index", env=cli_env(tmp_path / "index", tmp_path / "empty"))
-    one_line_error(proc, 1, "no .txt or .md files")
+    one_line_error(proc, 1, "no .txt, .md, .html, .pdf or .docx files")
     proc = run_cli("index", env=cli_env(tmp_path / "index", SEEDS / FLUTTER))
     one_line_error(proc, 1, "is not a directory")
 

@@ -8,11 +8,15 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from myoqa import __version__
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
 from myoqa.errors import json_text as _json
+
+if TYPE_CHECKING:
+    from myoqa.config import Settings
+    from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -36,8 +40,8 @@ def _positive_int(value: str) -> int:
 
 def _place_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", metavar="DIR",
-                        help="folder of sources (default: $MYOQA_SOURCES, else the project's "
-                        "seeds/, else the bundled seed texts)")
+                        help="folder of sources: .txt, .md, .html, .pdf, .docx (default: "
+                        "$MYOQA_SOURCES, else the project's seeds/, else the bundled seed texts)")
     parser.add_argument("--index-dir", metavar="DIR",
                         help="index folder (default: $MYOQA_INDEX_DIR, else the project's index/, "
                         "else one in the user's cache folder)")
@@ -53,11 +57,16 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    ask = sub.add_parser("ask", help="answer one question and exit")
-    ask.add_argument("question", nargs="+", help="the question (quote it or not)")
+    ask = sub.add_parser("ask", help="answer one question and exit",
+                         description="Print the passages that answer a question. The question "
+                         "is read from stdin when it is '-', or when none is given and stdin is "
+                         "not a terminal. Put -- before a question that starts with '-'.")
+    ask.add_argument("question", nargs="*", help="the question (quote it or not; - for stdin)")
     ask.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode")
     ask.add_argument("-k", type=_positive_int, default=5, help="passages to show (1-100)")
     ask.add_argument("--json", action="store_true", help="print one JSON object (see README)")
+    ask.add_argument("--open", type=_positive_int, metavar="RANK",
+                     help="open the passage of this rank in $EDITOR (or $PAGER) at its line")
     _place_options(ask)
 
     idx = sub.add_parser("index", help="build the index (progress on stderr)")
@@ -89,6 +98,9 @@ def build_parser() -> Parser:
     _place_options(bench)
 
     chat = sub.add_parser("chat", help="open the terminal chat")
+    chat.add_argument("--export-dir", metavar="DIR",
+                      help="folder for saved transcripts and screenshots (default: "
+                           "$MYOQA_EXPORT_DIR, else Documents/myoqa or the user data folder)")
     _place_options(chat)
     return parser
 
@@ -121,39 +133,88 @@ def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], Non
     return factory
 
 
+MAX_STDIN_QUESTION_BYTES = 64 * 1024
+
+
+def _question(words: list[str]) -> str:
+    """The question from the arguments, or from stdin when it is '-' or not given and stdin
+    is not a terminal (at most MAX_STDIN_QUESTION_BYTES are read, so `yes | myoqa ask` ends)."""
+    if words and words != ["-"]:
+        return " ".join(words)
+    if sys.stdin is None or (not words and sys.stdin.isatty()):
+        raise UsageError("no question given",
+                         "myoqa ask \"QUESTION\", or pipe one: echo QUESTION | myoqa ask")
+    question = sys.stdin.buffer.read(MAX_STDIN_QUESTION_BYTES).decode("utf-8", errors="replace")
+    if not question.strip():
+        raise UsageError("no question on stdin", "pipe a question in, or give it as arguments")
+    return question
+
+
+def _styled(stream: Any) -> bool:
+    """Whether to print with styles: a terminal that shows them (not TERM=dumb)."""
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    """Print the ranked passages for one question."""
+    """Print the ranked passages for one question, or open one of them (--open)."""
     from myoqa.engine import open_searcher
     from myoqa.search import check_request
 
-    question = " ".join(args.question)
-    check_request(question, args.mode, args.k)
+    if args.open and args.json:
+        raise UsageError("--open and --json do not go together", "use one of them")
+    question = _question(args.question)
+    k = max(args.k, args.open or 0)
+    check_request(question, args.mode, k)
     searcher = open_searcher(_settings(args), progress=_progress_factory(not args.json))
-    answer = searcher.search(question, args.mode, args.k)
+    answer = searcher.search(question, args.mode, k)
     if args.json:
         print(_json(answer.to_json()))
+        return ExitCode.OK
+    for note in answer.notes:
+        print(f"myoqa: note: {note}", file=sys.stderr)
+    if args.open:
+        return _open_result(searcher, answer, args.open, _settings(args))
+    from myoqa.render import plain_answer
+
+    if not _styled(sys.stdout):
+        sys.stdout.write(plain_answer(answer))
+        sys.stdout.flush()
         return ExitCode.OK
     from rich.console import Console
     from rich.text import Text
 
-    from myoqa.render import ABSTENTION, evidence, location, passage_text, safe
+    from myoqa.render import ABSTENTION, location, passage_text, safe
 
     console = Console(highlight=False, soft_wrap=False)
-    for note in answer.notes:
-        print(f"myoqa: note: {note}", file=sys.stderr)
     if answer.abstained:
         console.print(Text(ABSTENTION, style="bold red"))
     for r in answer.results:
         head = Text(f"{r.rank}. ", style="bold")
-        head.append(printable(location(r)), style="cyan")
+        head.append(location(r), style="cyan")
         head.append(f"   score {r.score:.3f}", style="dim")
         console.print(head)
         console.print(passage_text(r))
-        if not console.is_terminal:
-            console.print(Text(f"   evidence: {evidence(r)}"))
         console.print()
     if not answer.results:
         console.print(Text(f"No passage matches {safe(question)!r}."))
+    return ExitCode.OK
+
+
+def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
+    """Open the passage of `rank` in the user's editor or pager (see opener.py)."""
+    from myoqa.citation import Place
+    from myoqa.formats import format_of
+    from myoqa.opener import open_at
+
+    if rank > len(answer.results):
+        raise MyoqaError(f"there is no passage of rank {rank} (the answer has "
+                         f"{len(answer.results)})", "pass a smaller RANK to --open")
+    result = answer.results[rank - 1]
+    fmt = format_of(result.source)
+    text = searcher.index.texts[result.source]
+    file = settings.sources / result.source if fmt is not None and fmt.extract is None else None
+    open_at(file, result.source, text, Place(result.line, result.column, result.page),
+            lambda message: print(f"myoqa: {printable(message)}", file=sys.stderr))
     return ExitCode.OK
 
 
@@ -286,14 +347,36 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from myoqa.tui.terminal import require_terminal
 
     require_terminal()
+    from myoqa.tui import places
     from myoqa.tui.app import run_chat
 
-    return run_chat(_settings(args))
+    return run_chat(_settings(args), places.export_dir(args.export_dir))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "bench": cmd_bench, "chat": cmd_chat,
 }
+
+
+ASK_SHORT_OPTIONS = ("-k", "-h")
+
+
+def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`; a usage error of `ask` caused by a question word that starts with '-'
+    (`myoqa ask -myoclonus`) says to put -- before it."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        if argv[:1] != ["ask"]:
+            raise
+        for word in argv[1:]:
+            if word == "--":
+                break
+            if (len(word) > 2 and word[0] == "-" and word[1] != "-"
+                    and not word.startswith(ASK_SHORT_OPTIONS)):
+                raise UsageError(exc.message, f"a question word that starts with '-' is read as an "
+                                 f"option; put -- before the question, as in: myoqa ask -- {word}") from None
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,8 +391,11 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if sys.stdout is None:
+            raise MyoqaError("standard output is closed",
+                             "let myoqa write to a terminal, a file or a pipe")
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         if args.command is None:
             if sys.stdin.isatty() and sys.stdout.isatty():
                 args = parser.parse_args(["chat"])

@@ -70,14 +70,13 @@ def summary_json(summary: dict[str, GroupSummary]) -> dict[str, Any]:
     by_kind, by_source, tune_by_kind, check_by_kind (groups without questions left out)."""
     out: dict[str, Any] = {}
     for name, group in summary.items():
-        half, _, rest = name.partition(" ")
         if name in ("all", "tune", "check"):
             out[name] = group_json(group)
-        elif rest:
-            out.setdefault(f"{half}_by_kind", {})[rest.removeprefix("kind=")] = group_json(group)
-        else:
-            field, _, value = name.partition("=")
-            out.setdefault(f"by_{field}", {})[value] = group_json(group)
+            continue
+        prefix, _, value = name.partition("=")  # "kind", "source", "tune kind", "check kind"
+        key = {"kind": "by_kind", "source": "by_source", "tune kind": "tune_by_kind",
+               "check kind": "check_by_kind"}[prefix]
+        out.setdefault(key, {})[value] = group_json(group)
     return out
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from myoqa.config import Settings
-from myoqa.corpus import Source, load_sources, source_hashes
+from myoqa.corpus import Skipped, Source, read_corpus, source_hashes
 from myoqa.errors import MyoqaError
-from myoqa.index import encoders, health
+from myoqa.index import encoders, health, manifest
 from myoqa.index.build import BuildParams, EncoderInfo, ProgressFactory, build
 from myoqa.index.manifest import IndexProblem
 from myoqa.index.ownership import check_place, claim
@@ -24,6 +24,7 @@ Notify = Callable[[str], None]
 READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 LISTED_EMPTY = 3
+LISTED_SKIPS = 3
 
 
 def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
@@ -39,11 +40,26 @@ def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
                       f"check free space and permissions; {kept}")
 
 
-def _with_text(sources: list[Source], notify: Notify) -> None:
-    """Note the sources without words (they add nothing), and refuse when none has any."""
-    empty = [s.name for s in sources if not s.has_words]
-    if len(empty) == len(sources):
+def _note_skipped(skipped: list[Skipped], notify: Notify) -> None:
+    """Name each document that yielded no text, and the files of formats myoqa does not read
+    (grouped beyond LISTED_SKIPS; `info` lists them all)."""
+    other = [s for s in skipped if s.sha256 is None]
+    for s in skipped:
+        if s.sha256 is not None or len(other) <= LISTED_SKIPS:
+            notify(f"note: skipped {s.name}: {s.reason}")
+    if len(other) > LISTED_SKIPS:
+        names = ", ".join(s.name for s in other[:LISTED_SKIPS])
+        notify(f"note: skipped {len(other)} files of formats myoqa does not read ({names}, …)")
+
+
+def _with_text(sources: list[Source], notify: Notify, skipped: list[Skipped]) -> None:
+    """Note what is skipped and the sources without words (they add nothing), and refuse when
+    none has any."""
+    _note_skipped(skipped, notify)
+    if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
+    noted = {s.name for s in skipped}
+    empty = [s.name for s in sources if not s.has_words and s.name not in noted]
     if len(empty) > LISTED_EMPTY:
         notify(f"note: {len(empty)} sources hold no text ({', '.join(empty[:LISTED_EMPTY])}, …); "
                "nothing from them is indexed")
@@ -85,8 +101,11 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
     from the build being replaced.
     """
     from_folder = sources is None
-    sources = load_sources(settings.sources) if sources is None else sources
-    _with_text(sources, notify)
+    skipped: list[Skipped] = []
+    if sources is None:
+        corpus = read_corpus(settings.sources)
+        sources, skipped = corpus.sources, corpus.skipped
+    _with_text(sources, notify, skipped)
     index_dir = settings.index_dir
     claim(index_dir, settings.sources if from_folder else None)
     hashes = {s.name: s.sha256 for s in sources}
@@ -103,7 +122,8 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
                 with contextlib.suppress(IndexProblem):
                     previous = load(index_dir)
             built = build(sources, params, encoders.load_encoder(folder),
-                          EncoderInfo(folder, files), previous, progress)
+                          EncoderInfo(folder, files), previous, progress,
+                          [manifest.Skipped(s.name, s.reason) for s in skipped])
             return save(built, index_dir)
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
