@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, cli_env, run_cli
+from conftest import FLUTTER, PROSE, cli_env, copy_index, run_cli
 from myoqa import __version__
 from myoqa.config import PROJECT_ROOT, Settings
 
@@ -134,6 +134,20 @@ def test_ask_on_a_current_index_imports_no_torch(seed_settings: Settings) -> Non
                           env=cli_env(seed_settings))
     assert "torch" not in mods and "sentence_transformers" not in mods
     assert "textual" not in mods and "faiss" in mods
+
+
+def test_ask_after_a_source_changed_rebuilds_without_torch(seed_settings: Settings,
+                                                          source_copy: Path,
+                                                          tmp_path: Path) -> None:
+    with open(source_copy / PROSE, "a", encoding="utf-8") as fh:
+        fh.write("\nStripe twitch syndrome is a made-up name.\n")
+    env = cli_env(copy_index(seed_settings, tmp_path), source_copy)
+    mods = _modules_after("import contextlib, io\nfrom myoqa.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()):\n"
+                          "    main(['ask', 'stripe twitch syndrome', '--json'])", env=env)
+    assert "torch" not in mods and "sentence_transformers" not in mods
+    status = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert status["state"] == "current" and status["manifest"]["reused_vectors"] > 0
 
 
 HEADLESS = sorted(

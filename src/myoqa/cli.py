@@ -332,9 +332,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from myoqa import bench
-    from myoqa.config import PROJECT_ROOT
+    from myoqa.config import project_file
 
-    out = Path(args.out) if args.out else PROJECT_ROOT / "eval" / "bench"
+    out = (Path(args.out) if args.out
+           else project_file("eval", "bench", what="bench folder", option="--out DIR"))
     bench.check_out_dir(out)
     results = bench.run(_settings(args), out, args.sizes, args.repeats,
                         lambda m: print(m, file=sys.stderr))

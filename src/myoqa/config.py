@@ -18,6 +18,18 @@ APP_NAME = "myoqa"
 KEY_CHARS = 12
 
 
+def project_file(*parts: str, what: str, option: str) -> Path:
+    """A file of the myoqa checkout around the current folder (its eval/ sets, its bench
+    folder), or a UsageError saying to pass `option` when there is no checkout here."""
+    from myoqa.errors import UsageError
+
+    root = project_root()
+    if root is None:
+        raise UsageError(f"no {what} here: the current folder is not inside a myoqa checkout",
+                         f"pass {option}")
+    return root.joinpath(*parts)
+
+
 def project_root(start: Path | None = None) -> Path | None:
     """The myoqa checkout that holds `start` (default: the current folder), or None.
 
@@ -40,13 +52,6 @@ def user_cache() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME))
-
-
-def user_data() -> Path:
-    """The user's data folder for myoqa (platformdirs): history, exports; MYOQA_DATA_DIR wins."""
-    import platformdirs
-
-    return Path(os.environ.get("MYOQA_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from myoqa import beir, evaluation
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import Settings, project_file
 from myoqa.engine import open_searcher
 from myoqa.errors import ExitCode, json_text, printable
 from myoqa.evaluation import Count, GroupSummary
@@ -20,7 +20,6 @@ from myoqa.output_files import check_output, write_output
 from myoqa.render import safe
 from myoqa.search import SearchParams
 
-DEFAULT_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
 Progress = Callable[[str, int], Callable[[int], None]] | None
 MAIN_GROUPS = ["all", "tune", "check", "tune kind=paraphrase", "check kind=paraphrase",
                "tune kind=multi", "check kind=multi"]
@@ -95,7 +94,8 @@ def show(lines: list[str]) -> None:
 def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[str],
                       progress: Progress) -> int:
     """Evaluate on a question set; print the table and the misses of the main mode."""
-    question_file = Path(args.file) if args.file else DEFAULT_QUESTIONS
+    question_file = (Path(args.file) if args.file else project_file(
+        "eval", "questions.jsonl", what="question set", option="--file F"))
     run_out = Path(args.run_out) if args.run_out else None
     if run_out:
         check_output(run_out, inputs=[question_file])
