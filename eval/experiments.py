@@ -17,7 +17,7 @@ from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.index import BuildParams, assemble
-from myoqa.search import Searcher, SearchParams
+from myoqa.search import Convex, LexicalNorm, ReciprocalRank, Searcher, SearchParams
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
@@ -77,17 +77,17 @@ def exp_modes() -> None:
 
 def exp_fusion() -> None:
     header("Fusion method (hybrid; convex weights in the next table)")
-    print(row("rrf k=60", measure(search=SearchParams(fusion="rrf"))))
-    print(row("rrf k=10", measure(search=SearchParams(fusion="rrf", rrf_k=10))))
+    print(row("rrf k=60", measure(search=SearchParams(fusion=ReciprocalRank(60)))))
+    print(row("rrf k=10", measure(search=SearchParams(fusion=ReciprocalRank(10)))))
     print(row("convex (default)", measure()))
 
 
 def exp_lexical_norm() -> None:
     header("BM25 normalisation before convex fusion (hybrid)")
-    for norm in ("max", "ideal"):
+    for norm in (LexicalNorm.MAX, LexicalNorm.IDEAL):
         for w in (0.5, 0.6, 0.7, 0.8, 0.9):
-            print(row(f"{norm} w_dense={w}",
-                      measure(search=SearchParams(lexical_norm=norm, dense_weight=w))))
+            print(row(f"{norm.value} w_dense={w}",
+                      measure(search=SearchParams(fusion=Convex(w, norm)))))
 
 
 def exp_span_weight() -> None:
@@ -136,7 +136,7 @@ def exp_peer() -> None:
     header("A peer-like hybrid (100-word passages, RRF k=60, passage cosine only) against myoqa")
     peer_chunks = ChunkParams(window_words=100, window_stride=100, prose_max_words=100,
                               prose_overlap_sentences=0)
-    peer = SearchParams(fusion="rrf", span_weight=0.0, max_words=0, partial_min=2.0,
+    peer = SearchParams(fusion=ReciprocalRank(60), span_weight=0.0, max_words=0, partial_min=2.0,
                         source_penalty=0.0)
     for mode in ("bm25", "dense", "hybrid"):
         print(row(f"peer-like {mode}", measure(peer_chunks, search=peer, mode=mode)))

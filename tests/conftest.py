@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
     return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
                           check=False)
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply (root ignores them)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"],
+                                                  capture_output=True, check=False).returncode == 0:
+        return ["unshare", "--user"]
+    pytest.skip("running as root without user namespaces, so permissions cannot bite")
+
+
+@pytest.fixture()
+def read_only() -> Iterator[Callable[[Path], None]]:
+    """Makes folders read-only for the test and writable again afterwards."""
+    made: list[Path] = []
+
+    def make(folder: Path) -> None:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+            made.append(path)
+
+    yield make
+    for path in made:
+        path.chmod(0o755 if path.is_dir() else 0o644)

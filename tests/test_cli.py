@@ -131,6 +131,6 @@ def test_ask_on_a_current_index_imports_no_torch(seed_settings: Settings) -> Non
 
 def test_core_modules_import_no_textual() -> None:
     mods = _modules_after("import myoqa.corpus, myoqa.chunking, myoqa.index, myoqa.search, "
-                          "myoqa.highlight, myoqa.evaluation, myoqa.beir, myoqa.engine, "
+                          "myoqa.search.highlight, myoqa.evaluation, myoqa.beir, myoqa.engine, "
                           "myoqa.render, myoqa.cli")
     assert "textual" not in mods and "torch" not in mods

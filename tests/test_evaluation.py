@@ -117,12 +117,15 @@ def test_eval_command_prints_a_table_and_writes_runs(seed_settings: Settings,
     subset.write_text("\n".join(QUESTIONS.read_text(encoding="utf-8").splitlines()[:5]) + "\n",
                       encoding="utf-8")
     run_out = tmp_path / "run.jsonl"
+    (tmp_path / "kept").mkdir()
+    run_out.symlink_to(tmp_path / "kept" / "run.jsonl")
     proc = run_cli("eval", "--file", str(subset), "--mode", "all", "-k", "7", "--run-out",
                    str(run_out), env={"MYOQA_INDEX_DIR": str(seed_settings.index_dir)})
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[0].split()
     assert header == ["hybrid", "bm25", "dense"]
     assert "Hit@5" in proc.stdout and "Missed at Hit@5" in proc.stdout
+    assert run_out.is_symlink(), "the link is written through, not replaced"
     lines = [json.loads(x) for x in run_out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 5 and all(set(x) == {"id", "abstained", "passages"} for x in lines)
     assert all(len(x["passages"]) == 7 for x in lines)

@@ -18,7 +18,7 @@ import sys
 import threading
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,7 +29,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import FLUTTER, PROSE, SEEDS, run_cli
+from conftest import FLUTTER, PROSE, SEEDS, run_cli, unprivileged
 from myoqa import corpus, embedding, onnx_encoder
 from myoqa import index as store
 from myoqa.chunking import ChunkParams, chunk
@@ -556,33 +556,8 @@ def test_damaged_query_encoder_is_named_with_the_fix(seed_settings: Settings, tm
         assert proc.returncode == 0, "BM25 needs no query encoder"
 
 
-def _unprivileged() -> list[str]:
-    """A command prefix under which directory permissions apply (root ignores them)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"],
-                                                  capture_output=True, check=False).returncode == 0:
-        return ["unshare", "--user"]
-    pytest.skip("running as root without user namespaces, so permissions cannot bite")
-
-
-@pytest.fixture()
-def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
-    """Makes folders read-only for the test and writable again afterwards."""
-    made: list[Path] = []
-
-    def make(folder: Path) -> None:
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(0o555 if path.is_dir() else 0o444)
-            made.append(path)
-
-    yield make
-    for path in made:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
 def _run_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*_unprivileged(), sys.executable, "-m", "myoqa", *args],
+    return subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", *args],
                           capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
                           stdin=subprocess.DEVNULL)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import FLUTTER, PROSE
 from myoqa.analysis import Analyzer
@@ -147,3 +150,31 @@ def test_odd_questions_get_well_formed_answers(searcher: Searcher, question: str
     assert len(answer.results) == 5
     for r in answer.results:
         assert r.text == searcher.index.texts[r.source][r.start:r.end]
+
+
+WORDS = (st.sampled_from(["jerk", "jerks", "myoclonus", "treatment", "valproate", "sleep", "the",
+                          "what", "flutter", "drug", "epilepsy", "sourdough", "tax", "is"])
+         | st.text(st.characters(categories=["L", "Nd"]), min_size=1, max_size=8))
+
+
+@settings(max_examples=30, deadline=None)
+@given(words=st.lists(WORDS, min_size=1, max_size=6), repeat=st.integers(2, 10))
+def test_hybrid_scores_stay_in_0_1_and_repeating_words_changes_no_lexical_ranking(
+        searcher: Searcher, words: list[str], repeat: int) -> None:
+    question = " ".join(words)
+    repeated = " ".join(w for w in words for _ in range(repeat))
+    for text in (question, repeated):
+        assert all(0.0 <= r.score <= 1.0 for r in searcher.search(text, "hybrid", 10).results)
+    assert np.array_equal(searcher.score(question, "hybrid").lexical,
+                          searcher.score(repeated, "hybrid").lexical)
+    ranked = [[(r.source, r.start, r.end, r.score) for r in searcher.search(t, "bm25", 10).results]
+              for t in (question, repeated)]
+    assert ranked[0] == ranked[1]
+
+
+def test_a_word_said_ten_times_scores_as_said_once(searcher: Searcher) -> None:
+    """Issue 10 item 5: "jerk" ten times scored 2.46 in hybrid mode and re-ranked BM25."""
+    hybrid = searcher.search(" ".join(["jerk"] * 10), "hybrid", 3).results
+    assert all(0.0 <= r.score <= 1.0 for r in hybrid)
+    once, ten = (searcher.search(" ".join(["jerk"] * n), "bm25", 3).results for n in (1, 10))
+    assert [(r.start, r.score) for r in once] == [(r.start, r.score) for r in ten]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import html
 import os
+import pty
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import LoadingIndicator
 
+from conftest import run_cli
 from myoqa.config import Settings
 from myoqa.engine import open_searcher, query_encoder_factory
 from myoqa.errors import MyoqaError
@@ -21,14 +25,15 @@ from myoqa.tui.app import LOADING, ChatApp
 from myoqa.tui.history import History
 from myoqa.tui.screens import HelpScreen, SourceScreen
 from myoqa.tui.transcript import Turn, to_markdown
-from myoqa.tui.widgets import AnswerCard, ChatInput, PassageBody, StatusBar
+from myoqa.tui.widgets import AnswerCard, ChatInput, PassageBody, StatusBar, Transcript
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).parents[1]
 FLUTTER = "what is diaphragmatic flutter?"
 FLUTTER_SOURCE = "000_0ea712277db854cc.txt"
 JME = "which drug is most effective in juvenile myoclonic epilepsy"
 JME_SOURCE = "001_f6f440b41de63d6e.txt"
+ZORBLAX = "what is zorblax syndrome?"
+ZORBLAX_FACT = "Zorblax syndrome is a rare myoclonus of the left ear, seen only in lighthouse keepers."
 MARKUP_SOURCE = (
     "Myoclonus notes for markup testing. The literal text [bold]not bold[/] "
     "[link=http://x]y[/link] must show as typed, and an escape \x1b[31m must never reach the "
@@ -43,18 +48,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    """The seeds' index, built once per session, with the query encoder loaded."""
-    settings = Settings.resolve(sources=ROOT / "seeds",
-                                index_dir=tmp_path_factory.getbasetemp() / "seeds-index")
-    opened = open_searcher(settings, notify=lambda _message: None)
-    opened.load_encoder()
-    return opened
-
-
 def make_app(searcher: Searcher, save_dir: Path | None = None) -> ChatApp:
-    return ChatApp(factory=lambda _notify, _progress: searcher, save_dir=save_dir,
+    return ChatApp(factory=lambda _current, _notify, _progress: searcher, save_dir=save_dir,
                    cursor_blink=False)
 
 
@@ -304,7 +299,8 @@ async def test_bm25_stand_in_until_the_model_is_ready(searcher: Searcher) -> Non
 async def test_question_waits_for_the_index(searcher: Searcher) -> None:
     opened = threading.Event()
 
-    def slow_factory(_notify: Callable[[str], None], _progress: object) -> Searcher:
+    def slow_factory(_current: object, _notify: Callable[[str], None], _progress: object
+                     ) -> Searcher:
         opened.wait(30)
         return searcher
 
@@ -327,7 +323,7 @@ async def test_question_waits_for_the_index(searcher: Searcher) -> None:
 
 
 async def test_index_problem_is_shown_not_raised() -> None:
-    def broken(_notify: Callable[[str], None], _progress: object) -> Searcher:
+    def broken(_current: object, _notify: Callable[[str], None], _progress: object) -> Searcher:
         raise MyoqaError("sources directory /nowhere does not exist", "pass --sources DIR")
 
     app = ChatApp(factory=broken, cursor_blink=False)
@@ -436,3 +432,54 @@ def test_snapshot_welcome(searcher: Searcher, snap_compare: Callable[..., bool])
 
 def test_snapshot_answer(searcher: Searcher, snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(make_app(searcher), terminal_size=(80, 24), run_before=answered(FLUTTER))
+
+
+async def test_changed_source_is_indexed_before_the_next_question(source_copy: Path,
+                                                                   tmp_path: Path) -> None:
+    settings = Settings.resolve(sources=source_copy, index_dir=tmp_path / "index")
+    app = ChatApp(settings, cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        before = await ask(pilot, ZORBLAX)
+        assert before.turn.answer is not None
+        assert all("Zorblax" not in r.text for r in before.turn.answer.results)
+        old_texts = before.texts
+        with (source_copy / JME_SOURCE).open("a", encoding="utf-8") as source:
+            source.write(f"\n{ZORBLAX_FACT}\n")
+        after = await ask(pilot, ZORBLAX)
+        answer = after.turn.answer
+        assert answer is not None and answer.mode == "hybrid" and after.turn.fallback == ""
+        assert ZORBLAX_FACT in answer.results[0].text
+        message = app.query_one(StatusBar).message
+        assert f"Index rebuilt (sources changed ({JME_SOURCE}))" in message
+        assert ZORBLAX_FACT in app.searcher.index.texts[JME_SOURCE]
+        assert ZORBLAX_FACT not in old_texts[JME_SOURCE]
+        await pilot.press("tab")
+        app.query_one(Transcript).scroll_home(animate=False)
+        before.passages[0].focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, SourceScreen)
+        assert app.screen.after == old_texts[before.passages[0].result.source][
+            before.passages[0].result.end:]
+
+
+def test_chat_without_a_terminal_refuses_at_once(tmp_path: Path) -> None:
+    place = ("--sources", str(tmp_path / "sources"), "--index-dir", str(tmp_path / "index"))
+    proc = run_cli("chat", *place, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == ("myoqa: error: the chat needs a terminal: its input, output and error "
+                           "output are not terminals (run it in a terminal; in scripts and pipes "
+                           "use `myoqa ask QUESTION`)\n")
+    primary, secondary = pty.openpty()
+    try:
+        logged = subprocess.run([sys.executable, "-m", "myoqa", "chat", *place], stdin=secondary,
+                                stdout=secondary, stderr=subprocess.PIPE, text=True, timeout=60,
+                                check=False)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert logged.returncode == 1
+    assert logged.stderr.startswith("myoqa: error: the chat needs a terminal: its error output "
+                                    "is not a terminal")
+    assert not (tmp_path / "index").exists()

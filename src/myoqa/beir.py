@@ -22,6 +22,16 @@ DEPTH = 100
 CANDIDATES = 2000
 
 
+CORPUS_FILE = "corpus.jsonl"
+QUERIES_FILE = "queries.jsonl"
+QRELS_FILE = Path("qrels") / "test.tsv"
+
+
+def input_files(directory: Path) -> list[Path]:
+    """The files a BEIR evaluation reads, which no output may overwrite."""
+    return [directory / CORPUS_FILE, directory / QUERIES_FILE, directory / QRELS_FILE]
+
+
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8") as fh:

@@ -8,6 +8,7 @@ is measured apart). Results go to a JSON file and a PNG plot.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.errors import MyoqaError
+from myoqa.output_files import write_output
 
 QUESTION = "which drugs are used to treat myoclonus?"
 DIM = 384
@@ -233,7 +236,10 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     right.plot(sizes, [p["peak_rss_mb"] for p in points], "o-", color="tab:red")
     right.set(xscale="log", xlabel="passages", ylabel="peak RSS (MB)", title="Peak memory")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    plt.close(fig)
+    write_output(path, png.getvalue())
 
 
 def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
@@ -254,8 +260,12 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
                        ("scale", lambda: scale(sizes, 200))):
         log(f"bench: {name}…")
         results[name] = step()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "latest.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MyoqaError(f"cannot create the results folder {out_dir}: "
+                         f"{exc.strerror or exc}") from None
+    write_output(out_dir / "latest.json", json.dumps(results, indent=1))
     if results["scale"]:
         plot(results["scale"], out_dir / "scale.png")
     return results

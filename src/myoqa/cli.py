@@ -232,7 +232,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    """Open the Textual chat."""
+    """Open the Textual chat (only in a terminal)."""
+    from myoqa.tui.terminal import require_terminal
+
+    require_terminal()
     from myoqa.tui.app import run_chat
 
     return run_chat(_settings(args))

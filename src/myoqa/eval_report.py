@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from myoqa import beir, evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.errors import ExitCode, MyoqaError
+from myoqa.output_files import check_output, write_output
 from myoqa.search import SearchParams
 
 DEFAULT_QUESTIONS = PROJECT_ROOT / "eval" / "questions.jsonl"
@@ -40,27 +40,14 @@ def table(summaries: dict[str, dict[str, Any]], groups: list[str], metrics: list
     return "\n".join(lines)
 
 
-def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place, so an
-    interrupted or failed write never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MyoqaError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[str],
                       progress: Progress) -> int:
     """Evaluate on a question set; print the table and the misses of the last mode."""
-    questions = evaluation.load_questions(Path(args.file) if args.file else DEFAULT_QUESTIONS)
+    question_file = Path(args.file) if args.file else DEFAULT_QUESTIONS
+    run_out = Path(args.run_out) if args.run_out else None
+    if run_out:
+        check_output(run_out, inputs=[question_file])
+    questions = evaluation.load_questions(question_file)
     searcher = open_searcher(settings, progress=progress)
     outcomes = {}
     for mode in modes:
@@ -68,8 +55,10 @@ def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[
         outcomes[mode] = evaluation.run(searcher, questions, mode, args.k, tick)
     summaries = {m: evaluation.summarize(o) for m, o in outcomes.items()}
     main_mode = "hybrid" if "hybrid" in modes else modes[0]
-    if args.run_out:
-        _write_lines(Path(args.run_out), evaluation.run_lines(outcomes[main_mode]))
+    if run_out:
+        write_output(run_out, "".join(json.dumps(row, ensure_ascii=False) + "\n"
+                                      for row in evaluation.run_lines(outcomes[main_mode])),
+                     inputs=[question_file])
     missed = evaluation.misses(outcomes[main_mode])
     if args.json:
         print(json.dumps({"summaries": summaries, "misses": {m: evaluation.misses(o)
@@ -101,6 +90,10 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
     directory = Path(args.beir)
     if not directory.is_dir():
         raise MyoqaError(f"BEIR folder {directory} does not exist")
+    trec_out = Path(args.trec_out) if args.trec_out else None
+    inputs = beir.input_files(directory)
+    if trec_out:
+        check_output(trec_out, inputs=inputs)
     sources = beir.load_corpus(directory)
     index_dir = (Path(args.index_dir) if args.index_dir
                  else settings.index_dir / "beir" / directory.resolve().name)
@@ -110,8 +103,8 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
     for mode in modes:
         tick = progress(f"beir {mode}", len(beir.load_queries(directory))) if progress else None
         results[mode], run = beir.evaluate(searcher, directory, mode, tick)
-        if args.trec_out and mode == ("hybrid" if "hybrid" in modes else modes[0]):
-            write_atomically(Path(args.trec_out), beir.trec_lines(run, f"myoqa-{mode}"))
+        if trec_out and mode == ("hybrid" if "hybrid" in modes else modes[0]):
+            write_output(trec_out, beir.trec_lines(run, f"myoqa-{mode}"), inputs=inputs)
     if args.json:
         print(json.dumps({"collection": str(directory), "measures": results}, indent=1))
         return ExitCode.OK

@@ -3,6 +3,8 @@
 The index is opened and the query encoder loaded in background workers, so the input works at once.
 A question asked before the index is open waits on its card; one asked before the encoder is
 ready is answered with BM25 alone, labelled so, and refined in the requested mode when it is.
+Before every search the sources are checked against the index; when they changed, the index is
+rebuilt in the search's worker (the status line says so) and the question answered from it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from myoqa.followup import contextualize
 from myoqa.render import safe
 from myoqa.search import MODES
 from myoqa.tui import transcript
+from myoqa.tui.index_link import SearcherFactory, searcher_factory
 from myoqa.tui.screens import HelpScreen, KeyGroups, SourceScreen
 from myoqa.tui.transcript import Turn, citation, clipboard_text
 from myoqa.tui.widgets import (
@@ -39,7 +42,8 @@ from myoqa.tui.widgets import (
 )
 
 if TYPE_CHECKING:
-    from myoqa.index import ProgressFactory
+    from collections.abc import Mapping
+
     from myoqa.search import Answer, Searcher
 
 MIN_K, MAX_K, DEFAULT_K = 1, 20, 5
@@ -55,19 +59,6 @@ WELCOME = (
 # Actions that work on the transcript; they are disabled while another screen is shown.
 TRANSCRIPT_ACTIONS = frozenset({"move", "open_source", "copy_passage", "reask", "focus_passages",
                                 "focus_input", "clear", "save_transcript", "scroll_transcript"})
-
-SearcherFactory = Callable[[Callable[[str], None], "ProgressFactory"], "Searcher"]
-
-
-def searcher_factory(settings: Settings) -> SearcherFactory:
-    """Open the searcher for `settings` (building the index first if it is missing or stale)."""
-    def open_(notify: Callable[[str], None], progress: ProgressFactory) -> Searcher:
-        from myoqa.engine import open_searcher
-
-        return open_searcher(settings, notify=notify, progress=progress)
-
-    return open_
-
 
 def describe(exc: BaseException) -> str:
     """A one-line message for a failure in a worker."""
@@ -168,7 +159,7 @@ class ChatApp(App[None]):
     def open_index(self) -> None:
         """Open (or build) the index, then hand the searcher to the app."""
         try:
-            searcher = self.factory(self._notify_from_thread, self._progress_from_thread)
+            searcher = self.factory(None, self._notify_from_thread, self._progress_from_thread)
         except Exception as exc:  # noqa: BLE001 - any failure is shown, never a crash
             self.call_from_thread(self._index_failed, describe(exc))
         else:
@@ -184,20 +175,51 @@ class ChatApp(App[None]):
         except Exception as exc:  # noqa: BLE001 - BM25 still works without it
             self.call_from_thread(self._encoder_failed, describe(exc))
         else:
-            self.call_from_thread(self._encoder_loaded)
+            self.call_from_thread(self._encoder_loaded, searcher)
 
     @work(thread=True, group="search", exit_on_error=False)
     def run_search(self, card: AnswerCard, request: int, mode: str, fallback: str) -> None:
-        """Search for one card's turn and hand the answer back."""
-        assert self.searcher is not None
+        """Search for one card's turn (from the sources' current index) and hand the answer
+        back."""
         turn = card.turn
         try:
             with self._search_lock:
-                answer = self.searcher.search(turn.searched, mode, turn.k)
+                searcher = self._current_searcher(card)
+                if fallback and searcher.dense_ready:
+                    mode, fallback = turn.mode, ""
+                answer = searcher.search(turn.searched, mode, turn.k)
         except Exception as exc:  # noqa: BLE001 - shown on the card
             self.call_from_thread(self._search_failed, card, request, describe(exc))
         else:
-            self.call_from_thread(self._answered, card, request, answer, fallback)
+            self.call_from_thread(self._answered, card, request, answer, fallback,
+                                  searcher.index.texts)
+
+    def _current_searcher(self, card: AnswerCard) -> Searcher:
+        """(In a search worker, under the search lock.) The searcher, after checking the
+        sources: when they changed, the index is rebuilt and its encoder loaded first."""
+        old = self.searcher
+        assert old is not None
+        reasons: list[str] = []
+
+        def notify(message: str) -> None:
+            self.index_settled.clear()
+            reasons.append(message.split(";")[0])
+            self.call_from_thread(card.set_tag, "rebuilding the index…")
+            self._notify_from_thread(message)
+
+        try:
+            fresh = self.factory(old, notify, self._progress_from_thread)
+        finally:
+            self.index_settled.set()
+        if fresh is not old:
+            try:
+                fresh.load_encoder()
+            except Exception as exc:  # noqa: BLE001 - BM25 still works without it
+                self.call_from_thread(self._encoder_failed, describe(exc))
+            self.searcher = fresh
+            why = reasons[0] if reasons else "the index changed on disk"
+            self.call_from_thread(self._index_refreshed, fresh, why)
+        return fresh
 
     def _notify_from_thread(self, message: str) -> None:
         self.call_from_thread(self.status.busy, message[:1].upper() + message[1:])
@@ -215,7 +237,7 @@ class ChatApp(App[None]):
     async def _index_opened(self, searcher: Searcher) -> None:
         self.searcher = searcher
         if searcher.dense_ready:
-            self._encoder_loaded()
+            self._encoder_loaded(searcher)
         else:
             self.status.busy("Loading the language model… questions are answered with BM25 "
                              "meanwhile")
@@ -233,11 +255,23 @@ class ChatApp(App[None]):
             if card.turn.answer is None:
                 await card.show_error(message)
 
-    def _encoder_loaded(self) -> None:
-        self.dense_ready = True
+    def _ready_message(self) -> str:
         assert self.searcher is not None
         index = self.searcher.index
-        self.status.idle(f"Ready: {len(index.passages)} passages from {len(index.texts)} sources")
+        return f"{len(index.passages)} passages from {len(index.texts)} sources"
+
+    def _index_refreshed(self, searcher: Searcher, why: str) -> None:
+        self.dense_ready = searcher.dense_ready
+        if self.dense_ready:
+            self.dense_problem = ""
+        self.status.idle(f"Index rebuilt ({why}): {self._ready_message()}",
+                         problem=bool(self.dense_problem))
+
+    def _encoder_loaded(self, searcher: Searcher) -> None:
+        if searcher is not self.searcher:
+            return
+        self.dense_ready = True
+        self.status.idle(f"Ready: {self._ready_message()}")
         for card in self.cards:
             if card.needs_refine:
                 self.call_later(self._dispatch, card)
@@ -272,9 +306,12 @@ class ChatApp(App[None]):
         self.run_search(card, card.requested, mode, fallback)
 
     async def _answered(self, card: AnswerCard, request: int, answer: Answer,
-                        fallback: str) -> None:
+                        fallback: str, texts: Mapping[str, str]) -> None:
         if not card.is_attached or request < card.shown:
             return
+        card.texts = texts
+        if fallback == LOADING and self.dense_ready:
+            self.call_later(self._dispatch, card)
         selected = self.selected
         rank = selected.result.rank if selected and card in selected.ancestors else None
         first = card.turn.answer is None
@@ -408,12 +445,19 @@ class ChatApp(App[None]):
         else:
             view.scroll_page_down(animate=False)
 
+    @staticmethod
+    def _card_of(passage: PassageView | None) -> AnswerCard | None:
+        """The card a passage belongs to."""
+        if passage is None:
+            return None
+        return next((a for a in passage.ancestors if isinstance(a, AnswerCard)), None)
+
     def action_open_source(self) -> None:
         """Open the selected passage in its whole source text."""
         passage = self.selected
-        if passage is not None and self.searcher is not None:
-            text = self.searcher.index.texts[passage.result.source]
-            self.push_screen(SourceScreen(passage.result, text))
+        card = self._card_of(passage)
+        if passage is not None and card is not None:
+            self.push_screen(SourceScreen(passage.result, card.texts[passage.result.source]))
 
     def action_copy_passage(self) -> None:
         """Copy the selected passage with its citation to the clipboard."""
@@ -425,9 +469,7 @@ class ChatApp(App[None]):
 
     async def action_reask(self) -> None:
         """Search the selected passage's question again with the current mode and k."""
-        passage = self.selected
-        card = next((a for a in passage.ancestors if isinstance(a, AnswerCard)), None) \
-            if passage else None
+        card = self._card_of(self.selected)
         if card is not None:
             card.turn.mode, card.turn.k = self.mode, self.k
             await self._dispatch(card)

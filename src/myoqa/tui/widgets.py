@@ -20,6 +20,8 @@ from myoqa.tui.history import History
 from myoqa.tui.transcript import Turn, weak_answer
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from myoqa.search import Result
 
 BAR_WIDTH = 10
@@ -122,7 +124,11 @@ class PassageView(Vertical, can_focus=True):
 
 
 class AnswerCard(Vertical):
-    """A question and, once searched, its ranked passages (or why there are none)."""
+    """A question and, once searched, its ranked passages (or why there are none).
+
+    `texts` are the source texts of the index that answered, so a passage opens in the text
+    its offsets point into even after the index was rebuilt.
+    """
 
     def __init__(self, turn: Turn) -> None:
         super().__init__()
@@ -130,6 +136,7 @@ class AnswerCard(Vertical):
         self.requested = 0
         self.shown = 0
         self.needs_refine = False
+        self.texts: Mapping[str, str] = {}
 
     def compose(self) -> ComposeResult:
         """The question line with its mode tag, what was searched, then the body."""

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from myoqa.analysis import Analyzer
+from myoqa.index import UnitTable
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,18 @@ def best_span(matches: list[tuple[str, int, int]], candidates: list[tuple[int, i
         if score > best_score + 1e-9:
             best, best_score = (start, end), score
     return Highlight(best[0], best[1], "evidence") if best else None
+
+
+def span_candidates(spans: UnitTable, passage_spans: np.ndarray, span_vectors: np.ndarray,
+                    units: list[int], start: int, end: int, query: np.ndarray | None
+                    ) -> list[tuple[int, int, float]]:
+    """The spans inside the result [start, end) made of passages `units`, as (start, end)
+    relative to the result and their cosine to `query` (0 without one)."""
+    ranges = passage_spans[units]
+    lo, hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
+    starts, ends = spans.start[lo:hi], spans.end[lo:hi]
+    inside = np.flatnonzero((starts >= start) & (ends <= end))
+    sims = (np.asarray(span_vectors[lo:hi])[inside] @ query
+            if query is not None and len(inside) else np.zeros(len(inside)))
+    return list(zip((starts[inside] - start).tolist(), (ends[inside] - start).tolist(),
+                    sims.tolist()))

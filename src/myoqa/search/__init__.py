@@ -1,0 +1,15 @@
+"""Search as stages: candidates → signals (BM25, dense) → fusion → result assembly → highlights.
+
+`Searcher.search` is the one search API; the CLI, the chat and the evaluation are views over it.
+Each stage is its own module, and all but the model-backed signals are pure functions that tests
+run without the model.
+"""
+
+from myoqa.search.answer import Answer, Result
+from myoqa.search.params import Convex, LexicalNorm, ReciprocalRank, SearchParams
+from myoqa.search.request import MAX_K, MAX_QUESTION_CHARS, MODEL_WORDS, MODES, check_request
+from myoqa.search.searcher import Scores, Searcher
+
+__all__ = ["MAX_K", "MAX_QUESTION_CHARS", "MODEL_WORDS", "MODES", "Answer", "Convex",
+           "LexicalNorm", "ReciprocalRank", "Result", "Scores", "SearchParams", "Searcher",
+           "check_request"]

@@ -1,0 +1,50 @@
+"""What a search returns: ranked passages with their exact text, score and highlights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from myoqa.search.highlight import Highlight
+
+
+@dataclass(frozen=True)
+class Result:
+    """One ranked passage: where it is, its exact text, score and highlights."""
+
+    rank: int
+    source: str
+    start: int
+    end: int
+    line: int
+    score: float
+    text: str
+    highlights: list[Highlight]
+
+    def to_json(self) -> dict[str, Any]:
+        """The passage entry of `ask --json`."""
+        return {"rank": self.rank, "source": self.source, "start": self.start, "end": self.end,
+                "line": self.line, "score": round(self.score, 6), "text": self.text,
+                "highlights": [h.to_json() for h in self.highlights]}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The ranked passages for one question, or an abstention with the nearest passages."""
+
+    question: str
+    mode: str
+    k: int
+    abstained: bool
+    results: list[Result]
+    searched: str
+    best_similarity: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The object `ask --json` prints (schema in the README)."""
+        return {"question": self.question, "mode": self.mode, "k": self.k,
+                "abstained": self.abstained, "searched": self.searched,
+                "best_similarity": None if self.best_similarity is None
+                else round(self.best_similarity, 6),
+                "notes": self.notes, "passages": [r.to_json() for r in self.results]}

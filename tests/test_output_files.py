@@ -1,0 +1,184 @@
+"""Files the user names as outputs: written atomically, through links, directly into FIFOs and
+devices, never over an input, and with one clear line when they cannot be written."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, unprivileged
+from myoqa import output_files
+from myoqa.errors import MyoqaError
+from myoqa.output_files import write_output
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_missing_file_is_created_with_the_usual_mode(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    write_output(out, "héllo\n")
+    assert out.read_bytes() == "héllo\n".encode()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert _leftovers(tmp_path) == []
+
+
+def test_regular_file_is_replaced_keeping_its_permission_bits(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    out.write_text("old", encoding="utf-8")
+    out.chmod(0o640)
+    write_output(out, b"new")
+    assert out.read_bytes() == b"new" and stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert _leftovers(tmp_path) == []
+
+
+def test_symlink_stays_a_link_and_its_target_gets_the_content(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "kept" / "results.jsonl"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("old", encoding="utf-8")
+    hop = tmp_path / "hop"
+    hop.symlink_to(elsewhere)
+    link = tmp_path / "work" / "out.jsonl"
+    link.parent.mkdir()
+    link.symlink_to(hop)
+    write_output(link, "new")
+    assert link.is_symlink() and os.readlink(link) == str(hop) and hop.is_symlink()
+    assert elsewhere.read_text(encoding="utf-8") == "new"
+    assert _leftovers(elsewhere.parent) == [] and _leftovers(link.parent) == []
+
+
+def test_dangling_symlink_creates_its_target(tmp_path: Path) -> None:
+    link = tmp_path / "out.trec"
+    link.symlink_to(tmp_path / "real.trec")
+    write_output(link, "x")
+    assert link.is_symlink() and (tmp_path / "real.trec").read_text(encoding="utf-8") == "x"
+
+
+def test_dangling_symlink_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    link = tmp_path / "out.trec"
+    link.symlink_to(tmp_path / "gone" / "real.trec")
+    with pytest.raises(MyoqaError, match="folder .*gone does not exist .where the link"):
+        write_output(link, "x")
+    assert link.is_symlink()
+
+
+def test_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(MyoqaError, match="cannot write .*a"):
+        write_output(tmp_path / "a", "x")
+
+
+def test_fifo_is_written_directly_not_replaced(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_output(fifo, "through the pipe\n")
+    reader.join(timeout=30)
+    assert received == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_character_device_is_written_not_replaced() -> None:
+    write_output(Path("/dev/null"), "discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_dev_stdout_writes_to_the_stream_in_order(tmp_path: Path) -> None:
+    """With stdout redirected to a file, /dev/stdout must append to the stream, not replace the
+    file behind it (which would lose what was printed before)."""
+    out = tmp_path / "captured.txt"
+    code = ("import sys; from pathlib import Path; from myoqa.output_files import write_output; "
+            "print('before'); write_output(Path(sys.argv[1]), 'middle\\n'); print('after')")
+    with open(out, "wb") as fh:
+        subprocess.run([sys.executable, "-c", code, "/dev/stdout"], stdout=fh, check=True)
+    assert out.read_text(encoding="utf-8") == "before\nmiddle\nafter\n"
+
+
+@pytest.mark.parametrize("spelling", [
+    lambda q: q,
+    lambda q: q.parent / "." / q.name,
+    lambda q: _hard_link(q),
+    lambda q: _symlink(q),
+], ids=["same path", "other spelling", "hard link", "symlink"])
+def test_an_input_is_never_overwritten(tmp_path: Path, spelling: Callable[[Path], Path]) -> None:
+    question_file = tmp_path / "same.jsonl"
+    question_file.write_bytes(b'{"id": "q1"}\n')
+    with pytest.raises(MyoqaError, match="refusing to write .*: it is the input .*same.jsonl"):
+        write_output(spelling(question_file), "run lines", inputs=[question_file])
+    assert question_file.read_bytes() == b'{"id": "q1"}\n'
+
+
+def _hard_link(path: Path) -> Path:
+    other = path.with_name("hard.jsonl")
+    os.link(path, other)
+    return other
+
+
+def _symlink(path: Path) -> Path:
+    other = path.with_name("link.jsonl")
+    other.symlink_to(path)
+    return other
+
+
+def test_folder_and_missing_parent_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(MyoqaError, match="cannot write .*: it is a folder"):
+        write_output(tmp_path, "x")
+    with pytest.raises(MyoqaError, match="the folder .*nowhere does not exist"):
+        write_output(tmp_path / "nowhere" / "out.jsonl", "x")
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run.jsonl"
+    out.write_text("old", encoding="utf-8")
+
+    def full_disk(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output_files.os, "fsync", full_disk)
+    with pytest.raises(MyoqaError, match="No space left on device"):
+        write_output(out, "new")
+    assert out.read_text(encoding="utf-8") == "old" and _leftovers(tmp_path) == []
+
+
+def test_read_only_folder_is_one_line_and_the_file_is_unchanged(
+        tmp_path: Path, read_only: Callable[[Path], None]) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "run.jsonl").write_text("old", encoding="utf-8")
+    read_only(folder)
+    code = ("import sys; from pathlib import Path; from myoqa.output_files import write_output; "
+            "from myoqa.errors import MyoqaError\n"
+            "try: write_output(Path(sys.argv[1]), 'new')\n"
+            "except MyoqaError as e: print(e)")
+    proc = subprocess.run([*unprivileged(), sys.executable, "-c", code,
+                           str(folder / "run.jsonl")], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == (f"cannot write {folder / 'run.jsonl'}: "
+                                   f"the folder {folder} is not writable")
+    assert (folder / "run.jsonl").read_text(encoding="utf-8") == "old"
+
+
+def test_eval_refuses_to_write_its_runs_over_the_question_file(tmp_path: Path) -> None:
+    same = tmp_path / "same.jsonl"
+    same.write_bytes(b'{"id": "q1", "question": "what is myoclonus?", "kind": "out_of_scope", '
+                     b'"evidence": []}\n')
+    before = same.read_bytes()
+    proc = run_cli("eval", "--file", str(same), "--run-out", str(same),
+                   env={"MYOQA_INDEX_DIR": str(tmp_path / "index")})
+    assert proc.returncode == 1, proc.stderr
+    assert "refusing to write" in proc.stderr and "it is the input" in proc.stderr
+    assert same.read_bytes() == before and not (tmp_path / "index").exists()

@@ -1,0 +1,118 @@
+"""The model-free search stages on small hand-made inputs: candidates, fusion, BM25 scaling,
+result assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from myoqa.analysis import Analyzer
+from myoqa.bm25 import Postings, SparseBM25
+from myoqa.index import UnitTable
+from myoqa.search import Convex, LexicalNorm, ReciprocalRank, SearchParams
+from myoqa.search.assembly import Assembly, pick
+from myoqa.search.candidates import candidate_ids, top
+from myoqa.search.fusion import fuse
+from myoqa.search.signals import normalised_bm25
+
+TEXT = " ".join(f"w{i}" for i in range(40))
+"""One source of 40 one-token words; word i spans characters [3i, 3i + 2) for i < 10."""
+
+
+def _table(ranges: list[tuple[int, int]], names: tuple[str, ...] = ("a",),
+           sources: list[int] | None = None) -> UnitTable:
+    n = len(ranges)
+    return UnitTable(list(names), np.array(sources or [0] * n, dtype=np.int32),
+                     np.array([s for s, _ in ranges], dtype=np.int64),
+                     np.array([e for _, e in ranges], dtype=np.int64))
+
+
+def _word(i: int) -> tuple[int, int]:
+    start = TEXT.index(f"w{i} ") if i < 39 else TEXT.index("w39")
+    return start, start + len(f"w{i}")
+
+
+def test_candidates_are_every_passage_of_a_small_index_else_the_union_of_each_signals_best(
+        ) -> None:
+    assert candidate_ids(10, 5, [np.array([3])]).tolist() == list(range(10))
+    union = candidate_ids(100, 5, [np.array([7, 3]), np.array([3, 50])])
+    assert union.tolist() == [3, 7, 50]
+    assert sorted(top(np.array([0.1, 0.9, 0.5, 0.7]), 2).tolist()) == [1, 3]
+
+
+def test_fusion_is_typed_never_a_string() -> None:
+    with pytest.raises(TypeError):
+        SearchParams(fusion="rrf")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Convex(0.7, "ideal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Convex(1.5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1, 1), st.floats(0, 1)), min_size=1, max_size=20),
+       st.floats(0, 1))
+def test_convex_fusion_stays_in_0_1(pairs: list[tuple[float, float]], weight: float) -> None:
+    dense, lexical = (np.array(column) for column in zip(*pairs))
+    fused = fuse(Convex(weight), lexical, dense, lexical * 10)
+    assert ((fused >= 0) & (fused <= 1)).all()
+
+
+def test_reciprocal_rank_fusion_adds_the_inverse_ranks() -> None:
+    fused = fuse(ReciprocalRank(10), np.zeros(3), np.array([0.1, 0.9, 0.5]),
+                 np.array([3.0, 1.0, 2.0]))
+    assert fused.tolist() == pytest.approx([1 / 11 + 1 / 13, 1 / 13 + 1 / 11, 2 / 12])
+
+
+def test_ideal_bm25_scaling_stays_in_0_1_for_any_question() -> None:
+    analyzer = Analyzer()
+    docs = ["myoclonus jerks jerks jerks", "sleep starts are jerks", "valproate treats myoclonus"]
+    bm25 = SparseBM25(Postings.from_texts(docs, analyzer))
+    for question in ("jerks", "jerks myoclonus sleep valproate", "unknown words here"):
+        terms = list(dict.fromkeys(analyzer.terms(question)))
+        scaled = normalised_bm25(bm25.scores(terms), terms, bm25, LexicalNorm.IDEAL)
+        assert ((scaled >= 0) & (scaled <= 1)).all()
+    terms = ["jerk"]
+    best = normalised_bm25(bm25.scores(terms), terms, bm25, LexicalNorm.MAX)
+    assert best.max() == 1.0
+
+
+HOW = Assembly(max_words=6, partial_min=0.5, source_penalty=0.03)
+
+
+def test_pick_takes_the_best_non_overlapping_passages_and_widens_them() -> None:
+    # passages of 4 words every 2 words, over words 0-11
+    ranges = [(_word(i)[0], _word(i + 3)[1]) for i in range(0, 10, 2)]
+    table = _table(ranges)
+    fused = np.array([0.2, 0.9, 0.8, 0.1, 0.5])
+    hits = pick(table, {"a": TEXT}, np.arange(5), fused, 2, HOW)
+    # passage 1 (words 2-5) absorbs passage 2 (words 4-7): 6 words, within the cap
+    assert (hits[0].start, hits[0].end) == (_word(2)[0], _word(7)[1])
+    assert hits[0].score == 0.9 and hits[0].units == [1, 2]
+    # passage 4 (words 8-11) overlaps nothing taken; the penalty lowers it by 0.03
+    assert (hits[1].start, hits[1].end) == ranges[4]
+    assert hits[1].score == pytest.approx(0.47)
+
+
+def test_pick_shows_the_uncovered_part_of_a_passage_too_long_to_absorb() -> None:
+    ranges = [(_word(0)[0], _word(3)[1]), (_word(2)[0], _word(9)[1])]
+    hits = pick(_table(ranges), {"a": TEXT}, np.arange(2), np.array([0.9, 0.8]), 2, HOW)
+    assert [(h.start, h.end) for h in hits] == [ranges[0], (_word(4)[0], _word(9)[1])]
+
+
+def test_source_penalty_stops_at_zero() -> None:
+    ranges = [_word(i) for i in range(0, 12, 2)]
+    hits = pick(_table(ranges), {"a": TEXT}, np.arange(6),
+                np.array([0.05, 0.04, 0.03, 0.02, 0.01, 0.0]), 6, HOW)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and min(scores) == 0.0
+
+
+def test_source_penalty_lets_another_source_in() -> None:
+    table = _table([_word(0), _word(2), _word(4), _word(0)], names=("a", "b"),
+                   sources=[0, 0, 0, 1])
+    hits = pick(table, {"a": TEXT, "b": TEXT}, np.arange(4),
+                np.array([0.9, 0.89, 0.88, 0.87]), 2, HOW)
+    assert [h.source_id for h in hits] == [0, 1]
