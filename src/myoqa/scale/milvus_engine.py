@@ -58,60 +58,58 @@ def encoder_dir(settings: Settings, alias: str) -> Path:
     return settings.index_dir / ENCODERS_DIR / alias
 
 
-def _export_encoder(model: Any, target: Path) -> None:
-    """Write the ONNX export beside, then rename it into place (a reader never sees half)."""
-    from myoqa.onnx_encoder import export_onnx
-
+def _keep_encoder(export: Callable[[Path], None], target: Path) -> None:
+    """Write the query encoder beside `target`, then rename it into place (a reader never
+    sees half of it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex[:8]}"
     try:
-        export_onnx(model, tmp)
+        export(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.rename(tmp, target)
+    except OSError as exc:
+        raise MyoqaError(f"cannot write the query encoder in {target}: {exc.strerror or exc}",
+                         "pass --index-dir DIR on a writable disk") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_milvus(settings: Settings, milvus: MilvusSettings, params: store.BuildParams,
+def build_milvus(settings: Settings, params: store.BuildParams,
                  progress: store.ProgressFactory | None = None,
-                 sources: list[Source] | None = None, embed_with: str = "local",
-                 ray_address: str | None = None) -> MilvusManifest:
-    """Chunk and embed the sources with the local build code, then upload them as a new build
-    of their alias (switched only when whole)."""
-    from myoqa.embedding import SentenceTransformerEncoder, load_model
+                 sources: list[Source] | None = None) -> MilvusManifest:
+    """Chunk and embed the sources with the local build code (embedding here or on Ray, as
+    `settings.embed_with` says), then upload them as a new build of their alias."""
+    from myoqa.embedding import load_model
+    from myoqa.engine import build_encoder
 
+    milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
-    hashes = None if sources is None else {s.name: s.sha256 for s in sources}
     sources = load_sources(settings.sources) if sources is None else sources
-    hashes = hashes or {s.name: s.sha256 for s in sources}
     if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
     client = connect(milvus)
     model = load_model(params.model)
-    target = encoder_dir(settings, alias)
-    try:
-        _export_encoder(model, target)
-    except OSError as exc:
-        raise MyoqaError(f"cannot write the query encoder in {target}: {exc.strerror or exc}",
-                         "pass --index-dir DIR on a writable disk") from None
-    if embed_with == "ray":
-        from myoqa.scale.ray_embed import RayEncoder
-
-        encoder: Any = RayEncoder(target, ray_address)
-    else:
-        encoder = SentenceTransformerEncoder(model)
-    built = store.assemble([s for s in sources if s.has_words], params, encoder, progress)
-    return upload(client, built, alias, milvus, made_from(params, milvus), hashes, progress)
+    with build_encoder(settings, model) as (encoder, export):
+        _keep_encoder(export, encoder_dir(settings, alias))
+        built = store.assemble(sources, params, encoder, progress)
+    return upload(client, built, alias, milvus, made_from(params, milvus),
+                  {s.name: s.sha256 for s in sources}, progress)
 
 
-def ready_milvus(settings: Settings, milvus: MilvusSettings,
-                 params: store.BuildParams | None = None, notify: Notify = _stderr,
+def _milvus(settings: Settings) -> MilvusSettings:
+    if settings.milvus is None:
+        raise MyoqaError("the milvus backend needs a server", "pass --milvus-uri URI")
+    return settings.milvus
+
+
+def ready_milvus(settings: Settings, params: store.BuildParams | None = None, notify: Notify = _stderr,
                  progress: store.ProgressFactory | None = None,
                  sources: list[Source] | None = None) -> tuple[Any, MilvusManifest, str]:
     """A client, the current build's manifest and its alias; built first when missing or
     stale. Without a local sources folder the stored build is used as it is."""
     params = params or store.BuildParams(model=settings.model)
+    milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
     if sources is not None:
         hashes: dict[str, str] | None = {s.name: s.sha256 for s in sources}
@@ -127,7 +125,7 @@ def ready_milvus(settings: Settings, milvus: MilvusSettings,
         reason = problem.message
     if reason is not None:
         notify(f"{reason}; building the index in Milvus ({alias})")
-        build_milvus(settings, milvus, params, progress, sources)
+        build_milvus(settings, params, progress, sources)
     return client, load_build(client, alias), alias
 
 
@@ -158,12 +156,25 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
     return load
 
 
-def open_milvus_searcher(settings: Settings, milvus: MilvusSettings,
-                         params: SearchParams | None = None, notify: Notify = _stderr,
-                         progress: store.ProgressFactory | None = None,
+def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
+                         notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
                          sources: list[Source] | None = None) -> MilvusSearcher:
     """A Searcher over the library's current build in Milvus (built first when stale)."""
-    client, manifest, alias = ready_milvus(settings, milvus, notify=notify, progress=progress,
+    client, manifest, alias = ready_milvus(settings, notify=notify, progress=progress,
                                            sources=sources)
     return MilvusSearcher(client, manifest, query_encoder_factory(settings, alias, manifest),
                           params)
+
+
+def index_milvus(settings: Settings, rebuild: bool,
+                 progress: store.ProgressFactory | None = None) -> str:
+    """`myoqa index --backend milvus`: build when asked or stale; one line on what it holds."""
+    params = store.BuildParams(model=settings.model)
+    if rebuild:
+        manifest = build_milvus(settings, params, progress)
+        alias = library_alias(settings, params, _milvus(settings), None)
+    else:
+        _client, manifest, alias = ready_milvus(settings, params, progress=progress)
+    return (f"index {alias} in Milvus at {_milvus(settings).uri} holds {manifest.passages} "
+            f"passages and {manifest.spans} spans from {manifest.sources} sources (built "
+            f"{manifest.built_at} in {manifest.build_seconds} s)")

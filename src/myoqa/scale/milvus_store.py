@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +49,7 @@ Tick = Callable[[int], None]
 
 def connect(settings: MilvusSettings) -> Any:
     """A MilvusClient, or one clear error when the server cannot be reached."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own keep-alive chatter on stderr
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
