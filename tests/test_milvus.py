@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import FLUTTER, MED, SEEDS, run_cli
 
+from conftest import FLUTTER, MED, SEEDS, run_cli
 from myoqa import beir
 from myoqa import index as store
 from myoqa.config import PROJECT_ROOT, Settings
