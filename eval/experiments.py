@@ -22,10 +22,10 @@ from myoqa.search import Convex, LexicalNorm, ReciprocalRank, Searcher, SearchPa
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
 SOURCES = load_sources(PROJECT_ROOT / "seeds")
-COLUMNS = [("tune", "Hit@1"), ("tune", "Hit@5"), ("tune", "MRR@10"),
-           ("tune kind=paraphrase", "Hit@5"), ("tune kind=multi", "Full@5 (multi)"),
-           ("check", "Hit@1"), ("check", "Hit@5"), ("check", "MRR@10"),
-           ("check kind=paraphrase", "Hit@5"), ("check kind=multi", "Full@5 (multi)")]
+COLUMNS = [("tune", "hit_at_1"), ("tune", "hit_at_5"), ("tune", "mrr_at_10"),
+           ("tune kind=paraphrase", "hit_at_5"), ("tune kind=multi", "full_at_5_multi"),
+           ("check", "hit_at_1"), ("check", "hit_at_5"), ("check", "mrr_at_10"),
+           ("check kind=paraphrase", "hit_at_5"), ("check kind=multi", "full_at_5_multi")]
 
 
 class CachedEncoder:
@@ -50,22 +50,25 @@ DEFAULT_CHUNKING, DEFAULT_ANALYZER, DEFAULT_SEARCH = ChunkParams(), Analyzer(), 
 
 def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
             search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
-            questions: list[evaluation.Question] = QUESTIONS) -> dict:
+            questions: list[evaluation.Question] = QUESTIONS
+            ) -> dict[str, evaluation.GroupSummary]:
     """Summaries of one configuration on a question set (the bundled one by default)."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
     searcher = Searcher(index, lambda: ENCODER, search)
     return evaluation.summarize(evaluation.run(searcher, questions, mode))
 
 
-def row(label: str, summary: dict) -> str:
-    cells = [summary.get(g, {}).get(m) for g, m in COLUMNS]
+def row(label: str, summary: dict[str, evaluation.GroupSummary]) -> str:
+    cells = [getattr(summary[g], m) if g in summary else None for g, m in COLUMNS]
     return f"| {label} | " + " | ".join("–" if c is None else f"{c:.3f}" for c in cells) + " |"
 
 
 def header(title: str) -> None:
     print(f"\n### {title}\n")
-    print("| setting | " + " | ".join(f"{g.split()[0]} {m}" + (" para" if "paraphrase" in g else
-                                     " multi" if "multi" in g else "") for g, m in COLUMNS) + " |")
+    names = [f"{g.split()[0]} {evaluation.METRIC_LABELS[m]}"
+             + (" para" if "paraphrase" in g else " multi" if "multi" in g else "")
+             for g, m in COLUMNS]
+    print("| setting | " + " | ".join(names) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
 
 
@@ -127,9 +130,9 @@ def exp_holdout() -> None:
     for label, params in settings:
         s = measure(search=params, questions=HOLDOUT)
         a, p, m = s["all"], s["kind=paraphrase"], s["kind=multi"]
-        print(f"| {label} | {a['Hit@1']:.3f} | {a['Hit@5']:.3f} | {a['MRR@10']:.3f} |"
-              f" {p['Hit@5']:.3f} | {m['Full@5 (multi)']:.3f} |"
-              f" {s['kind=out_of_scope']['out-of-scope abstained']} | {a['in-scope abstained']} |")
+        print(f"| {label} | {a.hit_at_1:.3f} | {a.hit_at_5:.3f} | {a.mrr_at_10:.3f} |"
+              f" {p.hit_at_5:.3f} | {m.full_at_5_multi:.3f} |"
+              f" {s['kind=out_of_scope'].out_of_scope_abstained} | {a.in_scope_abstained} |")
 
 
 def exp_peer() -> None:
@@ -177,8 +180,8 @@ def exp_abstention() -> None:
     print("|---|---|---|---|---|")
     for t in (0.05, 0.10, 0.12, 0.15, 0.20, 0.30, 0.40):
         s = measure(search=SearchParams(abstain_below=t))
-        print(f"| {t} | {s['tune']['out-of-scope abstained']} | {s['tune']['in-scope abstained']} |"
-              f" {s['check']['out-of-scope abstained']} | {s['check']['in-scope abstained']} |")
+        print(f"| {t} | {s['tune'].out_of_scope_abstained} | {s['tune'].in_scope_abstained} |"
+              f" {s['check'].out_of_scope_abstained} | {s['check'].in_scope_abstained} |")
 
 
 EXPERIMENTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("exp_")}

@@ -24,6 +24,9 @@ MED = PROJECT_ROOT / "eval" / "datasets" / "med"
 SERVER_START_SECONDS = 120
 FLUTTER = "000_0ea712277db854cc.txt"
 PROSE = "001_f6f440b41de63d6e.txt"
+# What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
+CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
+            *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +56,86 @@ def source_copy(tmp_path: Path) -> Path:
     return target
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m myoqa` in a fresh process, as a user would."""
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m myoqa` in a fresh process, as a user would; `stdin` is piped in when
+    given (else stdin is empty and not a terminal)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
-                          check=False)
+                          text=True, env=full_env, timeout=timeout, check=False,
+                          **({"input": stdin} if stdin is not None
+                             else {"stdin": subprocess.DEVNULL}))
+
+
+def cli_env(settings: Settings, sources: Path | None = None) -> dict[str, str]:
+    """The environment that points `myoqa` at an index (and sources other than its own)."""
+    return {"MYOQA_INDEX_DIR": str(settings.index_dir),
+            "MYOQA_SOURCES": str(sources or settings.sources)}
+
+
+def make_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """A PDF whose pages show the given lines as text; an empty page gets only a drawn shape,
+    as a scan has no text layer. Written with reportlab, byte-for-byte the same each run."""
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), invariant=True)
+    for lines in pages:
+        if not lines:
+            pdf.rect(72, 300, 300, 400, fill=1)
+        for n, line in enumerate(lines):
+            pdf.drawString(72, 760 - 14 * n, line)
+        pdf.showPage()
+    pdf.save()
+    return path
+
+
+_DOCX_NS = ('xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+            'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"')
+_DOCX_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml"
+
+
+def docx_paragraph(text: str) -> str:
+    """The WordprocessingML of one paragraph holding `text` in one run."""
+    from xml.sax.saxutils import escape
+
+    return f'<w:p><w:r><w:t xml:space="preserve">{escape(text)}</w:t></w:r></w:p>'
+
+
+def make_docx(path: Path, body: list[str], footnote: str = "") -> Path:
+    """A DOCX as Word lays one out (document, relationships, content types, footnotes part),
+    holding `body` (paragraph XML, see docx_paragraph) and footnote 1 when given."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    notes = (f'<w:footnotes {_DOCX_NS}><w:footnote w:type="separator" w:id="-1"><w:p><w:r>'
+             '<w:separator/></w:r></w:p></w:footnote><w:footnote w:id="1"><w:p><w:r><w:footnoteRef/>'
+             f'</w:r><w:r><w:t xml:space="preserve"> {escape(footnote)}</w:t></w:r></w:p>'
+             '</w:footnote></w:footnotes>')
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/word/document.xml" ContentType="{_DOCX_TYPE}.document.main+xml"/>'
+            f'<Override PartName="/word/footnotes.xml" ContentType="{_DOCX_TYPE}.footnotes+xml"/>'
+            '</Types>'),
+        "_rels/.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_DOCX_REL}/officeDocument" Target="word/document.xml"/>'
+            '</Relationships>'),
+        "word/_rels/document.xml.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{_DOCX_REL}/footnotes" Target="footnotes.xml"/>'
+            f'<Relationship Id="rId2" Type="{_DOCX_REL}/hyperlink" Target="https://example.org/" '
+            'TargetMode="External"/></Relationships>'),
+        "word/document.xml": f'<w:document {_DOCX_NS}><w:body>{"".join(body)}</w:body></w:document>',
+        "word/footnotes.xml": notes if footnote else f"<w:footnotes {_DOCX_NS}/>",
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, xml in parts.items():
+            archive.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
+    return path
 
 
 def unprivileged() -> list[str]:
@@ -85,6 +161,18 @@ def read_only() -> Iterator[Callable[[Path], None]]:
     yield make
     for path in made:
         path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """The error line of a failed run, after checking it is the only error line and no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines and lines[-1].startswith("myoqa: error: "), proc.stderr
+    assert sum(line.startswith("myoqa: error: ") for line in lines) == 1
+    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+    return lines[-1]
 
 
 def free_port() -> int:

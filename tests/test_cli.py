@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, run_cli
+from conftest import FLUTTER, cli_env, run_cli
 from myoqa.config import Settings
-
-
-def _env(settings: Settings, sources: Path | None = None) -> dict[str, str]:
-    return {"MYOQA_INDEX_DIR": str(settings.index_dir),
-            "MYOQA_SOURCES": str(sources or settings.sources)}
 
 
 def test_ask_json_follows_the_documented_schema(seed_settings: Settings) -> None:
     proc = run_cli("ask", "what is diaphragmatic flutter?", "--json", "-k", "3",
-                   env=_env(seed_settings))
+                   env=cli_env(seed_settings))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert {"question", "mode", "k", "abstained", "passages"} <= set(data)
@@ -28,7 +24,9 @@ def test_ask_json_follows_the_documented_schema(seed_settings: Settings) -> None
     assert len(data["passages"]) == 3
     texts = {p.name: p.read_text(encoding="utf-8") for p in seed_settings.sources.iterdir()}
     for rank, p in enumerate(data["passages"], 1):
-        assert {"rank", "source", "start", "end", "score", "text", "highlights"} <= set(p)
+        assert {"rank", "source", "start", "end", "line", "column", "page", "score", "text",
+                "highlights"} <= set(p)
+        assert p["page"] is None and p["column"] >= 1
         assert p["rank"] == rank
         assert p["text"] == texts[p["source"]][p["start"]:p["end"]]
         for h in p["highlights"]:
@@ -39,16 +37,15 @@ def test_ask_json_follows_the_documented_schema(seed_settings: Settings) -> None
 
 def test_ask_text_output_shows_rank_location_score_and_evidence(seed_settings: Settings) -> None:
     proc = run_cli("ask", "which", "drugs", "treat", "myoclonus?", "--mode", "bm25", "-k", "2",
-                   env=_env(seed_settings))
+                   env=cli_env(seed_settings))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("1. ")
-    assert "chars " in proc.stdout and "line " in proc.stdout and "score " in proc.stdout
+    assert re.match(r"1\. \S+:\d+:\d+ · chars \d+–\d+ · score \d", proc.stdout)
     assert "\n2. " in proc.stdout and "\n3. " not in proc.stdout
-    assert "evidence: " in proc.stdout
+    assert "«" in proc.stdout and "»" in proc.stdout and "\n   terms: " in proc.stdout
 
 
 def test_out_of_scope_question_says_so(seed_settings: Settings) -> None:
-    proc = run_cli("ask", "how do I change my router password?", env=_env(seed_settings))
+    proc = run_cli("ask", "how do I change my router password?", env=cli_env(seed_settings))
     assert proc.returncode == 0
     assert "do not seem to answer" in proc.stdout
 
@@ -59,7 +56,7 @@ def test_out_of_scope_question_says_so(seed_settings: Settings) -> None:
                                   ["ask", "x", "--frobnicate"], ["ask"], ["frobnicate"],
                                   ["eval", "--mode", "fuzzy"]])
 def test_usage_errors_are_one_line_and_exit_2(seed_settings: Settings, args: list[str]) -> None:
-    proc = run_cli(*args, env=_env(seed_settings))
+    proc = run_cli(*args, env=cli_env(seed_settings))
     assert proc.returncode == 2
     assert proc.stderr.startswith("myoqa: error: ")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -67,15 +64,15 @@ def test_usage_errors_are_one_line_and_exit_2(seed_settings: Settings, args: lis
 
 
 def test_missing_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
-    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path / "nope"))
+    proc = run_cli("ask", "x", env=cli_env(seed_settings, tmp_path / "nope"))
     assert proc.returncode == 1
     assert "does not exist" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_empty_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
-    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
+    proc = run_cli("ask", "x", env=cli_env(seed_settings, tmp_path))
     assert proc.returncode == 1
-    assert "no .txt or .md files" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "no .txt, .md, .html, .pdf or .docx files" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("payload,words", [(b"caf\xe9 au lait", "not UTF-8"),
@@ -84,17 +81,17 @@ def test_unreadable_source_is_named(seed_settings: Settings, tmp_path: Path, pay
                                     words: str) -> None:
     (tmp_path / "good.txt").write_text("Myoclonus is a brief twitch.", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(payload)
-    proc = run_cli("ask", "x", env=_env(seed_settings, tmp_path))
+    proc = run_cli("ask", "x", env=cli_env(seed_settings, tmp_path))
     assert proc.returncode == 1
     assert "bad.txt" in proc.stderr and words in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_info_describes_the_index(seed_settings: Settings) -> None:
-    proc = run_cli("info", env=_env(seed_settings))
+    proc = run_cli("info", env=cli_env(seed_settings))
     assert proc.returncode == 0, proc.stderr
     assert "passages:" in proc.stdout and FLUTTER in proc.stdout and "sha256" in proc.stdout
-    manifest = json.loads(run_cli("status", "--json", env=_env(seed_settings)).stdout)
+    manifest = json.loads(run_cli("status", "--json", env=cli_env(seed_settings)).stdout)
     assert manifest["format_version"] >= 1 and manifest["model"]["dimension"] == 384
 
 
@@ -124,7 +121,7 @@ def test_ask_on_a_current_index_imports_no_torch(seed_settings: Settings) -> Non
     mods = _modules_after("import contextlib, io\nfrom myoqa.cli import main\n"
                           "with contextlib.redirect_stdout(io.StringIO()):\n"
                           "    main(['ask', 'twitching when falling asleep', '--json'])",
-                          env=_env(seed_settings))
+                          env=cli_env(seed_settings))
     assert "torch" not in mods and "sentence_transformers" not in mods
     assert "textual" not in mods and "faiss" in mods
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import CONTROLS, FLUTTER, run_cli
 from myoqa import evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.errors import MyoqaError
@@ -20,10 +20,10 @@ KEYS = {"id", "question", "kind", "answer", "evidence"}
 
 # Hybrid-mode numbers reported in eval/RESULTS.md; quality is deterministic, so they must not drop.
 FLOOR = {
-    "tune": {"Hit@1": 0.70, "Hit@5": 0.90, "MRR@10": 0.78, "Full@5 (multi)": 0.85},
-    "check": {"Hit@1": 0.65, "Hit@5": 0.83, "MRR@10": 0.73, "Full@5 (multi)": 0.42},
+    "tune": {"hit_at_1": 0.70, "hit_at_5": 0.90, "mrr_at_10": 0.78, "full_at_5_multi": 0.85},
+    "check": {"hit_at_1": 0.65, "hit_at_5": 0.83, "mrr_at_10": 0.73, "full_at_5_multi": 0.42},
 }
-HOLDOUT_FLOOR = {"Hit@1": 0.66, "Hit@5": 0.88, "MRR@10": 0.75, "Full@5 (multi)": 0.60}
+HOLDOUT_FLOOR = {"hit_at_1": 0.66, "hit_at_5": 0.88, "mrr_at_10": 0.75, "full_at_5_multi": 0.60}
 
 
 def _lines(path: Path) -> list[dict]:
@@ -98,8 +98,8 @@ def test_tuned_quality_does_not_regress(searcher: Searcher) -> None:
     summary = evaluation.summarize(evaluation.run(searcher, questions, "hybrid"))
     for half, floor in FLOOR.items():
         for metric, value in floor.items():
-            assert summary[half][metric] >= value, (half, metric, summary[half][metric])
-    assert summary["all"]["in-scope abstained"] == "0/87"
+            assert getattr(summary[half], metric) >= value, (half, metric, summary[half])
+    assert summary["all"].in_scope_abstained == evaluation.Count(0, 87)
 
 
 def test_held_out_quality_does_not_regress(searcher: Searcher) -> None:
@@ -107,29 +107,60 @@ def test_held_out_quality_does_not_regress(searcher: Searcher) -> None:
     summary = evaluation.summarize(evaluation.run(searcher, evaluation.load_questions(HOLDOUT),
                                                   "hybrid"))["all"]
     for metric, value in HOLDOUT_FLOOR.items():
-        assert summary[metric] >= value, (metric, summary[metric])
-    assert summary["in-scope abstained"] == "0/50"
+        assert getattr(summary, metric) >= value, (metric, summary)
+    assert summary.in_scope_abstained == evaluation.Count(0, 50)
+
+
+ESCAPES = "\x1b[2J\x1b]0;title\x07\u202e\u009b"
 
 
 def test_eval_command_prints_a_table_and_writes_runs(seed_settings: Settings,
                                                      tmp_path: Path) -> None:
-    subset = tmp_path / "five.jsonl"
-    subset.write_text("\n".join(QUESTIONS.read_text(encoding="utf-8").splitlines()[:5]) + "\n",
-                      encoding="utf-8")
+    subset = tmp_path / "six.jsonl"
+    hostile = {"id": f"q{ESCAPES}x", "question": f"how do I bake sourdough bread {ESCAPES}?",
+               "kind": "lexical", "answer": "", "evidence": [{
+                   "source": FLUTTER,
+                   "text": "syndrome often experience myoclonic jerking limbs fingers thumbs"}]}
+    subset.write_text("\n".join(QUESTIONS.read_text(encoding="utf-8").splitlines()[:5])
+                      + "\n" + json.dumps(hostile) + "\n", encoding="utf-8")
     run_out = tmp_path / "run.jsonl"
     (tmp_path / "kept").mkdir()
     run_out.symlink_to(tmp_path / "kept" / "run.jsonl")
+    env = {"MYOQA_INDEX_DIR": str(seed_settings.index_dir)}
     proc = run_cli("eval", "--file", str(subset), "--mode", "all", "-k", "7", "--run-out",
-                   str(run_out), env={"MYOQA_INDEX_DIR": str(seed_settings.index_dir)})
+                   str(run_out), env=env)
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[0].split()
     assert header == ["hybrid", "bm25", "dense"]
     assert "Hit@5" in proc.stdout and "Missed at Hit@5" in proc.stdout
+    assert "0/0" not in proc.stdout, "rows that measure nothing are left out"
+    assert "kind=lexical (1 question)" in proc.stdout and "tune kind=lexical" not in proc.stdout
+    assert not CONTROLS & set(proc.stdout), "escape sequences reach the terminal"
+    assert "q\\x1b[2J\\x1b]0;title\\x07\\u202e\\x9bx [lexical]" in proc.stdout
     assert run_out.is_symlink(), "the link is written through, not replaced"
     lines = [json.loads(x) for x in run_out.read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 5 and all(set(x) == {"id", "abstained", "passages"} for x in lines)
+    assert len(lines) == 6 and all(set(x) == {"id", "abstained", "passages"} for x in lines)
     assert all(len(x["passages"]) == 7 for x in lines)
     assert set(lines[0]["passages"][0]) == {"source", "start", "end", "score"}
+
+    proc = run_cli("eval", "--file", str(subset), "--mode", "bm25", "-k", "3", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not CONTROLS & set(proc.stdout)
+    report = json.loads(proc.stdout)
+    assert {k: report[k] for k in ("file", "k", "modes", "model", "questions")} == {
+        "file": str(subset), "k": 3, "modes": ["bm25"], "model": seed_settings.model,
+        "questions": 6}
+    bm25 = report["results"]["bm25"]
+    assert set(bm25) == {"all", "tune", "check", "by_kind", "by_source", "tune_by_kind",
+                         "check_by_kind", "misses"}
+    assert set(bm25["by_kind"]) == {"multi", "paraphrase", "out_of_scope", "lexical"}
+    assert bm25["all"]["out_of_scope_abstained"]["of"] == 1
+    assert set(bm25["all"]) == {"questions", "hit_at_1", "hit_at_3", "hit_at_5", "mrr_at_10",
+                                "ndcg_at_10", "full_at_5_multi", "out_of_scope_abstained",
+                                "in_scope_abstained"}
+    assert all(isinstance(bm25["all"][m], float) for m in ("hit_at_1", "mrr_at_10"))
+    assert bm25["all"]["in_scope_abstained"] == {"abstained": 0, "of": 5}
+    assert hostile["id"] in [m["id"] for m in bm25["misses"]], "escaped, not altered"
 
 
 def test_eval_rejects_a_malformed_file(tmp_path: Path, seed_settings: Settings) -> None:
@@ -148,7 +179,7 @@ def test_med_beir_collection(tmp_path: Path) -> None:
                    "--index-dir", str(tmp_path / "med-index"), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     measures = json.loads(proc.stdout)["measures"]
-    hybrid, bm25, dense = (measures[m]["nDCG@10"] for m in ("hybrid", "bm25", "dense"))
+    hybrid, bm25, dense = (measures[m]["ndcg_at_10"] for m in ("hybrid", "bm25", "dense"))
     assert hybrid >= 0.80 and hybrid > bm25 and hybrid > dense
     first = trec.read_text(encoding="utf-8").splitlines()[0].split()
     assert len(first) == 6 and first[1] == "Q0" and first[3] == "1"

@@ -29,7 +29,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import FLUTTER, PROSE, SEEDS, run_cli, unprivileged
+from conftest import CONTROLS, FLUTTER, PROSE, SEEDS, run_cli, unprivileged
+from conftest import one_line_error as _one_line_error
 from myoqa import corpus, embedding, onnx_encoder
 from myoqa import index as store
 from myoqa.chunking import ChunkParams, chunk
@@ -40,9 +41,6 @@ from myoqa.search import MAX_QUESTION_CHARS, MODES, Answer, Searcher, check_requ
 
 DIM = 384
 REBUILD = "myoqa index --rebuild"
-# What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
-CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
-            *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
 
 
 class FakeEncoder:
@@ -120,18 +118,6 @@ def _leftovers(index_dir: Path) -> list[str]:
 
 def _builds(index_dir: Path) -> set[str]:
     return {p.name for p in index_dir.glob("build-*")}
-
-
-def _one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
-    """The error line of a failed run, after checking it is the only error line and no traceback."""
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    lines = proc.stderr.splitlines()
-    assert lines and lines[-1].startswith("myoqa: error: "), proc.stderr
-    assert sum(line.startswith("myoqa: error: ") for line in lines) == 1
-    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
-    for word in words:
-        assert word in lines[-1], (word, lines[-1])
-    return lines[-1]
 
 
 def _check_answer(searcher: Searcher, answer: Answer, k: int) -> None:
@@ -247,7 +233,7 @@ def test_missing_and_empty_source_directories(tmp_path: Path) -> None:
     _one_line_error(proc, 1, "does not exist", "--sources")
     (tmp_path / "empty").mkdir()
     proc = run_cli("index", env=_env(tmp_path / "index", tmp_path / "empty"))
-    _one_line_error(proc, 1, "no .txt or .md files")
+    _one_line_error(proc, 1, "no .txt, .md, .html, .pdf or .docx files")
     proc = run_cli("index", env=_env(tmp_path / "index", SEEDS / FLUTTER))
     _one_line_error(proc, 1, "is not a directory")
 

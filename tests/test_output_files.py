@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, unprivileged
+from conftest import one_line_error, run_cli, unprivileged
 from myoqa import output_files
 from myoqa.errors import MyoqaError
 from myoqa.output_files import write_output
@@ -141,16 +141,21 @@ def test_folder_and_missing_parent_are_one_line(tmp_path: Path) -> None:
         write_output(tmp_path / "nowhere" / "out.jsonl", "x")
 
 
-def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failure,raised", [
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), MyoqaError),
+    (KeyboardInterrupt(), KeyboardInterrupt),
+], ids=["full disk", "ctrl-c"])
+def test_failed_write_leaves_the_old_file_and_no_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException,
+        raised: type[BaseException]) -> None:
     out = tmp_path / "run.jsonl"
     out.write_text("old", encoding="utf-8")
 
-    def full_disk(_fd: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def fail(_fd: int) -> None:
+        raise failure
 
-    monkeypatch.setattr(output_files.os, "fsync", full_disk)
-    with pytest.raises(MyoqaError, match="No space left on device"):
+    monkeypatch.setattr(output_files.os, "fsync", fail)
+    with pytest.raises(raised):
         write_output(out, "new")
     assert out.read_text(encoding="utf-8") == "old" and _leftovers(tmp_path) == []
 
@@ -182,3 +187,15 @@ def test_eval_refuses_to_write_its_runs_over_the_question_file(tmp_path: Path) -
     assert proc.returncode == 1, proc.stderr
     assert "refusing to write" in proc.stderr and "it is the input" in proc.stderr
     assert same.read_bytes() == before and not (tmp_path / "index").exists()
+
+
+def test_eval_refuses_an_unwritable_output_before_any_work(tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(b'{"id": "q1", "question": "what is myoclonus?", "kind": '
+                          b'"out_of_scope", "evidence": []}\n')
+    for out, words in ((tmp_path / "missing" / "run.jsonl", "does not exist"),
+                       (tmp_path, "it is a folder")):
+        proc = run_cli("eval", "--file", str(questions), "--run-out", str(out),
+                       env={"MYOQA_INDEX_DIR": str(tmp_path / "index")})
+        one_line_error(proc, 1, words)
+    assert not (tmp_path / "index").exists(), "refused before the index was opened"

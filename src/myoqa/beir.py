@@ -6,18 +6,21 @@ document scores as its best passage.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from myoqa import jsonl
 from myoqa.corpus import Source, fingerprint
 from myoqa.errors import MyoqaError
 from myoqa.search import Searcher
 
-MEASURES = ("nDCG@10", "R@10", "R@100", "RR@10", "AP@100")
+# ir_measures' names → the keys of `eval --beir --json` (stable, snake_case).
+MEASURES = {"nDCG@10": "ndcg_at_10", "R@10": "recall_at_10", "R@100": "recall_at_100",
+            "RR@10": "rr_at_10", "AP@100": "ap_at_100"}
 DEPTH = 100
 CANDIDATES = 2000
 
@@ -25,6 +28,29 @@ CANDIDATES = 2000
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
 QRELS_FILE = Path("qrels") / "test.tsv"
+LAYOUT_HINT = "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv"
+CORPUS_HINT = 'each line of corpus.jsonl is one object: {"_id": …, "title": …, "text": …}'
+QUERIES_HINT = 'each line of queries.jsonl is one object: {"_id": …, "text": …}'
+QRELS_HINT = ("qrels lines are `query-id corpus-id score` (tab- or space-separated, optional "
+              "header) or TREC's `query-id 0 corpus-id score`")
+_HEADER_WORDS = ({"query-id", "query_id", "qid", "query"}, {"corpus-id", "corpus_id", "doc-id",
+                 "doc_id", "docid", "docno", "doc"}, {"score", "relevance", "rel", "label"})
+_SCORE = re.compile(r"-?[0-9]+")
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A BEIR collection read and checked: documents as sources, queries, and judgements."""
+
+    directory: Path
+    documents: list[Source]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    @property
+    def judged_queries(self) -> dict[str, str]:
+        """The queries that have judgements, the ones scored."""
+        return {qid: text for qid, text in self.queries.items() if qid in self.qrels}
 
 
 def input_files(directory: Path) -> list[Path]:
@@ -32,45 +58,77 @@ def input_files(directory: Path) -> list[Path]:
     return [directory / CORPUS_FILE, directory / QUERIES_FILE, directory / QRELS_FILE]
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
-    except FileNotFoundError:
-        raise MyoqaError(f"BEIR file {path} is missing",
-                         "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv"
-                         ) from None
-    except (OSError, ValueError) as exc:
-        raise MyoqaError(f"cannot read BEIR file {path}: {exc}") from None
+def load(directory: Path) -> Collection:
+    """Read and check a BEIR folder; one line naming file, line and field for bad data."""
+    if not directory.exists():
+        raise MyoqaError(f"BEIR folder {directory} does not exist", LAYOUT_HINT)
+    if not directory.is_dir():
+        raise MyoqaError(f"BEIR path {directory} is not a folder", LAYOUT_HINT)
+    corpus, queries, qrels_path = input_files(directory)
+    documents = load_corpus(corpus)
+    query_texts = load_queries(queries)
+    qrels, lines = load_qrels(qrels_path)
+    for qid, line in lines.items():
+        if qid not in query_texts:
+            raise jsonl.line_error(qrels_path, line, f"query {qid!r} is not in {queries}")
+    return Collection(directory, documents, query_texts, qrels)
 
 
-def load_corpus(directory: Path) -> list[Source]:
+def load_corpus(path: Path) -> list[Source]:
     """The collection's documents as sources named by their ids (title, blank line, text)."""
-    out = []
-    for row in _jsonl(directory / "corpus.jsonl"):
-        text = "\n\n".join(part for part in (row.get("title", ""), row.get("text", "")) if part)
-        out.append(Source(str(row["_id"]), text, fingerprint(text.encode("utf-8"))))
+    out, seen = [], {}
+    for number, row in jsonl.read_objects(path, "BEIR file", LAYOUT_HINT, CORPUS_HINT):
+        ident = jsonl.id_field(row, "_id", path, number, seen, for_trec=True)
+        title = jsonl.text_field(row, "title", path, number, required=False, blank_ok=True)
+        body = jsonl.text_field(row, "text", path, number, blank_ok=True)
+        text = "\n\n".join(part for part in (title, body) if part)
+        out.append(Source(ident, text, fingerprint(text.encode("utf-8", "surrogatepass"))))
+    if not out:
+        raise MyoqaError(f"BEIR corpus {path} holds no documents", LAYOUT_HINT)
     return out
 
 
-def load_queries(directory: Path) -> dict[str, str]:
-    """Query id → text."""
-    return {str(row["_id"]): row["text"] for row in _jsonl(directory / "queries.jsonl")}
+def load_queries(path: Path) -> dict[str, str]:
+    """Query id → text; every query has text."""
+    out, seen = {}, {}
+    for number, row in jsonl.read_objects(path, "BEIR file", LAYOUT_HINT, QUERIES_HINT):
+        ident = jsonl.id_field(row, "_id", path, number, seen, for_trec=True)
+        out[ident] = jsonl.text_field(row, "text", path, number)
+    if not out:
+        raise MyoqaError(f"BEIR queries {path} hold no queries", LAYOUT_HINT)
+    return out
 
 
-def load_qrels(directory: Path) -> dict[str, dict[str, int]]:
-    """Query id → {document id: relevance} from qrels/test.tsv."""
-    path = directory / "qrels" / "test.tsv"
+def load_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """(query id → {document id: relevance}, query id → the line of its first judgement)."""
     qrels: dict[str, dict[str, int]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise MyoqaError(f"cannot read BEIR qrels {path}: {exc}") from None
-    for line in lines[1:]:
-        parts = line.split("\t")
-        if len(parts) == 3:
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    return qrels
+    first_line: dict[str, int] = {}
+    judged: dict[tuple[str, str], int] = {}
+    for number, text in jsonl.open_lines(path, "BEIR qrels", LAYOUT_HINT):
+        parts = text.split()
+        if not judged and not first_line and _is_header(parts):
+            continue
+        if len(parts) not in (3, 4):
+            raise jsonl.line_error(path, number, f"has {len(parts)} columns", QRELS_HINT)
+        qid, doc, score = parts[0], parts[-2], parts[-1]
+        for ident in (qid, doc):
+            jsonl.check_id(ident, path, number)
+        if not _SCORE.fullmatch(score):
+            raise jsonl.line_error(path, number, f"score {score!r} is not a whole number",
+                                   QRELS_HINT)
+        if (qid, doc) in judged and qrels[qid][doc] != int(score):
+            raise jsonl.line_error(path, number, f"judges {qid} {doc} again with another score "
+                                   f"(line {judged[qid, doc]})")
+        judged.setdefault((qid, doc), number)
+        first_line.setdefault(qid, number)
+        qrels.setdefault(qid, {})[doc] = int(score)
+    if not qrels:
+        raise MyoqaError(f"BEIR qrels {path} hold no judgements", QRELS_HINT)
+    return qrels, first_line
+
+
+def _is_header(parts: list[str]) -> bool:
+    return len(parts) == 3 and all(p.lower() in words for p, words in zip(parts, _HEADER_WORDS))
 
 
 def rank_documents(searcher: Searcher, query: str, mode: str, depth: int = DEPTH
@@ -87,22 +145,19 @@ def rank_documents(searcher: Searcher, query: str, mode: str, depth: int = DEPTH
     return list(best.items())
 
 
-def evaluate(searcher: Searcher, directory: Path, mode: str,
+def evaluate(searcher: Searcher, collection: Collection, mode: str,
              tick: Callable[[int], None] | None = None) -> tuple[dict[str, float], dict]:
-    """(aggregate measures, run) for every query that has judgements."""
+    """(aggregate measures by their JSON keys, run) over every query that has judgements."""
     import ir_measures
 
-    queries = load_queries(directory)
-    qrels = load_qrels(directory)
     run: dict[str, dict[str, float]] = {}
-    for qid, text in queries.items():
-        if qid in qrels:
-            run[qid] = dict(rank_documents(searcher, text, mode))
+    for qid, text in collection.judged_queries.items():
+        run[qid] = dict(rank_documents(searcher, text, mode))
         if tick:
             tick(1)
-    measures = [ir_measures.parse_measure(m) for m in MEASURES]
-    result = ir_measures.calc_aggregate(measures, qrels, run)
-    return {str(m): float(v) for m, v in result.items()}, run
+    measures = {ir_measures.parse_measure(name): key for name, key in MEASURES.items()}
+    result = ir_measures.calc_aggregate(list(measures), collection.qrels, run)
+    return {key: float(result[m]) for m, key in measures.items()}, run
 
 
 def trec_lines(run: dict[str, dict[str, float]], tag: str) -> str:

@@ -24,11 +24,33 @@ from typing import Any
 import numpy as np
 
 from myoqa.config import PROJECT_ROOT, Settings
-from myoqa.errors import MyoqaError
+from myoqa.errors import MyoqaError, UsageError
 from myoqa.output_files import write_output
 
 QUESTION = "which drugs are used to treat myoclonus?"
 DIM = 384
+MAX_SIZE = 10_000_000  # synthetic passages; 1,000,000 already peaks near 10 GB
+RESULTS_FILE = "latest.json"
+PLOT_FILE = "scale.png"
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before minutes of measuring, a results folder that cannot be one."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"bench --out {out_dir} is not a folder",
+                         f"name a folder for {RESULTS_FILE} and {PLOT_FILE}")
+
+
+def _child(cmd: list[str], what: str, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """Run a measured child process; its failure is one line naming the step and its last
+    error line, not a traceback."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise MyoqaError(f"the benchmark step '{what}' failed: {last}")
+    return proc
 
 
 def _median_run(cmd: list[str], repeats: int, env: dict[str, str]) -> float:
@@ -36,7 +58,7 @@ def _median_run(cmd: list[str], repeats: int, env: dict[str, str]) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(cmd, env=env, capture_output=True, check=True, stdin=subprocess.DEVNULL)
+        _child(cmd, " ".join(cmd[2:]), env)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -53,7 +75,7 @@ def cold_start(settings: Settings, repeats: int) -> dict[str, Any]:
     ask = [sys.executable, "-m", "myoqa", "ask", QUESTION, "--json"]
     st = [sys.executable, "-c", "import sentence_transformers"]
     helpcmd = [sys.executable, "-m", "myoqa", "--help"]
-    subprocess.run(ask, env=env, capture_output=True, check=True)
+    _child(ask, "myoqa ask", env)
     asks, sts, helps = [], [], []
     for _ in range(repeats):
         asks.append(_median_run(ask, 1, env))
@@ -107,9 +129,8 @@ def chat_startup(settings: Settings, repeats: int) -> dict[str, Any]:
     ready, answered, final = [], [], []
     for _ in range(repeats):
         start = time.time()
-        proc = subprocess.run([sys.executable, "-c", "import json; " + code, str(start),
-                               QUESTION], env=env, capture_output=True, text=True, check=True,
-                              stdin=subprocess.DEVNULL)
+        proc = _child([sys.executable, "-c", "import json; " + code, str(start), QUESTION],
+                      "chat start-up", env)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         ready.append(result["ready_s"])
         answered.append(result["answer_s"])
@@ -212,8 +233,8 @@ def scale(sizes: list[int], queries: int) -> list[dict[str, Any]]:
     for n in sizes:
         code = ("import json, sys; from myoqa.bench import scale_point; "
                 "print(json.dumps(scale_point(int(sys.argv[1]), int(sys.argv[2]))))")
-        proc = subprocess.run([sys.executable, "-c", code, str(n), str(queries)],
-                              capture_output=True, text=True, check=True)
+        proc = _child([sys.executable, "-c", code, str(n), str(queries)],
+                      f"scale {n:,} passages")
         out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  scale {n:>9,}: {out[-1]}", file=sys.stderr)
     return out
@@ -265,9 +286,9 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
     except OSError as exc:
         raise MyoqaError(f"cannot create the results folder {out_dir}: "
                          f"{exc.strerror or exc}") from None
-    write_output(out_dir / "latest.json", json.dumps(results, indent=1))
+    write_output(out_dir / RESULTS_FILE, json.dumps(results, indent=1))
     if results["scale"]:
-        plot(results["scale"], out_dir / "scale.png")
+        plot(results["scale"], out_dir / PLOT_FILE)
     return results
 
 

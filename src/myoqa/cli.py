@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
+from myoqa.errors import json_text as _json
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -57,11 +58,16 @@ def build_parser() -> Parser:
                     "opens the chat.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    ask = sub.add_parser("ask", help="answer one question and exit")
-    ask.add_argument("question", nargs="+", help="the question (quote it or not)")
+    ask = sub.add_parser("ask", help="answer one question and exit",
+                         description="Print the passages that answer a question. The question "
+                         "is read from stdin when it is '-', or when none is given and stdin is "
+                         "not a terminal. Put -- before a question that starts with '-'.")
+    ask.add_argument("question", nargs="*", help="the question (quote it or not; - for stdin)")
     ask.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode")
     ask.add_argument("-k", type=_positive_int, default=5, help="passages to show (1-100)")
     ask.add_argument("--json", action="store_true", help="print one JSON object (see README)")
+    ask.add_argument("--open", type=_positive_int, metavar="RANK",
+                     help="open the passage of this rank in $EDITOR (or $PAGER) at its line")
     _place_options(ask)
     _backend_options(ask)
 
@@ -92,7 +98,7 @@ def build_parser() -> Parser:
     _backend_options(ev)
 
     bench = sub.add_parser("bench", help="measure speed (see README); writes eval/bench/")
-    bench.add_argument("--sizes", default="10000,100000,1000000", metavar="N,N,…",
+    bench.add_argument("--sizes", type=_sizes, default="10000,100000,1000000", metavar="N,N,…",
                        help="synthetic corpus sizes in passages ('' for none)")
     bench.add_argument("--repeats", type=_positive_int, default=7, help="fresh-process repeats")
     bench.add_argument("--out", metavar="DIR", help="results folder (default: eval/bench)")
@@ -103,15 +109,6 @@ def build_parser() -> Parser:
     _place_options(chat)
     _backend_options(chat)
     return parser
-
-
-def _json(data: Any, indent: int | None = None) -> str:
-    """JSON text in which every character a terminal would act on is a \\u escape (still JSON).
-
-    json.dumps escapes only C0 controls; DEL, C1 controls and bidi overrides would pass raw.
-    """
-    text = json.dumps(data, ensure_ascii=False, indent=indent)
-    return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -147,39 +144,88 @@ def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], Non
     return factory
 
 
+MAX_STDIN_QUESTION_BYTES = 64 * 1024
+
+
+def _question(words: list[str]) -> str:
+    """The question from the arguments, or from stdin when it is '-' or not given and stdin
+    is not a terminal (at most MAX_STDIN_QUESTION_BYTES are read, so `yes | myoqa ask` ends)."""
+    if words and words != ["-"]:
+        return " ".join(words)
+    if sys.stdin is None or (not words and sys.stdin.isatty()):
+        raise UsageError("no question given",
+                         "myoqa ask \"QUESTION\", or pipe one: echo QUESTION | myoqa ask")
+    question = sys.stdin.buffer.read(MAX_STDIN_QUESTION_BYTES).decode("utf-8", errors="replace")
+    if not question.strip():
+        raise UsageError("no question on stdin", "pipe a question in, or give it as arguments")
+    return question
+
+
+def _styled(stream: Any) -> bool:
+    """Whether to print with styles: a terminal that shows them (not TERM=dumb)."""
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    """Print the ranked passages for one question."""
+    """Print the ranked passages for one question, or open one of them (--open)."""
     from myoqa.engine import open_searcher
     from myoqa.search import check_request
 
-    question = " ".join(args.question)
-    check_request(question, args.mode, args.k)
+    if args.open and args.json:
+        raise UsageError("--open and --json do not go together", "use one of them")
+    question = _question(args.question)
+    k = max(args.k, args.open or 0)
+    check_request(question, args.mode, k)
     searcher = open_searcher(_settings(args), progress=_progress_factory(not args.json))
-    answer = searcher.search(question, args.mode, args.k)
+    answer = searcher.search(question, args.mode, k)
     if args.json:
         print(_json(answer.to_json()))
+        return ExitCode.OK
+    for note in answer.notes:
+        print(f"myoqa: note: {note}", file=sys.stderr)
+    if args.open:
+        return _open_result(searcher, answer, args.open, _settings(args))
+    from myoqa.render import plain_answer
+
+    if not _styled(sys.stdout):
+        sys.stdout.write(plain_answer(answer))
+        sys.stdout.flush()
         return ExitCode.OK
     from rich.console import Console
     from rich.text import Text
 
-    from myoqa.render import ABSTENTION, evidence, location, passage_text, safe
+    from myoqa.render import ABSTENTION, location, passage_text, safe
 
     console = Console(highlight=False, soft_wrap=False)
-    for note in answer.notes:
-        print(f"myoqa: note: {note}", file=sys.stderr)
     if answer.abstained:
         console.print(Text(ABSTENTION, style="bold red"))
     for r in answer.results:
         head = Text(f"{r.rank}. ", style="bold")
-        head.append(printable(location(r)), style="cyan")
+        head.append(location(r), style="cyan")
         head.append(f"   score {r.score:.3f}", style="dim")
         console.print(head)
         console.print(passage_text(r))
-        if not console.is_terminal:
-            console.print(Text(f"   evidence: {evidence(r)}"))
         console.print()
     if not answer.results:
         console.print(Text(f"No passage matches {safe(question)!r}."))
+    return ExitCode.OK
+
+
+def _open_result(searcher: Any, answer: Any, rank: int, settings: Any) -> int:
+    """Open the passage of `rank` in the user's editor or pager (see opener.py)."""
+    from myoqa.citation import Place
+    from myoqa.formats import format_of
+    from myoqa.opener import open_at
+
+    if rank > len(answer.results):
+        raise MyoqaError(f"there is no passage of rank {rank} (the answer has "
+                         f"{len(answer.results)})", "pass a smaller RANK to --open")
+    result = answer.results[rank - 1]
+    fmt = format_of(result.source)
+    text = searcher.index.texts[result.source]
+    file = settings.sources / result.source if fmt is not None and fmt.extract is None else None
+    open_at(file, result.source, text, Place(result.line, result.column, result.page),
+            lambda message: print(f"myoqa: {printable(message)}", file=sys.stderr))
     return ExitCode.OK
 
 
@@ -232,6 +278,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the evaluation and print a table of metrics (one column per mode)."""
+    if args.beir and (args.file or args.run_out):
+        option = "--file" if args.file else "--run-out"
+        raise UsageError(f"{option} is for question sets, not --beir",
+                         "a BEIR run writes its ranking with --trec-out FILE")
+    if args.trec_out and not args.beir:
+        raise UsageError("--trec-out needs --beir DIR",
+                         "a question-set run writes its ranking with --run-out FILE")
     from myoqa.eval_report import run_beir_eval, run_question_eval
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
@@ -242,6 +295,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_question_eval(settings, args, modes, progress)
 
 
+def _sizes(value: str) -> list[int]:
+    """--sizes: corpus sizes in passages, comma-separated, each within bench's limits."""
+    from myoqa.bench import MAX_SIZE
+
+    sizes = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            size = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, "
+                                             f"got {part!r}") from None
+        if not 1 <= size <= MAX_SIZE:
+            raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_SIZE:,}, "
+                                             f"got {size}")
+        sizes.append(size)
+    return sizes
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the speed benchmark and print its table."""
     from pathlib import Path
@@ -249,12 +322,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from myoqa import bench
     from myoqa.config import PROJECT_ROOT
 
-    try:
-        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--sizes takes whole numbers separated by commas, not {args.sizes!r}")
     out = Path(args.out) if args.out else PROJECT_ROOT / "eval" / "bench"
-    results = bench.run(_settings(args), out, sizes, args.repeats,
+    bench.check_out_dir(out)
+    results = bench.run(_settings(args), out, args.sizes, args.repeats,
                         lambda m: print(m, file=sys.stderr))
     print(json.dumps(results, indent=1) if args.json else bench.table(results))
     return ExitCode.OK
@@ -275,6 +345,27 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+ASK_SHORT_OPTIONS = ("-k", "-h")
+
+
+def _parse(parser: Parser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`; a usage error of `ask` caused by a question word that starts with '-'
+    (`myoqa ask -myoclonus`) says to put -- before it."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        if argv[:1] != ["ask"]:
+            raise
+        for word in argv[1:]:
+            if word == "--":
+                break
+            if (len(word) > 2 and word[0] == "-" and word[1] != "-"
+                    and not word.startswith(ASK_SHORT_OPTIONS)):
+                raise UsageError(exc.message, f"a question word that starts with '-' is read as an "
+                                 f"option; put -- before the question, as in: myoqa ask -- {word}") from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a command, turning every failure into one line and an exit code.
 
@@ -287,8 +378,11 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if sys.stdout is None:
+            raise MyoqaError("standard output is closed",
+                             "let myoqa write to a terminal, a file or a pipe")
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         if args.command is None:
             if sys.stdin.isatty() and sys.stdout.isatty():
                 args = parser.parse_args(["chat"])

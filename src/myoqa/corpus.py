@@ -2,6 +2,9 @@
 
 Files are read in blocks after their size is checked, so an oversized file or corpus is refused
 before it is held in memory, and a FIFO or device named like a source is refused, never waited on.
+A source's text is its file decoded as UTF-8 (text, Markdown) or extracted (PDF, HTML, DOCX; see
+formats.py); its fingerprint is always of the file's bytes. Files myoqa does not read, and
+documents that yield no text, are reported as `Skipped`, never dropped silently.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from myoqa import formats
 from myoqa.chunking import WORD
 from myoqa.errors import MyoqaError
 
-SOURCE_SUFFIXES = (".txt", ".md")
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 MAX_CORPUS_BYTES = 4 * MAX_SOURCE_BYTES
 BLOCK_BYTES = 1024 * 1024
@@ -36,21 +39,63 @@ class Source:
         return WORD.search(self.text) is not None
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file below the sources folder that is not indexed, and why (for notes and `info`).
+
+    `sha256` is set for a file that was read but yielded no text (a scanned or damaged PDF):
+    it is also among the sources, with empty text, so a change to it triggers a rebuild.
+    """
+
+    name: str
+    reason: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Every source of a supported format, and every file that is not indexed."""
+
+    sources: list[Source]
+    skipped: list[Skipped]
+
+
+SUPPORTED = ".txt, .md, .html, .pdf or .docx"
+
+
 def source_paths(directory: Path) -> list[tuple[str, Path]]:
-    """Every .txt/.md file below `directory`, sorted by name; symlinked folders are not followed."""
+    """Every file of a supported format below `directory`, sorted by name."""
+    return scan(directory)[0]
+
+
+def unsupported(name: str) -> Skipped:
+    """The note for a file whose format myoqa does not read."""
+    dot = name.rfind(".")
+    suffix = name[dot:] if dot > name.rfind("/") + 1 else "no suffix"
+    return Skipped(name, f"not a supported format ({suffix})")
+
+
+def scan(directory: Path) -> tuple[list[tuple[str, Path]], list[Skipped]]:
+    """(name, path) of every source below `directory`, and the other files, both by name.
+
+    Hidden files and folders are ignored; symlinked folders are not followed.
+    """
     if not directory.exists():
         raise MyoqaError(f"sources directory {directory} does not exist",
                          "pass --sources DIR or set MYOQA_SOURCES")
     if not directory.is_dir():
         raise MyoqaError(f"sources path {directory} is not a directory", "pass --sources DIR")
-    found = []
+    found, other = [], []
     for root, dirs, files in os.walk(directory, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            path = Path(root) / name
-            if name.startswith(".") or path.suffix.lower() not in SOURCE_SUFFIXES:
+            if name.startswith("."):
                 continue
+            path = Path(root) / name
             relative = path.relative_to(directory).as_posix()
+            if formats.format_of(name) is None:
+                other.append(unsupported(relative))
+                continue
             try:
                 relative.encode("utf-8")
             except UnicodeEncodeError:
@@ -58,9 +103,9 @@ def source_paths(directory: Path) -> list[tuple[str, Path]]:
                                  "rename the file") from None
             found.append((relative, path))
     if not found:
-        raise MyoqaError(f"sources directory {directory} holds no .txt or .md files",
-                         "add source texts or pass --sources DIR")
-    return sorted(found)
+        raise MyoqaError(f"sources directory {directory} holds no {SUPPORTED} files",
+                         "add source files or pass --sources DIR")
+    return sorted(found), sorted(other, key=lambda s: s.name)
 
 
 def _too_big(path: Path, size: int) -> MyoqaError:
@@ -91,10 +136,11 @@ def _blocks(path: Path) -> Iterator[bytes]:
                          "fix or remove the file") from None
 
 
-def _read(directory: Path, keep_bytes: bool) -> Iterator[tuple[str, Path, str, bytes]]:
+def _read(paths: list[tuple[str, Path]], directory: Path, keep_bytes: bool
+          ) -> Iterator[tuple[str, Path, str, bytes]]:
     """(name, path, SHA-256, bytes if kept) of every source, refusing more than MAX_CORPUS_BYTES."""
     total = 0
-    for name, path in source_paths(directory):
+    for name, path in paths:
         digest, kept = hashlib.sha256(), []
         for block in _blocks(path):
             total += len(block)
@@ -127,10 +173,36 @@ def fingerprint(data: bytes) -> str:
 
 def source_hashes(directory: Path) -> dict[str, str]:
     """Name → SHA-256 of every source, streamed, cheap enough to check before each query."""
-    return {name: sha256 for name, _path, sha256, _data in _read(directory, keep_bytes=False)}
+    return {name: sha256 for name, _path, sha256, _data
+            in _read(source_paths(directory), directory, keep_bytes=False)}
+
+
+def read_corpus(directory: Path) -> Corpus:
+    """Read every source under `directory`: text formats as UTF-8, documents extracted.
+
+    A document that yields no text stays a source with empty text and is also `Skipped` with
+    the reason; a text file that is not UTF-8 is an error (it needs converting, not skipping).
+    """
+    paths, skipped = scan(directory)
+    sources = []
+    for name, path, sha256, data in _read(paths, directory, keep_bytes=True):
+        fmt = formats.format_of(name)
+        if fmt is None or fmt.extract is None:
+            sources.append(Source(name=name, text=decode(path, data), sha256=sha256))
+            continue
+        try:
+            text = fmt.extract(data)
+        except formats.ExtractionError as exc:
+            skipped.append(Skipped(name, str(exc), sha256))
+            text = ""
+        except Exception as exc:  # noqa: BLE001 (parsers of untrusted files fail in many ways)
+            skipped.append(Skipped(name, f"cannot be read as {fmt.label} ({type(exc).__name__})",
+                                   sha256))
+            text = ""
+        sources.append(Source(name=name, text=text, sha256=sha256))
+    return Corpus(sources, sorted(skipped, key=lambda s: s.name))
 
 
 def load_sources(directory: Path) -> list[Source]:
-    """Read every source under `directory` as UTF-8."""
-    return [Source(name=name, text=decode(path, data), sha256=sha256)
-            for name, path, sha256, data in _read(directory, keep_bytes=True)]
+    """Every source under `directory` with its text (see read_corpus)."""
+    return read_corpus(directory).sources

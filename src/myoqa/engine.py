@@ -12,7 +12,7 @@ from typing import Any
 
 from myoqa import index as store
 from myoqa.config import Settings
-from myoqa.corpus import Source, load_sources, source_hashes
+from myoqa.corpus import Skipped, Source, read_corpus, source_hashes
 from myoqa.errors import MyoqaError, printable
 from myoqa.search import Searcher, SearchParams
 
@@ -38,11 +38,28 @@ def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
                       f"check free space and permissions; {kept}")
 
 
-def _with_text(sources: list[Source], notify: Notify) -> None:
+MAX_NAMED_SKIPS = 3
+
+
+def _note_skipped(skipped: list[Skipped], notify: Notify) -> None:
+    """Name each document that yielded no text, and the files of formats myoqa does not read
+    (grouped beyond MAX_NAMED_SKIPS; `info` lists them all)."""
+    other = [s for s in skipped if s.sha256 is None]
+    for s in skipped:
+        if s.sha256 is not None or len(other) <= MAX_NAMED_SKIPS:
+            notify(f"note: skipped {s.name}: {s.reason}")
+    if len(other) > MAX_NAMED_SKIPS:
+        names = ", ".join(s.name for s in other[:MAX_NAMED_SKIPS])
+        notify(f"note: skipped {len(other)} files of formats myoqa does not read ({names}, …)")
+
+
+def _with_text(sources: list[Source], notify: Notify, skipped: list[Skipped]) -> None:
     """Note the sources without words (they add nothing), and refuse when none has any."""
-    empty = [s.name for s in sources if not s.has_words]
-    if len(empty) == len(sources):
+    _note_skipped(skipped, notify)
+    if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
+    noted = {s.name for s in skipped}
+    empty = [s.name for s in sources if not s.has_words and s.name not in noted]
     if len(empty) > 3:
         notify(f"note: {len(empty)} sources hold no text ({', '.join(empty[:3])}, …); "
                "nothing from them is indexed")
@@ -104,8 +121,11 @@ def build_index(settings: Settings, params: store.BuildParams,
     Without `force`, a build that another process finished while this one waited for the lock
     is used instead of building the same index again.
     """
-    sources = load_sources(settings.sources) if sources is None else sources
-    _with_text(sources, notify)
+    skipped: list[Skipped] = []
+    if sources is None:
+        corpus = read_corpus(settings.sources)
+        sources, skipped = corpus.sources, corpus.skipped
+    _with_text(sources, notify, skipped)
     index_dir = settings.index_dir
     try:
         if index_dir.is_dir() and not os.access(index_dir, os.W_OK):

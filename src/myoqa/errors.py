@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -21,6 +23,15 @@ def printable(text: str) -> str:
     sequence or a bidi override in them from reaching the terminal.
     """
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """JSON text in which every character a terminal would act on is a \\u escape (still JSON).
+
+    json.dumps escapes only C0 controls; DEL, C1 controls and bidi overrides would pass raw.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
 
 
 class MyoqaError(Exception):

@@ -6,7 +6,6 @@ question's evidence spans and covers at least half of that span's characters.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -14,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from myoqa import jsonl
 from myoqa.errors import MyoqaError
 from myoqa.search import Answer, Searcher
 
 KINDS = ("lexical", "paraphrase", "multi", "out_of_scope")
+FORMAT_HINT = "see the eval set format in the README"
 CUTOFF = 10
 
 
@@ -47,33 +48,43 @@ class Question:
 
 
 def load_questions(path: Path) -> list[Question]:
-    """Read and validate an evaluation file in the documented JSONL format."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise MyoqaError(f"cannot read evaluation file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise MyoqaError(f"evaluation file {path} is not UTF-8") from None
-    out = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            kind = row["kind"]
-            if kind not in KINDS:
-                raise ValueError(f"unknown kind {kind!r}")
-            evidence = tuple(Evidence(e["source"], e["text"]) for e in row["evidence"])
-            if (kind == "out_of_scope") != (not evidence):
-                raise ValueError("out_of_scope questions, and only they, have no evidence")
-            out.append(Question(str(row["id"]), row["question"], kind, row.get("answer", ""),
-                                evidence, number))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MyoqaError(f"{path}:{number} is not a valid question line ({exc})",
-                             "see the eval set format in the README") from None
+    """Read and validate an evaluation file in the documented JSONL format, refusing a bad line
+    with its file, line and field."""
+    out, seen = [], {}
+    for number, row in jsonl.read_objects(path, "evaluation file", FORMAT_HINT):
+        ident = jsonl.id_field(row, "id", path, number, seen)
+        question = jsonl.text_field(row, "question", path, number)
+        kind = jsonl.text_field(row, "kind", path, number)
+        if kind not in KINDS:
+            raise jsonl.line_error(path, number, f"kind {kind!r} is not one of {', '.join(KINDS)}",
+                                   FORMAT_HINT)
+        answer = jsonl.text_field(row, "answer", path, number, required=False, blank_ok=True)
+        evidence = _evidence(row.get("evidence", []), path, number)
+        if (kind == "out_of_scope") != (not evidence):
+            raise jsonl.line_error(path, number, "out_of_scope questions, and only they, have "
+                                   "no evidence", FORMAT_HINT)
+        out.append(Question(ident, question, kind, answer, evidence, number))
     if not out:
-        raise MyoqaError(f"evaluation file {path} holds no questions")
+        raise MyoqaError(f"evaluation file {path} holds no questions", FORMAT_HINT)
     return out
+
+
+def _evidence(value: Any, path: Path, line: int) -> tuple[Evidence, ...]:
+    """The evidence list: objects with a non-empty `source` and `text` (an empty quote would be
+    found everywhere and count any passage as a hit)."""
+    if not isinstance(value, list):
+        raise jsonl.line_error(path, line, "field 'evidence' must be a list of objects",
+                               FORMAT_HINT)
+    out = []
+    for position, item in enumerate(value, 1):
+        where = f"evidence[{position}]"
+        if not isinstance(item, dict):
+            raise jsonl.line_error(path, line, f"field '{where}' must be an object with source "
+                                   "and text", FORMAT_HINT)
+        out.append(Evidence(
+            jsonl.text_field(item, "source", path, line, label=f"{where}.source"),
+            jsonl.text_field(item, "text", path, line, label=f"{where}.text")))
+    return tuple(out)
 
 
 def evidence_ranges(question: Question, texts: dict[str, str]) -> list[list[tuple[str, int, int]]]:
@@ -159,20 +170,60 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
-    """Metrics overall, by half, kind and source, plus abstention counts."""
-    def block(items: list[Outcome]) -> dict[str, Any]:
-        scored = [o for o in items if o.metrics]
-        names = ["Hit@1", "Hit@3", "Hit@5", "MRR@10", "nDCG@10"]
-        out: dict[str, Any] = {m: _mean([o.metrics[m] for o in scored]) for m in names}
-        multi = [o.metrics["Full@5"] for o in scored if o.question.kind == "multi"]
-        out["Full@5 (multi)"] = _mean(multi)
-        oos = [o for o in items if o.question.kind == "out_of_scope"]
-        out["out-of-scope abstained"] = f"{sum(o.answer.abstained for o in oos)}/{len(oos)}"
-        out["in-scope abstained"] = f"{sum(o.answer.abstained for o in scored)}/{len(scored)}"
-        out["questions"] = len(items)
-        return out
+@dataclass(frozen=True)
+class Count:
+    """How many of a group's questions were abstained on."""
 
+    abstained: int
+    of: int
+
+    def __str__(self) -> str:
+        return f"{self.abstained}/{self.of}"
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """The metrics of one group of questions; a metric is None when no question measures it
+    (Full@5 needs multi questions, the hit metrics in-scope ones)."""
+
+    questions: int
+    hit_at_1: float | None
+    hit_at_3: float | None
+    hit_at_5: float | None
+    mrr_at_10: float | None
+    ndcg_at_10: float | None
+    full_at_5_multi: float | None
+    out_of_scope_abstained: Count
+    in_scope_abstained: Count
+
+
+# GroupSummary fields → their names in the table.
+METRIC_LABELS = {"hit_at_1": "Hit@1", "hit_at_3": "Hit@3", "hit_at_5": "Hit@5",
+                 "mrr_at_10": "MRR@10", "ndcg_at_10": "nDCG@10",
+                 "full_at_5_multi": "Full@5 (multi)",
+                 "out_of_scope_abstained": "out-of-scope abstained",
+                 "in_scope_abstained": "in-scope abstained"}
+
+
+def summarize_group(items: list[Outcome]) -> GroupSummary:
+    """Mean metrics over the in-scope questions, Full@5 over the multi ones, and counts."""
+    scored = [o for o in items if o.metrics]
+    oos = [o for o in items if o.question.kind == "out_of_scope"]
+
+    def mean(name: str, of: list[Outcome] = scored) -> float | None:
+        return _mean([o.metrics[name] for o in of])
+
+    return GroupSummary(
+        questions=len(items), hit_at_1=mean("Hit@1"), hit_at_3=mean("Hit@3"),
+        hit_at_5=mean("Hit@5"), mrr_at_10=mean("MRR@10"), ndcg_at_10=mean("nDCG@10"),
+        full_at_5_multi=mean("Full@5", [o for o in scored if o.question.kind == "multi"]),
+        out_of_scope_abstained=Count(sum(o.answer.abstained for o in oos), len(oos)),
+        in_scope_abstained=Count(sum(o.answer.abstained for o in scored), len(scored)))
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, GroupSummary]:
+    """Metrics overall ("all"), by half ("tune", "check"), kind ("kind=K"), source
+    ("source=S") and half and kind ("tune kind=K"); only groups that have questions."""
     groups: dict[str, list[Outcome]] = {"all": outcomes}
     for half in ("tune", "check"):
         groups[half] = [o for o in outcomes if o.question.half == half]
@@ -183,9 +234,9 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         groups[f"source={src}"] = [o for o in outcomes
                                    if {e.source for e in o.question.evidence} == {src}]
     for half in ("tune", "check"):
-        for kind in ("paraphrase", "multi"):
+        for kind in KINDS:
             groups[f"{half} kind={kind}"] = [o for o in groups[half] if o.question.kind == kind]
-    return {name: block(items) for name, items in groups.items() if items}
+    return {name: summarize_group(items) for name, items in groups.items() if items}
 
 
 def run_lines(outcomes: list[Outcome]) -> list[dict[str, Any]]:

@@ -78,16 +78,17 @@ def check_output(path: Path, *, inputs: Sequence[Path] = ()) -> None:
     try:
         info = os.stat(target)
     except FileNotFoundError:
-        parent = target.parent
-        if not parent.is_dir():
+        info = None
+        if not target.parent.is_dir():
             where = "" if target == path.absolute() else f" (where the link {path} points)"
-            raise _fail(path, f"the folder {parent} does not exist{where}",
+            raise _fail(path, f"the folder {target.parent} does not exist{where}",
                         "create it first or choose another output file") from None
-        return
     except OSError as exc:
         raise _fail(path, exc.strerror or str(exc)) from None
-    if stat.S_ISDIR(info.st_mode):
+    if info is not None and stat.S_ISDIR(info.st_mode):
         raise _fail(path, "it is a folder", "name a file inside it")
+    if (info is None or stat.S_ISREG(info.st_mode)) and not os.access(target.parent, os.W_OK):
+        raise _fail(path, f"the folder {target.parent} is not writable")
 
 
 def write_output(path: Path, data: str | bytes, *, inputs: Sequence[Path] = ()) -> None:

@@ -5,26 +5,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from myoqa.citation import Place, cite
 from myoqa.search.highlight import Highlight
 
 
 @dataclass(frozen=True)
 class Result:
-    """One ranked passage: where it is, its exact text, score and highlights."""
+    """One ranked passage: where it is, its exact text, score and highlights.
+
+    `line` and `column` (1-based, in characters) are where the passage starts; `page` is its
+    page for a PDF, else None.
+    """
 
     rank: int
     source: str
     start: int
     end: int
     line: int
+    column: int
+    page: int | None
     score: float
     text: str
     highlights: list[Highlight]
 
+    @property
+    def citation(self) -> str:
+        """`file:line:column`, and the page for a PDF."""
+        return cite(self.source, Place(self.line, self.column, self.page))
+
     def to_json(self) -> dict[str, Any]:
         """The passage entry of `ask --json`."""
         return {"rank": self.rank, "source": self.source, "start": self.start, "end": self.end,
-                "line": self.line, "score": round(self.score, 6), "text": self.text,
+                "line": self.line, "column": self.column, "page": self.page,
+                "score": round(self.score, 6), "text": self.text,
                 "highlights": [h.to_json() for h in self.highlights]}
 
 

@@ -128,8 +128,3 @@ def outside(unit: Unit, hits: list[Hit], text: str) -> tuple[int, int]:
     while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
-
-
-def line_of(text: str, start: int) -> int:
-    """1-based line number of character `start`."""
-    return text.count("\n", 0, start) + 1

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 
 from myoqa.bm25 import SparseBM25
+from myoqa.citation import locate
 from myoqa.errors import UsageError
+from myoqa.formats import is_paged
 from myoqa.index import Index
 from myoqa.search import candidates, signals
 from myoqa.search.answer import Answer, Result
-from myoqa.search.assembly import Assembly, Hit, line_of, pick
+from myoqa.search.assembly import Assembly, Hit, pick
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import highlights, span_candidates
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
@@ -111,6 +113,7 @@ class Searcher:
                                 self.index.span_vectors, hit.units, hit.start, hit.end, query)
         marks = highlights(text, spans, self.analyzer, weights,
                            self.params.evidence_lexical_weight)
-        return Result(rank=rank, source=source, start=hit.start, end=hit.end,
-                      line=line_of(source_text, hit.start), score=hit.score, text=text,
+        place = locate(source_text, hit.start, is_paged(source))
+        return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
+                      column=place.column, page=place.page, score=hit.score, text=text,
                       highlights=marks)
