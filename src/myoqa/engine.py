@@ -193,6 +193,18 @@ def query_encoder_factory(index: store.Index, model: str | None = None) -> Calla
     return load
 
 
+def is_current(settings: Settings, searcher: Searcher) -> bool:
+    """Whether the index `searcher` answers from still fits the sources and settings (the chat
+    checks before every question)."""
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import is_current as milvus_current
+
+        return milvus_current(settings, searcher)
+    params = store.BuildParams(model=settings.model)
+    return store.staleness(searcher.index.manifest, params,
+                           source_hashes(settings.sources)) is None
+
+
 def open_searcher(settings: Settings, params: SearchParams | None = None,
                   notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
                   sources: list[Source] | None = None) -> Searcher:

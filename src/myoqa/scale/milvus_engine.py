@@ -22,6 +22,7 @@ from myoqa.scale.milvus_store import (
     MilvusManifest,
     StaleMilvusIndex,
     connect,
+    current_collection,
     read_manifest,
     upload,
 )
@@ -178,3 +179,17 @@ def index_milvus(settings: Settings, rebuild: bool,
     return (f"index {alias} in Milvus at {_milvus(settings).uri} holds {manifest.passages} "
             f"passages and {manifest.spans} spans from {manifest.sources} sources (built "
             f"{manifest.built_at} in {manifest.build_seconds} s)")
+
+
+def is_current(settings: Settings, searcher: Any) -> bool:
+    """Whether `searcher` answers from the build its alias names now, and that build still fits
+    the sources and settings."""
+    params = store.BuildParams(model=settings.model)
+    milvus = _milvus(settings)
+    manifest: MilvusManifest = searcher.manifest
+    alias = library_alias(settings, params, milvus, None)
+    client = searcher.client
+    if current_collection(client, alias) != manifest.collections["passages"]:
+        return False
+    hashes = source_hashes(settings.sources) if settings.sources.is_dir() else None
+    return stale_reason(client, manifest, made_from(params, milvus), hashes) is None
