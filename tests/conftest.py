@@ -218,7 +218,7 @@ def med_searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
 
     settings = Settings.resolve(index_dir=tmp_path_factory.mktemp("med-index"))
     found = open_searcher(settings, SearchParams(candidates=beir.CANDIDATES),
-                          notify=lambda _m: None, sources=beir.load_corpus(MED))
+                          notify=lambda _m: None, sources=beir.load(MED).documents)
     found.load_encoder()
     return found
 
