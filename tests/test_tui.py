@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import LoadingIndicator
+from textual.widgets import LoadingIndicator, Static
 
 from conftest import run_cli
 from myoqa import __version__
@@ -739,6 +739,13 @@ async def test_changed_source_is_indexed_before_the_next_question(source_copy: P
         assert isinstance(app.screen, SourceScreen)
         assert app.screen.after == old_texts[before.passages[0].result.source][
             before.passages[0].result.end:]
+        await pilot.press("escape", "escape")
+        assert isinstance(app.focused, ChatInput)
+        (source_copy / JME_SOURCE).write_bytes(b"Zorblax \xff\xfe broken\n")
+        failed = await ask(pilot, ZORBLAX)
+        assert failed.turn.answer is None and failed.query(".error")
+        assert JME_SOURCE in str(failed.query_one(".error", Static).render())
+        assert app.query_one(StatusBar).message.startswith("Cannot check or update the index: ")
 
 
 def test_chat_without_a_terminal_refuses_at_once(tmp_path: Path) -> None:

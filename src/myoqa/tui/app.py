@@ -222,6 +222,10 @@ class ChatApp(App[None]):
 
         try:
             fresh = self.factory(old, notify, self._progress_from_thread)
+        except Exception as exc:  # re-raised: shown on the card too
+            self.call_from_thread(self.status.idle, f"Cannot check or update the index: "
+                                  f"{describe(exc)}", problem=True)
+            raise
         finally:
             self.index_settled.set()
         if fresh is not old:
