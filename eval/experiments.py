@@ -7,21 +7,32 @@ Embeddings are cached by text, so each configuration only embeds passages it has
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from myoqa import evaluation
 from myoqa.analysis import Analyzer
 from myoqa.chunking import ChunkParams
+from myoqa.colbert import ColbertEncoder
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
-from myoqa.index import BuildParams, assemble
-from myoqa.search import Convex, LexicalNorm, ReciprocalRank, Searcher, SearchParams
+from myoqa.index import BuildParams, Index, assemble
+from myoqa.search import (
+    Convex,
+    LateInteraction,
+    LexicalNorm,
+    ReciprocalRank,
+    Searcher,
+    SearchParams,
+)
+from myoqa.search.late import LateSignal, TokenVectors
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
 SOURCES = load_sources(PROJECT_ROOT / "seeds")
+SOURCE_TEXTS = {s.name: s.text for s in SOURCES}
 COLUMNS = [("tune", "hit_at_1"), ("tune", "hit_at_5"), ("tune", "mrr_at_10"),
            ("tune kind=paraphrase", "hit_at_5"), ("tune kind=multi", "full_at_5_multi"),
            ("check", "hit_at_1"), ("check", "hit_at_5"), ("check", "mrr_at_10"),
@@ -45,17 +56,194 @@ class CachedEncoder:
 ENCODER = CachedEncoder()
 
 
+class CachedColbert:
+    """The late-interaction encoder, loaded once; remembers each passage's token vectors and
+    each question's, so configurations only pay for what they have not seen."""
+
+    def __init__(self) -> None:
+        self._inner: ColbertEncoder | None = None
+        self.expand_query = False
+        self.passage_cache: dict[str, np.ndarray] = {}
+        self.query_cache: dict[tuple[bool, str], np.ndarray] = {}
+
+    @property
+    def inner(self) -> ColbertEncoder:
+        if self._inner is None:
+            self._inner = ColbertEncoder()
+        return self._inner
+
+    def query(self, text: str) -> np.ndarray:
+        key = (self.expand_query, text)
+        if key not in self.query_cache:
+            self.inner.expand_query = self.expand_query
+            self.query_cache[key] = self.inner.query(text)
+        return self.query_cache[key]
+
+    def signal(self, index: Index, dtype: type = np.float16) -> LateSignal:
+        texts = [index.text(u) for u in index.passages]
+        new = [t for t in dict.fromkeys(texts) if t not in self.passage_cache]
+        if new:
+            self.passage_cache.update(zip(new, self.inner.passages(new)))
+        return LateSignal(TokenVectors.from_list([self.passage_cache[t] for t in texts], dtype),
+                          lambda: self)
+
+
+COLBERT = CachedColbert()
+
+
 DEFAULT_CHUNKING, DEFAULT_ANALYZER, DEFAULT_SEARCH = ChunkParams(), Analyzer(), SearchParams()
 
 
 def measure(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
             search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
-            questions: list[evaluation.Question] = QUESTIONS
+            questions: list[evaluation.Question] = QUESTIONS, token_dtype: type = np.float16
             ) -> dict[str, evaluation.GroupSummary]:
     """Summaries of one configuration on a question set (the bundled one by default)."""
+    return evaluation.summarize(outcomes_of(chunking, analyzer, search, mode, questions,
+                                            token_dtype))
+
+
+def outcomes_of(chunking: ChunkParams = DEFAULT_CHUNKING, analyzer: Analyzer = DEFAULT_ANALYZER,
+                search: SearchParams = DEFAULT_SEARCH, mode: str = "hybrid",
+                questions: list[evaluation.Question] = QUESTIONS,
+                token_dtype: type = np.float16) -> list[evaluation.Outcome]:
+    """What one configuration answers to each question, scored."""
     index = assemble(SOURCES, BuildParams(DEFAULT_MODEL, chunking, analyzer), ENCODER)
-    searcher = Searcher(index, lambda: ENCODER, search)
-    return evaluation.summarize(evaluation.run(searcher, questions, mode))
+    late = COLBERT.signal(index, token_dtype) if search.late else None
+    return evaluation.run(Searcher(index, lambda: ENCODER, search, late), questions, mode)
+
+
+def evidence_overlap(outcomes: list[evaluation.Outcome], texts: dict[str, str]
+                     ) -> tuple[int, int, float]:
+    """Of the questions whose first passage is relevant: how many mark an evidence span that
+    overlaps the gold quote, how many there are, and the mean character F1 of the two."""
+    hits, count, f1 = 0, 0, 0.0
+    for o in outcomes:
+        if not o.metrics.get("Hit@1"):
+            continue
+        top = o.answer.results[0]
+        marks = [h for h in top.highlights if h.kind == "evidence"]
+        places = [p for group in evaluation.evidence_ranges(o.question, texts) for p in group
+                  if evaluation.covered((top.source, top.start, top.end), [p])]
+        count += 1
+        if not marks or not places:
+            continue
+        start, end = top.start + marks[0].start, top.start + marks[0].end
+        overlap = max(min(end, e) - max(start, s) for _, s, e in places)
+        gold = max(places, key=lambda p: min(end, p[2]) - max(start, p[1]))
+        if overlap > 0:
+            hits += 1
+            f1 += 2 * overlap / ((end - start) + (gold[2] - gold[1]))
+    return hits, count, f1 / count if count else 0.0
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """One configuration on one set: its summary, paraphrase summary and evidence overlap."""
+
+    all: evaluation.GroupSummary
+    paraphrase: evaluation.GroupSummary
+    evidence: tuple[int, int, float]
+
+
+def on_three_sets(search: SearchParams, **kwargs: object) -> list[SetResult]:
+    """The tuning half, the check half and the held-out set, in that order."""
+    first = outcomes_of(search=search, **kwargs)  # type: ignore[arg-type]
+    held = outcomes_of(search=search, questions=HOLDOUT, **kwargs)  # type: ignore[arg-type]
+    out = []
+    for outcomes in ([o for o in first if o.question.half == "tune"],
+                     [o for o in first if o.question.half == "check"], held):
+        groups = evaluation.summarize(outcomes)
+        out.append(SetResult(groups["all"], groups["kind=paraphrase"],
+                             evidence_overlap(outcomes, SOURCE_TEXTS)))
+    return out
+
+
+def three_sets(search: SearchParams, **kwargs: object) -> str:
+    """A table row: per set Hit@1, Hit@5, MRR@10, paraphrase Hit@5, out-of-scope abstained,
+    in-scope wrongly abstained, evidence overlapping the gold quote."""
+    cells = []
+    for r in on_three_sets(search, **kwargs):
+        hits, count, _ = r.evidence
+        cells += [f"{r.all.hit_at_1:.3f}", f"{r.all.hit_at_5:.3f}", f"{r.all.mrr_at_10:.3f}",
+                  f"{r.paraphrase.hit_at_5:.3f}", str(r.all.out_of_scope_abstained),
+                  str(r.all.in_scope_abstained), f"{hits}/{count}"]
+    return " | ".join(cells) + " |"
+
+
+def three_sets_header(title: str) -> None:
+    names = ["Hit@1", "Hit@5", "MRR@10", "para Hit@5", "OOS abst.", "in-scope abst.",
+             "evidence"]
+    print(f"\n### {title}\n")
+    print("| setting | " + " | ".join(f"{s} {n}" for s in ("tune", "check", "held-out")
+                                      for n in names) + " |")
+    print("|---" * (3 * len(names) + 1) + "|")
+
+
+def exp_evidence() -> None:
+    print("\n### Evidence span against the gold quote (first passage, when it is relevant)\n")
+    print("| setting | tune overlapping | tune char F1 | check overlapping | check char F1 |"
+          " held-out overlapping | held-out char F1 |")
+    print("|---|---|---|---|---|---|---|")
+    settings = [("best span as before (headings and cut windows allowed)",
+                 SearchParams(answerable_evidence=False)),
+                ("headings left out, edges moved to a near clause boundary", SearchParams())]
+    for label, params in settings:
+        cells = []
+        for r in on_three_sets(params):
+            hits, count, f1 = r.evidence
+            cells += [f"{hits}/{count}", f"{f1:.3f}"]
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
+LATE = LateInteraction(weight=0.15, depth=30)
+"""The chosen late-interaction setting (eval/RESULTS.md)."""
+
+
+def exp_late() -> None:
+    three_sets_header("Late interaction (answerai-colbert-small-v1 MaxSim) over hybrid's best "
+                      "N, mixed with weight w after min-max scaling")
+    print("| hybrid alone | " + three_sets(SearchParams(late=None)), flush=True)
+    for expand in (True, False):
+        COLBERT.expand_query = expand
+        for depth in (10, 15, 20, 30, 200):
+            for weight in (0.1, 0.15, 0.25):
+                if expand and weight == 0.1:
+                    continue
+                params = SearchParams(late=LateInteraction(weight, depth))
+                print(f"| {'[MASK] expansion, ' if expand else ''}N={depth} w={weight} | "
+                      + three_sets(params), flush=True)
+    COLBERT.expand_query = False
+    print("| N=30 w=0.15, token vectors in float32 | "
+          + three_sets(SearchParams(late=LATE), token_dtype=np.float32), flush=True)
+
+
+def exp_late_evidence() -> None:
+    print("\n### Evidence: dense span score mixed with the span's token-level MaxSim "
+          "(late interaction on)\n")
+    print("| token weight | tune overlapping | tune char F1 | check overlapping | check char F1 |"
+          " held-out overlapping | held-out char F1 |")
+    print("|---|---|---|---|---|---|---|")
+    for weight in (0.0, 0.25, 0.5, 0.75, 1.0):
+        cells = []
+        for r in on_three_sets(SearchParams(late=LATE, evidence_token_weight=weight)):
+            hits, count, f1 = r.evidence
+            cells += [f"{hits}/{count}", f"{f1:.3f}"]
+        print(f"| {weight} | " + " | ".join(cells) + " |", flush=True)
+
+
+def exp_late_abstention() -> None:
+    print("\n### Abstention: late-interaction MaxSim floor and units no source uses\n")
+    print("| setting | tune OOS abstained | tune in-scope abstained | check OOS abstained |"
+          " check in-scope abstained | held-out OOS abstained | held-out in-scope abstained |")
+    print("|---|---|---|---|---|---|---|")
+    for floor in (None, 0.70, 0.72, 0.74, 0.76):
+        for units in (False, True):
+            params = SearchParams(late=LATE, abstain_late_below=floor, abstain_on_units=units)
+            cells = [f"{r.all.out_of_scope_abstained} | {r.all.in_scope_abstained}"
+                     for r in on_three_sets(params)]
+            print(f"| MaxSim below {floor}, units {'on' if units else 'off'} | "
+                  + " | ".join(cells) + " |", flush=True)
 
 
 def row(label: str, summary: dict[str, evaluation.GroupSummary]) -> str:

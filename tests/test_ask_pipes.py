@@ -232,3 +232,14 @@ def test_open_with_the_pager_when_no_editor_is_set(mixed: tuple[Settings, dict, 
     assert proc.returncode == 0, proc.stderr
     assert (record / "argv").read_text().splitlines()[0] == "+1g"
     assert "with $PAGER" in proc.stderr
+
+
+def test_open_of_a_rank_past_the_answer_is_one_line(mixed: tuple[Settings, dict, str],
+                                                    tmp_path: Path) -> None:
+    settings, _texts, _said = mixed
+    record, env = _editor(tmp_path, "vim")
+    proc = run_cli("ask", "--mode", "bm25", "--open", "100", "myoclonus",
+                   env={**cli_env(settings), **env})
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("myoqa: error: there is no passage of rank 100 (the answer has ")
+    assert not (record / "argv").exists()

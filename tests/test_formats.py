@@ -7,10 +7,14 @@ the expected text is known exactly; extraction runs through the real libraries.
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from conftest import docx_paragraph, make_docx, make_pdf
 from myoqa import corpus, formats
@@ -143,3 +147,39 @@ def test_a_folder_of_only_unsupported_files_names_the_formats(tmp_path: Path) ->
     (tmp_path / "a.doc").write_bytes(b"x")
     with pytest.raises(MyoqaError, match=r"holds no \.txt, \.md, \.html, \.pdf or \.docx files"):
         corpus.read_corpus(tmp_path)
+
+
+def test_documents_may_be_larger_than_text_files_and_count_by_their_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_pdf(tmp_path / "paper.pdf", [[f"Line {n} of a long paper on myoclonus." for n in range(40)]])
+    size = (tmp_path / "paper.pdf").stat().st_size
+    monkeypatch.setattr(corpus, "MAX_SOURCE_BYTES", size // 2)
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", size)
+    assert "Line 39" in corpus.read_corpus(tmp_path).sources[0].text
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", size - 1)
+    with pytest.raises(MyoqaError, match=r"paper.pdf is 0 MiB, over the 0 MiB limit for one file"):
+        corpus.source_hashes(tmp_path)
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", size)
+    monkeypatch.setattr(corpus, "MAX_CORPUS_BYTES", 1000)
+    assert corpus.source_hashes(tmp_path), "the file's bytes do not count towards the text limit"
+    with pytest.raises(MyoqaError, match=r"hold more than 0 MiB of text"):
+        corpus.read_corpus(tmp_path)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400) | st.text(max_size=300).map(str.encode)
+       | st.binary(max_size=400).map(lambda b: b"%PDF-1.4\n" + b)
+       | st.binary(max_size=400).map(lambda b: b"PK\x03\x04" + b) | st.builds(
+    lambda tags, text: "".join(f"<{t}>{text}" for t in tags).encode(),
+    st.lists(st.sampled_from(["p", "pre", "td", "br", "script", "b", "head", "li", "/p",
+                              "!--", "?x", "![CDATA["]), max_size=8),
+    st.text(max_size=30)))
+def test_any_bytes_give_text_or_a_reason(data: bytes) -> None:
+    """What a damaged or hostile file can do to an extractor: text or ExtractionError only."""
+    text = formats.html_text(data)
+    assert isinstance(text, str) and not re.search("[\x00-\x04]", text), "no marks left behind"
+    for extract in (formats.pdf_text, formats.docx_text):
+        try:
+            assert isinstance(extract(data), str)
+        except formats.ExtractionError as exc:
+            assert str(exc)

@@ -178,3 +178,23 @@ def test_a_word_said_ten_times_scores_as_said_once(searcher: Searcher) -> None:
     assert all(0.0 <= r.score <= 1.0 for r in hybrid)
     once, ten = (searcher.search(" ".join(["jerk"] * n), "bm25", 3).results for n in (1, 10))
     assert [(r.start, r.score) for r in once] == [(r.start, r.score) for r in ten]
+
+
+def test_words_no_source_uses_are_named_and_paraphrases_are_not(searcher: Searcher) -> None:
+    answer = searcher.search("is propranolol used to treat myoclonus?", "hybrid", 3)
+    assert answer.unmatched_terms == ["propranolol"]
+    assert "the sources never mention propranolol" in answer.notes
+    assert answer.to_json()["unmatched_terms"] == ["propranolol"]
+    plain = searcher.search("what medicine helps, and what is the long-term outlook?", "hybrid", 3)
+    assert plain.unmatched_terms == [] and plain.notes == []
+
+
+def test_a_unit_the_sources_never_use_is_an_abstention(searcher: Searcher) -> None:
+    answer = searcher.search("what is the usual dose of valproate in mg?", "hybrid", 3)
+    assert answer.unmatched_terms == ["mg"] and answer.abstained
+
+
+def test_bm25_with_no_question_word_in_any_passage_abstains(searcher: Searcher) -> None:
+    """Issue 12: BM25 alone found score-0 passages and did not abstain."""
+    assert searcher.search("how do I bake sourdough bread?", "bm25", 3).abstained
+    assert not searcher.search("what is diaphragmatic flutter?", "bm25", 3).abstained

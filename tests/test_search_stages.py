@@ -12,10 +12,13 @@ from myoqa.analysis import Analyzer
 from myoqa.bm25 import Postings, SparseBM25
 from myoqa.index import UnitTable
 from myoqa.search import Convex, LexicalNorm, ReciprocalRank, SearchParams
+from myoqa.search.abstention import Evidence, abstains
 from myoqa.search.assembly import Assembly, pick
 from myoqa.search.candidates import candidate_ids, top
 from myoqa.search.fusion import fuse
+from myoqa.search.highlight import answerable, is_heading, snap
 from myoqa.search.signals import normalised_bm25
+from myoqa.search.unmatched import unmatched_terms
 
 TEXT = " ".join(f"w{i}" for i in range(40))
 """One source of 40 one-token words; word i spans characters [3i, 3i + 2) for i < 10."""
@@ -116,3 +119,55 @@ def test_source_penalty_lets_another_source_in() -> None:
     hits = pick(table, {"a": TEXT, "b": TEXT}, np.arange(4),
                 np.array([0.9, 0.89, 0.88, 0.87]), 2, HOW)
     assert [h.source_id for h in hits] == [0, 1]
+
+
+def _unmatched(question: str, source_words: str) -> list[str]:
+    analyzer = Analyzer()
+    terms = set(analyzer.terms(source_words))
+    return unmatched_terms(question, analyzer, terms.__contains__, lambda: terms)
+
+
+def test_unmatched_terms_are_specific_words_no_source_uses() -> None:
+    sources = "Treatment of myoclonus: clonazepam and valproate; the prognosis varies."
+    assert _unmatched("is propranolol a treatment for myoclonus?", sources) == ["propranolol"]
+    assert _unmatched("what is the dose of valproate in mg?", sources) == ["mg"]
+    # paraphrases and everyday words are not reported; nor is a misspelling of a source word
+    assert _unmatched("what medicine helps, and what is the outlook?", sources) == []
+    assert _unmatched("side effects of clonazapam", sources) == []
+    assert _unmatched("propranolol or Propranolol, 2018", sources) == ["propranolol"]
+
+
+@pytest.mark.parametrize("found,expected", [
+    (Evidence("hybrid", 0.5, 0.1, None, False), False),
+    (Evidence("hybrid", 0.05, 0.1, None, False), True),
+    (Evidence("hybrid", 0.05, 0.5, None, False), False),
+    (Evidence("hybrid", 0.5, 0.1, 0.6, False), True),
+    (Evidence("hybrid", 0.5, 0.1, 0.9, True), True),
+    (Evidence("bm25", None, 0.0, None, False), True),
+    (Evidence("bm25", None, 0.01, None, False), False),
+    (Evidence("dense", 0.3, 0.0, None, False), False),
+])
+def test_abstention_rules(found: Evidence, expected: bool) -> None:
+    assert abstains(found, dense_below=0.12, lexical_below=0.3, late_below=0.72,
+                    on_units=True) is expected
+
+
+def test_evidence_is_never_a_bare_heading() -> None:
+    text = "Treatment of myoclonus\n\nTreatment depends on the cause. Drugs help."
+    heading = (0, len("Treatment of myoclonus"), 0.9)
+    sentence = (text.index("Treatment depends"), text.index("cause.") + 6, 0.5)
+    assert answerable(text, [heading, sentence]) == [sentence]
+    assert answerable(text, [heading]) == [heading]
+    assert not is_heading(text, *sentence[:2])
+
+
+def test_evidence_edges_move_to_a_near_clause_boundary() -> None:
+    text = ("The drug, which is old and cheap, helps a lot of people in many cases and it "
+            "works well. Next one.")
+    start, end = text.index("helps"), text.index("cases") + len("cases")
+    assert text[slice(*snap(text, start, end))] == ("helps a lot of people in many cases and "
+                                                    "it works well.")
+    far = text.index("lot")
+    assert snap(text, text.index("which"), far) == (text.index("which"), far)
+    keywords = "myoclonus brief involuntary irregular twitching muscle joint group muscles"
+    assert snap(keywords, 10, 30) == (10, 30)

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import html
+import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import LoadingIndicator
+from textual.widgets import LoadingIndicator, Static
 
 from conftest import run_cli
+from myoqa import __version__
 from myoqa.config import Settings
 from myoqa.engine import open_searcher, query_encoder_factory
 from myoqa.errors import MyoqaError
 from myoqa.search import Searcher
 from myoqa.tui.app import LOADING, ChatApp
-from myoqa.tui.history import History
-from myoqa.tui.screens import HelpScreen, SourceScreen
-from myoqa.tui.transcript import Turn, to_markdown
+from myoqa.tui.clipboard import terminal_accepts_osc52
+from myoqa.tui.history import HISTORY_FILE, HISTORY_LIMIT, History, load_history, remember
+from myoqa.tui.screens import ExportScreen, HelpScreen, SourceScreen, SourceSegment
+from myoqa.tui.transcript import ExportHeader, Turn, clipboard_text, to_markdown
 from myoqa.tui.widgets import AnswerCard, ChatInput, PassageBody, StatusBar, Transcript
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,8 +53,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_app(searcher: Searcher, save_dir: Path | None = None) -> ChatApp:
-    return ChatApp(factory=lambda _current, _notify, _progress: searcher, save_dir=save_dir,
+@pytest.fixture(autouse=True)
+def own_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's history and exports in its own folder, never the user's."""
+    monkeypatch.setenv("MYOQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MYOQA_EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.delenv("MYOQA_CLIPBOARD", raising=False)
+    return tmp_path
+
+
+def make_app(searcher: Searcher, export_dir: Path | None = None) -> ChatApp:
+    return ChatApp(factory=lambda _current, _notify, _progress: searcher, export_dir=export_dir,
                    cursor_blink=False)
 
 
@@ -86,6 +100,11 @@ def screen_text(app: ChatApp) -> str:
     svg = app.export_screenshot()
     return html.unescape("".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg))).replace(
         "\xa0", " ")
+
+
+def shown_notes(app: ChatApp) -> list[str]:
+    """The text of each notification on the screen."""
+    return [" ".join(str(toast.render()).split()) for toast in app.screen.query("Toast")]
 
 
 @pytest.mark.parametrize(("question", "source"), [(FLUTTER, FLUTTER_SOURCE), (JME, JME_SOURCE)])
@@ -158,7 +177,7 @@ async def test_source_viewer_opens_at_the_passage(searcher: Searcher) -> None:
         assert screen.result == result
         text = searcher.index.texts[result.source]
         assert screen.before == text[:result.start] and screen.after == text[result.end:]
-        passage = screen.query_one("#source-passage", PassageBody)
+        passage = screen.query_one("#source-passage", SourceSegment)
         assert passage.result.text == text[result.start:result.end]
         scroll = screen.query_one("#source-scroll")
         assert scroll.scroll_y > 0
@@ -184,10 +203,6 @@ async def test_passages_are_selected_by_keys_and_clicks(searcher: Searcher) -> N
         assert isinstance(app.focused, ChatInput)
         await pilot.click(card.passages[1])
         assert app.focused is card.passages[1]
-        await pilot.press("c")
-        result = card.passages[1].result
-        assert f"chars {result.start}–{result.end}" in app.clipboard
-        assert result.text[:40] in app.clipboard
 
 
 async def test_mode_switching_changes_the_answers_mode(searcher: Searcher) -> None:
@@ -230,7 +245,8 @@ async def test_help_screen_opens_and_closes(searcher: Searcher) -> None:
         assert "myoqa chat — keys" in screen_text(app)
         described = {description for _, rows in app.screen.groups for _, description in rows}
         assert {"Copy the passage with its citation to the clipboard",
-                "Save the transcript as Markdown with citations",
+                "Save the transcript as Markdown or JSON (in the export folder)",
+                "Search the shown text (Enter searches, n / N next and previous match)",
                 "Open the passage in its source, highlighted in context"} <= described
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -361,38 +377,78 @@ async def test_markup_and_escapes_in_sources_show_literally(tmp_path: Path) -> N
         assert "\x1b" not in screen_text(app)
 
 
-async def test_transcript_is_saved_as_markdown(searcher: Searcher, tmp_path: Path) -> None:
-    app = make_app(searcher, save_dir=tmp_path)
+async def test_transcript_is_saved_as_markdown_with_a_header(searcher: Searcher,
+                                                             tmp_path: Path) -> None:
+    exports = tmp_path / "chosen"
+    app = make_app(searcher, export_dir=exports)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+s")
-        assert list(tmp_path.iterdir()) == []
+        assert not isinstance(app.screen, ExportScreen) and not exports.exists()
         card = await ask(pilot, FLUTTER)
         await ask(pilot, "what about its treatment?")
         await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ExportScreen)
+        assert app.screen.folder == exports
+        assert "Save the transcript (2 answers)" in screen_text(app)
+        await pilot.press("m")
         await pilot.pause()
-    saved = list(tmp_path.glob("myoqa-transcript-*.md"))
+        assert not isinstance(app.screen, ExportScreen)
+    saved = list(exports.iterdir())
     assert len(saved) == 1 and re.fullmatch(r"myoqa-transcript-\d{8}-\d{6}\.md", saved[0].name)
     text = saved[0].read_text(encoding="utf-8")
+    header = text.split("\n\n")[1]
+    assert re.fullmatch(r"- exported: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\n"
+                        r"- myoqa: \d+\.\d+\.\d+\n- index: `.+` \(built .+\)\n"
+                        r"- sources: `.+`\n- mode: hybrid, top 5 .*", header)
+    assert f"`{searcher.index.path}` (built {searcher.index.manifest['built_at']})" in header
     assert f"## 1. {FLUTTER}" in text
     assert "## 2. what about its treatment?" in text
     assert "Searched: what about its treatment? diaphragmatic flutter" in text
     answer = card.turn.answer
     assert answer is not None
     for r in answer.results:
-        assert f"{r.rank}. `{r.source}`, chars {r.start}–{r.end}, line {r.line}" in text
+        assert f"{r.rank}. `{r.source}:{r.line}:{r.column}`, chars {r.start}–{r.end} " in text
     evidence = next(h for h in answer.results[0].highlights if h.kind == "evidence")
     assert f"**{answer.results[0].text[evidence.start:evidence.end].strip()}**" in text
+
+
+async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Searcher,
+                                                                own_places: Path) -> None:
+    app = make_app(searcher)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        card = await ask(pilot, FLUTTER)
+        await pilot.press("ctrl+s", "escape")
+        assert not (own_places / "exports").exists()
+        await pilot.press("ctrl+s", "j")
+        await pilot.pause()
+        await pilot.press("f2")
+        await pilot.pause()
+    saved = sorted(p.name for p in (own_places / "exports").iterdir())
+    assert [name.rsplit(".", 1)[1] for name in saved] == ["svg", "json"]
+    data = json.loads((own_places / "exports" / saved[1]).read_text(encoding="utf-8"))
+    assert data["myoqa_version"] == __version__ and data["mode"] == "bm25" and data["k"] == 5
+    assert data["index"] == str(searcher.index.path)
+    assert data["index_built_at"] == searcher.index.manifest["built_at"]
+    assert card.turn.answer is not None
+    assert data["turns"] == [{"question": FLUTTER, "searched": FLUTTER, "mode": "bm25", "k": 5,
+                              "fallback": None, "answer": card.turn.answer.to_json()}]
+    assert "<svg" in (own_places / "exports" / saved[0]).read_text(encoding="utf-8")
+    assert not list(Path.cwd().glob("myoqa-*"))
 
 
 def test_markdown_escapes_source_text(searcher: Searcher) -> None:
     answer = searcher.search(FLUTTER, "bm25", 1)
     result = answer.results[0]
-    odd = type(result)(rank=1, source="x.txt", start=0, end=37, line=1, score=1.0,
+    odd = type(result)(rank=1, source="x.txt", start=0, end=37, line=1, column=1, page=None,
+                       score=1.0,
                        text="[bold]*a*_b_ <i>#x</i>\x1b\n- item\n1. one", highlights=[])
     odd_answer = type(answer)(question="q [x]", mode="bm25", k=1, abstained=False,
                               results=[odd], searched="q [x]", best_similarity=None)
-    markdown = to_markdown([Turn("q [x]", "q [x]", "bm25", 1, odd_answer)])
+    header = ExportHeader(datetime.now().astimezone(), "0.1.0", "i", "b", "s", "bm25", 1)
+    markdown = to_markdown([Turn("q [x]", "q [x]", "bm25", 1, odd_answer)], header)
     assert r"> \[bold\]\*a\*\_b\_ \<i\>\#x\</i\>␛" in markdown
     assert "   > \\- item\n   > 1\\. one\n" in markdown
     assert r"## 1. q \[x\]" in markdown
@@ -413,25 +469,246 @@ async def test_passages_reflow_when_resized(searcher: Searcher) -> None:
         assert wide.width > narrow.width and wide.height < narrow.height
 
 
-def answered(question: str | None) -> Callable[[Pilot], Awaitable[None]]:
-    """What to do before a snapshot: wait for the index, then ask `question` and select its
-    first passage."""
+async def test_notes_replace_each_other(searcher: Searcher) -> None:
+    app = make_app(searcher)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("f3", "f4", "f4", "f4")
+        await pilot.pause()
+        assert shown_notes(app) == ["Top 2 passages for the next questions"]
+
+
+@pytest.mark.parametrize("width", [60, 80])
+async def test_footer_keeps_help_and_quit_in_view(searcher: Searcher, width: int) -> None:
+    app = make_app(searcher)
+    async with app.run_test(size=(width, 20)) as pilot:
+        await settle(pilot)
+        await ask(pilot, FLUTTER)
+        await pilot.press("tab")
+        await pilot.pause()
+        footer = screen_text(app).rsplit("\n", 1)[1]
+        assert "F1 Help" in footer and "^c Quit" in footer and "^p" not in footer
+        await pilot.resize_terminal(120, 20)
+        await pilot.pause(0.2)
+        footer = screen_text(app).rsplit("\n", 1)[1]
+        assert "^p Commands" in footer and "F1 Help" in footer and "esc Type" in footer
+        await pilot.resize_terminal(width, 20)
+        await pilot.pause(0.2)
+        footer = screen_text(app).rsplit("\n", 1)[1]
+        assert "^p" not in footer and "^c Quit" in footer
+
+
+@pytest.mark.parametrize("key", ["ctrl+c", "ctrl+q"])
+async def test_ctrl_c_and_ctrl_q_quit(searcher: Searcher, key: str) -> None:
+    app = make_app(searcher)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press(*"draft", key)
+        await pilot.pause()
+        assert app.return_code == 0 and not app.is_running
+
+
+def fake_wayland_clipboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """wl-copy and wl-paste programs that keep the clipboard in a file, on a PATH of their own
+    (so the real pyperclip route is taken, and no real clipboard is touched)."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    kept = tmp_path / "clipboard.txt"
+    cat = shutil.which("cat", path=os.defpath)
+    for name, body in (("wl-copy", f'{cat} > "{kept}"'), ("wl-paste", f'{cat} "{kept}"')):
+        (tools / name).write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-test")
+    return kept
+
+
+@pytest.mark.parametrize("route", ["none", "system", "osc52"])
+async def test_copy_says_whether_it_copied(searcher: Searcher, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "TMUX", "TERM_PROGRAM", "WT_SESSION",
+                 "KITTY_WINDOW_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("TERM", "xterm-256color")
+    kept = fake_wayland_clipboard(tmp_path, monkeypatch) if route == "system" else None
+    if route == "osc52":
+        monkeypatch.setenv("MYOQA_CLIPBOARD", "osc52")
+    app = make_app(searcher)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        card = await ask(pilot, FLUTTER)
+        await pilot.click(card.passages[1])
+        await pilot.press("c")
+        await settle(pilot)
+        result = card.passages[1].result
+        [shown] = shown_notes(app)
+        if route == "none":
+            assert shown.startswith("Could not copy: no clipboard tool found (install xclip")
+            assert app.clipboard == ""
+        elif route == "system":
+            assert shown.startswith("Copied to the clipboard: passage 2, ")
+            assert kept is not None and kept.read_text(encoding="utf-8") == clipboard_text(result)
+        else:
+            assert shown.startswith("Copied through the terminal (OSC 52): passage 2, ")
+            assert app.clipboard == clipboard_text(result)
+        assert result.text[:40] in clipboard_text(result)
+
+
+@pytest.mark.parametrize(("env", "accepted"), [
+    ({"TERM": "xterm-256color"}, False),
+    ({"TERM": "xterm-kitty"}, True),
+    ({"TERM": "xterm-256color", "TERM_PROGRAM": "WezTerm"}, True),
+    ({"TERM": "xterm-256color", "WT_SESSION": "1"}, True),
+    ({"TERM": "xterm-256color", "TERM_PROGRAM": "iTerm.app"}, False),
+    ({"TERM": "screen-256color", "TERM_PROGRAM": "WezTerm", "STY": "1.pts"}, False),
+    ({"TERM": "tmux-256color", "TERM_PROGRAM": "WezTerm", "TMUX": "/nonexistent/sock,1,0"},
+     False),
+    ({"TERM": "dumb", "MYOQA_CLIPBOARD": "osc52"}, True),
+])
+def test_osc52_is_claimed_only_for_known_terminals(env: dict[str, str], accepted: bool) -> None:
+    assert terminal_accepts_osc52(env) is accepted
+
+
+async def test_source_viewer_search_and_scroll_keys(searcher: Searcher) -> None:
+    app = make_app(searcher)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await ask(pilot, JME)
+        await pilot.press("tab", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SourceScreen)
+        scroll = screen.query_one("#source-scroll")
+        assert scroll.max_scroll_y > 10
+        scroll.scroll_to(y=5, animate=False)
+        await pilot.press("j", "j", "j")
+        assert scroll.scroll_y == 8
+        await pilot.press("k")
+        assert scroll.scroll_y == 7
+        shown = screen.before + screen.result.text + screen.after
+        expected = [m.start() for m in re.finditer("seizure", shown, re.IGNORECASE)]
+        assert len(expected) >= 3
+        await pilot.press("slash", *"Seizure", "enter")
+        await pilot.pause()
+        first = next(i for i, start in enumerate(expected) if start >= len(screen.before))
+        assert [s for s, _ in screen.matches] == expected and screen.current == first
+        assert f"match {first + 1}/{len(expected)} · n N" in screen_text(app)
+        for step, key in ((1, "n"), (1, "n"), (-1, "N")):
+            before = screen.current
+            await pilot.press(key)
+            await pilot.pause()
+            assert screen.current == (before + step) % len(expected)
+            segment = next(s for s in screen.segments if s.current is not None)
+            start, end = segment.current
+            assert segment.text[start:end].lower() == "seizure"
+            row = scroll.region.y + segment.virtual_region.y + segment.line_of(start) \
+                - scroll.scroll_y
+            assert scroll.region.y <= row < scroll.region.bottom
+            assert "seizure" in screen_text(app).lower()
+        await pilot.press("slash", *"zzzqqq", "enter")
+        await pilot.pause()
+        assert screen.matches == [] and "no match for “zzzqqq”" in screen_text(app)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, SourceScreen)
+
+
+async def test_history_is_kept_between_sessions(searcher: Searcher, own_places: Path) -> None:
+    for question in ("first question", "second question"):
+        app = make_app(searcher)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await ask(pilot, question)
+    app = make_app(searcher)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("up")
+        assert app.query_one(ChatInput).value == "second question"
+        await pilot.press("up")
+        assert app.query_one(ChatInput).value == "first question"
+    stored = json.loads((own_places / "data" / HISTORY_FILE).read_text(encoding="utf-8"))
+    assert stored == {"format": 1, "questions": ["first question", "second question"]}
+
+
+async def test_unreadable_history_is_noted_and_replaced(searcher: Searcher,
+                                                        own_places: Path) -> None:
+    path = own_places / "data" / HISTORY_FILE
+    path.parent.mkdir()
+    path.write_bytes(b"\x00{not json")
+    app = make_app(searcher)
+    async with app.run_test(size=(100, 24), notifications=True) as pilot:
+        await settle(pilot)
+        assert shown_notes(app) == [(f"the question history {path} could not be read "
+                                    "(JSONDecodeError); starting a new one")]
+        await pilot.press("up")
+        assert app.query_one(ChatInput).value == ""
+        await ask(pilot, FLUTTER)
+    assert load_history(path) == ([FLUTTER], "")
+
+
+def test_history_file_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / HISTORY_FILE
+    for number in range(HISTORY_LIMIT + 5):
+        remember(path, f"q{number}")
+    remember(path, f"q{HISTORY_LIMIT + 4}")
+    entries, note = load_history(path)
+    assert note == "" and len(entries) == HISTORY_LIMIT
+    assert entries[0] == "q5" and entries[-1] == f"q{HISTORY_LIMIT + 4}"
+    path.write_text('{"format": 1, "questions": [1, 2]}', encoding="utf-8")
+    assert load_history(path)[0] == [] and "not in myoqa's format" in load_history(path)[1]
+
+
+def answered(question: str | None, *keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    """What to do before a snapshot: wait for the index, then ask `question`, select its
+    first passage and press `keys`."""
     async def run_before(pilot: Pilot) -> None:
         await settle(pilot)
         if question:
             await ask(pilot, question)
             await pilot.press("tab")
             await settle(pilot)
+        if keys:
+            await pilot.press(*keys)
+            await settle(pilot)
+            await pilot.pause(0.2)
 
     return run_before
 
 
-def test_snapshot_welcome(searcher: Searcher, snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(make_app(searcher), terminal_size=(80, 24), run_before=answered(None))
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((60, 20), id="60x20")]
+EXPORT_DIR = Path("/home/user/Documents/myoqa")
 
 
-def test_snapshot_answer(searcher: Searcher, snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(make_app(searcher), terminal_size=(80, 24), run_before=answered(FLUTTER))
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_welcome(searcher: Searcher, snap_compare: Callable[..., bool],
+                          size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(searcher), terminal_size=size, run_before=answered(None))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_answer(searcher: Searcher, snap_compare: Callable[..., bool],
+                         size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(searcher), terminal_size=size, run_before=answered(FLUTTER))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_source_search(searcher: Searcher, snap_compare: Callable[..., bool],
+                                size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(searcher), terminal_size=size,
+                        run_before=answered(JME, "enter", "slash", *"seizure", "enter", "n"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_help(searcher: Searcher, snap_compare: Callable[..., bool],
+                       size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(searcher), terminal_size=size, run_before=answered(None, "f1"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_export(searcher: Searcher, snap_compare: Callable[..., bool],
+                         size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(searcher, export_dir=EXPORT_DIR), terminal_size=size,
+                        run_before=answered(FLUTTER, "ctrl+s"))
 
 
 async def test_changed_source_is_indexed_before_the_next_question(source_copy: Path,
@@ -451,7 +728,7 @@ async def test_changed_source_is_indexed_before_the_next_question(source_copy: P
         assert answer is not None and answer.mode == "hybrid" and after.turn.fallback == ""
         assert ZORBLAX_FACT in answer.results[0].text
         message = app.query_one(StatusBar).message
-        assert f"Index rebuilt (sources changed ({JME_SOURCE}))" in message
+        assert message.startswith(f"Sources changed ({JME_SOURCE}); index rebuilt: ")
         assert ZORBLAX_FACT in app.searcher.index.texts[JME_SOURCE]
         assert ZORBLAX_FACT not in old_texts[JME_SOURCE]
         await pilot.press("tab")
@@ -462,6 +739,13 @@ async def test_changed_source_is_indexed_before_the_next_question(source_copy: P
         assert isinstance(app.screen, SourceScreen)
         assert app.screen.after == old_texts[before.passages[0].result.source][
             before.passages[0].result.end:]
+        await pilot.press("escape", "escape")
+        assert isinstance(app.focused, ChatInput)
+        (source_copy / JME_SOURCE).write_bytes(b"Zorblax \xff\xfe broken\n")
+        failed = await ask(pilot, ZORBLAX)
+        assert failed.turn.answer is None and failed.query(".error")
+        assert JME_SOURCE in str(failed.query_one(".error", Static).render())
+        assert app.query_one(StatusBar).message.startswith("Cannot check or update the index: ")
 
 
 def test_chat_without_a_terminal_refuses_at_once(tmp_path: Path) -> None:

@@ -7,10 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
 from myoqa.errors import json_text as _json
+
+if TYPE_CHECKING:
+    from myoqa.config import Settings
+    from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -34,7 +38,8 @@ def _positive_int(value: str) -> int:
 
 def _place_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", metavar="DIR",
-                        help="folder of .txt/.md sources (default: seeds/, or $MYOQA_SOURCES)")
+                        help="folder of sources: .txt, .md, .html, .pdf, .docx (default: seeds/, "
+                        "or $MYOQA_SOURCES)")
     parser.add_argument("--index-dir", metavar="DIR",
                         help="index folder (default: index/, or $MYOQA_INDEX_DIR)")
     parser.add_argument("--model", metavar="NAME_OR_PATH",
@@ -106,6 +111,9 @@ def build_parser() -> Parser:
     _place_options(bench)
 
     chat = sub.add_parser("chat", help="open the terminal chat")
+    chat.add_argument("--export-dir", metavar="DIR",
+                      help="folder for saved transcripts and screenshots (default: "
+                           "$MYOQA_EXPORT_DIR, else Documents/myoqa or the user data folder)")
     _place_options(chat)
     _backend_options(chat)
     return parser
@@ -211,7 +219,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _open_result(searcher: Any, answer: Any, rank: int, settings: Any) -> int:
+def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
     """Open the passage of `rank` in the user's editor or pager (see opener.py)."""
     from myoqa.citation import Place
     from myoqa.formats import format_of
@@ -335,9 +343,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from myoqa.tui.terminal import require_terminal
 
     require_terminal()
+    from myoqa.tui import places
     from myoqa.tui.app import run_chat
 
-    return run_chat(_settings(args))
+    return run_chat(_settings(args), places.export_dir(args.export_dir))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -22,6 +22,9 @@ from myoqa.errors import MyoqaError
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
 MAX_CORPUS_BYTES = 4 * MAX_SOURCE_BYTES
+# A PDF or Word file is mostly pictures and layout: its file may be larger than its text. The
+# corpus limit counts what is held for indexing: text files' bytes and documents' extracted text.
+MAX_DOCUMENT_BYTES = 4 * MAX_SOURCE_BYTES
 BLOCK_BYTES = 1024 * 1024
 
 
@@ -108,13 +111,24 @@ def scan(directory: Path) -> tuple[list[tuple[str, Path]], list[Skipped]]:
     return sorted(found), sorted(other, key=lambda s: s.name)
 
 
-def _too_big(path: Path, size: int) -> MyoqaError:
+def _too_big(path: Path, size: int, limit: int) -> MyoqaError:
     return MyoqaError(f"source {path} is {size / 2**20:.0f} MiB, over the "
-                      f"{MAX_SOURCE_BYTES // 2**20} MiB limit for one file",
-                      "split it into smaller files")
+                      f"{limit // 2**20} MiB limit for one file", "split it into smaller files")
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
+def _is_document(name: str) -> bool:
+    """Whether the file's text is extracted (PDF, HTML, Word) rather than the file itself."""
+    fmt = formats.format_of(name)
+    return fmt is not None and fmt.extract is not None
+
+
+def _too_much(directory: Path) -> MyoqaError:
+    return MyoqaError(f"the sources in {directory} hold more than "
+                      f"{MAX_CORPUS_BYTES // 2**20} MiB of text, the limit for one index",
+                      "index a smaller selection of files")
+
+
+def _blocks(path: Path, limit: int) -> Iterator[bytes]:
     """A source file's bytes, block by block, refusing non-regular and oversized files first."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -123,13 +137,13 @@ def _blocks(path: Path) -> Iterator[bytes]:
             if not stat.S_ISREG(info.st_mode):
                 raise MyoqaError(f"source {path} is not a regular file",
                                  "remove it from the sources directory")
-            if info.st_size > MAX_SOURCE_BYTES:
-                raise _too_big(path, info.st_size)
+            if info.st_size > limit:
+                raise _too_big(path, info.st_size, limit)
             total = 0
             while block := fh.read(BLOCK_BYTES):
                 total += len(block)
-                if total > MAX_SOURCE_BYTES:
-                    raise _too_big(path, total)
+                if total > limit:
+                    raise _too_big(path, total, limit)
                 yield block
     except OSError as exc:
         raise MyoqaError(f"cannot read source {path}: {exc.strerror or exc}",
@@ -138,16 +152,16 @@ def _blocks(path: Path) -> Iterator[bytes]:
 
 def _read(paths: list[tuple[str, Path]], directory: Path, keep_bytes: bool
           ) -> Iterator[tuple[str, Path, str, bytes]]:
-    """(name, path, SHA-256, bytes if kept) of every source, refusing more than MAX_CORPUS_BYTES."""
+    """(name, path, SHA-256, bytes if kept) of every source, refusing text files of more than
+    MAX_CORPUS_BYTES in all (documents count by their extracted text, in read_corpus)."""
     total = 0
     for name, path in paths:
         digest, kept = hashlib.sha256(), []
-        for block in _blocks(path):
-            total += len(block)
+        document = _is_document(name)
+        for block in _blocks(path, MAX_DOCUMENT_BYTES if document else MAX_SOURCE_BYTES):
+            total += 0 if document else len(block)
             if total > MAX_CORPUS_BYTES:
-                raise MyoqaError(f"the sources in {directory} hold more than "
-                                 f"{MAX_CORPUS_BYTES // 2**20} MiB of text, the limit for one index",
-                                 "index a smaller selection of files")
+                raise _too_much(directory)
             digest.update(block)
             if keep_bytes:
                 kept.append(block)
@@ -185,10 +199,12 @@ def read_corpus(directory: Path) -> Corpus:
     """
     paths, skipped = scan(directory)
     sources = []
+    held = 0
     for name, path, sha256, data in _read(paths, directory, keep_bytes=True):
         fmt = formats.format_of(name)
         if fmt is None or fmt.extract is None:
             sources.append(Source(name=name, text=decode(path, data), sha256=sha256))
+            held += len(data)
             continue
         try:
             text = fmt.extract(data)
@@ -199,6 +215,9 @@ def read_corpus(directory: Path) -> Corpus:
             skipped.append(Skipped(name, f"cannot be read as {fmt.label} ({type(exc).__name__})",
                                    sha256))
             text = ""
+        held += len(text.encode("utf-8", "surrogatepass"))
+        if held > MAX_CORPUS_BYTES:
+            raise _too_much(directory)
         sources.append(Source(name=name, text=text, sha256=sha256))
     return Corpus(sources, sorted(skipped, key=lambda s: s.name))
 

@@ -10,9 +10,7 @@ a file of its format is read, so a question over plain-text sources never loads 
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -191,6 +189,9 @@ def docx_text(data: bytes) -> str:
     keep their words, pictures their alt text, and a note reference reads "[footnote 1]",
     the note itself starting with the same mark.
     """
+    import io
+    import zipfile
+
     from docx2python import docx2python
 
     try:

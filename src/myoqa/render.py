@@ -56,12 +56,6 @@ def location(result: Result) -> str:
     return f"{printable(result.citation)} · chars {result.start}–{result.end}"
 
 
-def evidence(result: Result) -> str:
-    """The best-supporting span's text, or '' when none was marked."""
-    marks = [h for h in result.highlights if h.kind == "evidence"]
-    return safe(result.text[marks[0].start:marks[0].end]) if marks else ""
-
-
 def terms(result: Result) -> list[str]:
     """The passage's words that match the question's, each once, in order of appearance."""
     words = [printable(result.text[h.start:h.end]) for h in result.highlights if h.kind == "term"]

@@ -53,6 +53,7 @@ class Answer:
     searched: str
     best_similarity: float | None
     notes: list[str] = field(default_factory=list)
+    unmatched_terms: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The object `ask --json` prints (schema in the README)."""
@@ -60,4 +61,5 @@ class Answer:
                 "abstained": self.abstained, "searched": self.searched,
                 "best_similarity": None if self.best_similarity is None
                 else round(self.best_similarity, 6),
-                "notes": self.notes, "passages": [r.to_json() for r in self.results]}
+                "notes": self.notes, "unmatched_terms": self.unmatched_terms,
+                "passages": [r.to_json() for r in self.results]}

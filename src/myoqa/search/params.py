@@ -45,19 +45,40 @@ Fusion = Convex | ReciprocalRank
 
 
 @dataclass(frozen=True)
+class LateInteraction:
+    """Late interaction mixed into the fused score of the first stage's best `depth` passages."""
+
+    weight: float = 0.25
+    depth: int = 15
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"late-interaction weight must lie in [0, 1], not {self.weight}")
+        if self.depth < 1:
+            raise ValueError(f"late-interaction depth must be at least 1, not {self.depth}")
+
+
+@dataclass(frozen=True)
 class SearchParams:
     """Fusion, result assembly and abstention settings, chosen by measurement (eval/RESULTS.md)."""
 
     fusion: Fusion = field(default_factory=Convex)
+    late: LateInteraction | None = None
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
+    answerable_evidence: bool = True
+    evidence_token_weight: float = 0.0
     max_words: int = 120
     partial_min: float = 0.5
     source_penalty: float = 0.03
     abstain_below: float = 0.12
     abstain_lexical_below: float = 0.3
+    abstain_late_below: float | None = None
+    abstain_on_units: bool = True
     candidates: int = 200
 
     def __post_init__(self) -> None:
         if not isinstance(self.fusion, Convex | ReciprocalRank):
             raise TypeError(f"fusion must be Convex or ReciprocalRank, not {self.fusion!r}")
+        if self.late is not None and not isinstance(self.late, LateInteraction):
+            raise TypeError(f"late must be a LateInteraction or None, not {self.late!r}")

@@ -15,12 +15,15 @@ from myoqa.errors import UsageError
 from myoqa.formats import is_paged
 from myoqa.index import Index
 from myoqa.search import candidates, signals
+from myoqa.search.abstention import Evidence, abstains
 from myoqa.search.answer import Answer, Result
 from myoqa.search.assembly import Assembly, Hit, pick
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import highlights, span_candidates
+from myoqa.search.late import LateSignal, maxsim, rerank, span_scores
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
+from myoqa.search.unmatched import UNITS, unmatched_terms
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,17 @@ class Scores:
     lexical: np.ndarray
     dense: np.ndarray | None
     query: np.ndarray | None
+    late_query: np.ndarray | None = None
+    late_best: float | None = None
 
 
 class Searcher:
     """Ranks an index's passages for a question; the query encoder is loaded on first dense use."""
 
     def __init__(self, index: Index, encoder_factory: Callable[[], Any] | None,
-                 params: SearchParams | None = None) -> None:
+                 params: SearchParams | None = None, late: LateSignal | None = None) -> None:
         self.index = index
+        self.late = late
         self.params = params or SearchParams()
         self.analyzer = index.analyzer
         self._encoder_factory = encoder_factory
@@ -70,15 +76,24 @@ class Searcher:
         terms = query_terms(self.analyzer, cleaned)
         scored = self.score(cleaned, mode, terms)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
-        abstained = (best_sim is not None and best_sim < self.params.abstain_below
-                     and float(scored.lexical.max(initial=0.0)) < self.params.abstain_lexical_below)
+        unmatched = unmatched_terms(cleaned, self.analyzer,
+                                    lambda term: self.bm25.idf(term) is not None,
+                                    lambda: self.bm25.postings.vocab)
+        if unmatched:
+            notes.append("the sources never mention " + ", ".join(unmatched))
+        p = self.params
+        found = Evidence(mode, best_sim, float(scored.lexical.max(initial=0.0)),
+                         scored.late_best, any(w.lower() in UNITS for w in unmatched))
+        abstained = abstains(found, p.abstain_below, p.abstain_lexical_below,
+                             p.abstain_late_below, p.abstain_on_units)
         weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
         how = Assembly(self.params.max_words, self.params.partial_min, self.params.source_penalty)
         picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how)
-        results = [self._result(rank, hit, weights, scored.query)
+        results = [self._result(rank, hit, weights, scored)
                    for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
-                      searched=cleaned, best_similarity=best_sim, notes=notes)
+                      searched=cleaned, best_similarity=best_sim, notes=notes,
+                      unmatched_terms=unmatched)
 
     def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
         """Scores of the candidate passages for `text`: all of them in a small index, else the
@@ -102,18 +117,39 @@ class Searcher:
                                          self.index.passage_spans, query, ids,
                                          self.params.span_weight)
         fused = dense if mode == "dense" else fuse(fusion, lexical[ids], dense, raw[ids])
+        if mode == "hybrid" and self.params.late is not None and self.late is not None:
+            how = self.params.late
+            late_query = self.late.query(text)
+            top = candidates.top(fused, how.depth)
+            late = maxsim(late_query, self.late.tokens, ids[top])
+            return Scores(ids, rerank(fused, late, top, how), lexical[ids], dense, query,
+                          late_query, float(late.max(initial=-1.0)))
         return Scores(ids, fused, lexical[ids], dense, query)
 
-    def _result(self, rank: int, hit: Hit, weights: dict[str, float],
-                query: np.ndarray | None) -> Result:
+
+    def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores) -> Result:
         source = self.index.passages.names[hit.source_id]
         source_text = self.index.texts[source]
         text = source_text[hit.start:hit.end]
         spans = span_candidates(self.index.spans, self.index.passage_spans,
-                                self.index.span_vectors, hit.units, hit.start, hit.end, query)
+                                self.index.span_vectors, hit.units, hit.start, hit.end,
+                                scored.query)
+        w = self.params.evidence_token_weight
+        if w and self.late is not None and scored.late_query is not None and spans:
+            spans = self._token_evidence(self.late, hit, spans, scored.late_query, w)
         marks = highlights(text, spans, self.analyzer, weights,
-                           self.params.evidence_lexical_weight)
+                           self.params.evidence_lexical_weight, self.params.answerable_evidence)
         place = locate(source_text, hit.start, is_paged(source))
         return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
                       column=place.column, page=place.page, score=hit.score, text=text,
                       highlights=marks)
+
+    def _token_evidence(self, late: LateSignal, hit: Hit, spans: list[tuple[int, int, float]],
+                        late_query: np.ndarray, weight: float) -> list[tuple[int, int, float]]:
+        """The evidence candidates' dense scores mixed with their token-level MaxSim."""
+        parts = [late.passage(u, self.index.text(unit), unit.start)
+                 for u in hit.units for unit in [self.index.passages[u]]]
+        vectors = np.concatenate([v for v, _ in parts])
+        offsets = np.concatenate([o for _, o in parts]) - hit.start
+        tokens = span_scores(late_query, vectors, offsets, [(s, e) for s, e, _ in spans])
+        return [(s, e, (1 - weight) * d + weight * t) for (s, e, d), t in zip(spans, tokens)]

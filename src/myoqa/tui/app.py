@@ -22,20 +22,26 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
+from myoqa import __version__
 from myoqa.config import Settings
 from myoqa.errors import ExitCode, MyoqaError, printable
 from myoqa.followup import contextualize
+from myoqa.output_files import write_output
 from myoqa.render import safe
 from myoqa.search import MODES
-from myoqa.tui import transcript
+from myoqa.tui import places, transcript
+from myoqa.tui.clipboard import copy_text
+from myoqa.tui.history import HISTORY_FILE, History, load_history, remember
 from myoqa.tui.index_link import SearcherFactory, searcher_factory
-from myoqa.tui.screens import HelpScreen, KeyGroups, SourceScreen
-from myoqa.tui.transcript import Turn, citation, clipboard_text
+from myoqa.tui.screens import ExportScreen, HelpScreen, KeyGroups, SourceScreen
+from myoqa.tui.transcript import ExportHeader, Turn, citation, clipboard_text
 from myoqa.tui.widgets import (
     AnswerCard,
+    ChatFooter,
     ChatInput,
+    CopyRequested,
     PassageView,
     StatusBar,
     Transcript,
@@ -44,11 +50,13 @@ from myoqa.tui.widgets import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from myoqa.search import Answer, Searcher
+    from textual.notifications import SeverityLevel
+
+    from myoqa.search import Answer, Result, Searcher
 
 MIN_K, MAX_K, DEFAULT_K = 1, 20, 5
-WIDE = 100
 NOTE_SECONDS = 3
+LONG_NOTE_SECONDS = 8
 LOADING = "BM25 only (model loading)"
 UNAVAILABLE = "BM25 only (model unavailable)"
 WELCOME = (
@@ -82,31 +90,36 @@ class ChatApp(App[None]):
         Binding("f5", "change_k(1)", "More", key_display="F5", show=False,
                 tooltip="Show one passage more per answer (at most 20)"),
         Binding("ctrl+s", "save_transcript", "Save",
-                tooltip="Save the transcript as Markdown with citations"),
+                tooltip="Save the transcript as Markdown or JSON (in the export folder)"),
         Binding("ctrl+l", "clear", "Clear",
                 tooltip="Clear the transcript and forget the previous question"),
         Binding("f2", "save_screenshot", "Screenshot", key_display="F2", show=False,
-                tooltip="Save an SVG screenshot of the screen"),
+                tooltip="Save an SVG screenshot of the screen (in the export folder)"),
         Binding("pageup", "scroll_transcript(-1)", "Page up", show=False,
                 tooltip="Scroll the transcript up"),
         Binding("pagedown", "scroll_transcript(1)", "Page down", show=False,
                 tooltip="Scroll the transcript down"),
         Binding("ctrl+p", "command_palette", "Commands", show=False,
                 tooltip="Command palette: modes, themes (dark, light), save, screenshot"),
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
+        Binding("ctrl+c,ctrl+q", "quit", "Quit", priority=True, key_display="^c",
+                tooltip="Quit (ctrl+c or ctrl+q)"),
     ]
 
     mode: reactive[str] = reactive("hybrid", init=False)
     k: reactive[int] = reactive(DEFAULT_K, init=False)
 
     def __init__(self, settings: Settings | None = None, *,
-                 factory: SearcherFactory | None = None, save_dir: Path | None = None,
-                 cursor_blink: bool = True) -> None:
+                 factory: SearcherFactory | None = None, export_dir: Path | None = None,
+                 history_path: Path | None = None, cursor_blink: bool = True) -> None:
         """Chat over `settings` (resolved defaults if None), or over the searcher `factory`
-        returns; transcripts and screenshots are saved in `save_dir` (the current directory)."""
+        returns. Transcripts and screenshots go to `export_dir`, the question history to
+        `history_path` (by default as `places` says)."""
         super().__init__()
-        self.factory = factory or searcher_factory(settings or Settings.resolve())
-        self.save_dir = save_dir or Path.cwd()
+        self.settings = settings or Settings.resolve()
+        self.factory = factory or searcher_factory(self.settings)
+        self.export_dir = export_dir or places.export_dir()
+        self.history_path = history_path or places.data_dir() / HISTORY_FILE
+        self.history_problem = ""
         self.cursor_blink = cursor_blink
         self.searcher: Searcher | None = None
         self.dense_ready = False
@@ -123,20 +136,20 @@ class ChatApp(App[None]):
             yield Static(WELCOME, id="welcome", markup=False)
         yield StatusBar(id="status")
         yield ChatInput(id="question")
-        yield Footer(show_command_palette=False)
+        yield ChatFooter()
 
     def on_mount(self) -> None:
         """Focus the input and start opening the index."""
         question = self.query_one(ChatInput)
         question.cursor_blink = self.cursor_blink
+        entries, note = load_history(self.history_path)
+        question.history = History(entries)
+        if note:
+            self.tell(note, severity="warning", timeout=LONG_NOTE_SECONDS)
         question.focus()
         self._show_settings()
         self.status.busy("Opening the index…")
         self.open_index()
-
-    def on_resize(self) -> None:
-        """Show the command palette key in the footer only when there is room for it."""
-        self.query_one(Footer).show_command_palette = self.size.width >= WIDE
 
     @property
     def status(self) -> StatusBar:
@@ -209,6 +222,10 @@ class ChatApp(App[None]):
 
         try:
             fresh = self.factory(old, notify, self._progress_from_thread)
+        except Exception as exc:  # re-raised: shown on the card too
+            self.call_from_thread(self.status.idle, f"Cannot check or update the index: "
+                                  f"{describe(exc)}", problem=True)
+            raise
         finally:
             self.index_settled.set()
         if fresh is not old:
@@ -249,8 +266,8 @@ class ChatApp(App[None]):
     async def _index_failed(self, message: str) -> None:
         self.open_problem = message
         self.status.idle(f"Cannot open the index: {message}", problem=True)
-        self.notify(safe(message), title="Cannot open the index", severity="error",
-                    markup=False, timeout=10)
+        self.tell(message, title="Cannot open the index", severity="error",
+                  timeout=LONG_NOTE_SECONDS)
         for card in self.cards:
             if card.turn.answer is None:
                 await card.show_error(message)
@@ -264,7 +281,7 @@ class ChatApp(App[None]):
         self.dense_ready = searcher.dense_ready
         if self.dense_ready:
             self.dense_problem = ""
-        self.status.idle(f"Index rebuilt ({why}): {self._ready_message()}",
+        self.status.idle(f"{why[:1].upper()}{why[1:]}; index rebuilt: {self._ready_message()}",
                          problem=bool(self.dense_problem))
 
     def _encoder_loaded(self, searcher: Searcher) -> None:
@@ -280,8 +297,8 @@ class ChatApp(App[None]):
         self.dense_problem = message
         self.status.idle(f"Dense search unavailable, answering with BM25: {message}",
                          problem=True)
-        self.notify(safe(message), title="Language model unavailable", severity="warning",
-                    markup=False, timeout=10)
+        self.tell(message, title="Language model unavailable", severity="warning",
+                  timeout=LONG_NOTE_SECONDS)
         for card in self.cards:
             if card.needs_refine:
                 card.needs_refine = False
@@ -339,7 +356,20 @@ class ChatApp(App[None]):
             return
         event.input.value = ""
         self.query_one(ChatInput).history.add(question)
+        self._remember(question)
         await self.ask(question)
+
+    def _remember(self, question: str) -> None:
+        """Keep the question in the history file; a failure is said once, then not retried."""
+        if self.history_problem:
+            return
+        try:
+            remember(self.history_path, question)
+        except (OSError, MyoqaError) as exc:
+            self.history_problem = str(exc) if isinstance(exc, MyoqaError) else \
+                f"cannot write {self.history_path}: {exc.strerror or exc}"
+            self.tell(f"Questions are not kept for the next session: {self.history_problem}",
+                      severity="warning", timeout=LONG_NOTE_SECONDS)
 
     async def ask(self, question: str) -> AnswerCard:
         """Add a card for `question` (searched with the previous one's subject if it is a
@@ -392,14 +422,12 @@ class ChatApp(App[None]):
         self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
         hint = " (dense search is unavailable)" if self.dense_problem and self.mode != "bm25" \
             else ""
-        self.notify(f"Mode {self.mode} for the next questions; r re-asks the selected one{hint}",
-                    markup=False, timeout=NOTE_SECONDS)
+        self.tell(f"Mode {self.mode} for the next questions; r re-asks the selected one{hint}")
 
     def action_change_k(self, step: int) -> None:
         """Show one passage more (step 1) or fewer (step -1) for the following questions."""
         self.k = min(MAX_K, max(MIN_K, self.k + step))
-        self.notify(f"Top {self.k} passages for the next questions", markup=False,
-                    timeout=NOTE_SECONDS)
+        self.tell(f"Top {self.k} passages for the next questions")
 
     def watch_mode(self) -> None:
         """Show the new mode in the header."""
@@ -431,7 +459,7 @@ class ChatApp(App[None]):
             if card.passages:
                 card.passages[0].focus()
                 return
-        self.notify("No passages yet: ask a question first", markup=False)
+        self.tell("No passages yet: ask a question first")
 
     def action_focus_input(self) -> None:
         """Go back to typing."""
@@ -461,11 +489,25 @@ class ChatApp(App[None]):
 
     def action_copy_passage(self) -> None:
         """Copy the selected passage with its citation to the clipboard."""
-        passage = self.selected
-        if passage is not None:
-            self.copy_to_clipboard(clipboard_text(passage.result))
-            self.notify(safe(f"Copied passage {passage.result.rank}: {citation(passage.result)}"),
-                        markup=False)
+        if self.selected is not None:
+            self.copy_result(self.selected.result)
+
+    def on_copy_requested(self, message: CopyRequested) -> None:
+        """Copy a passage for another screen (the source viewer)."""
+        self.copy_result(message.result)
+
+    @work(thread=True, group="copy", exit_on_error=False)
+    def copy_result(self, result: Result) -> None:
+        """Copy a passage with its citation (clipboard tools may be slow: a worker), then say
+        honestly whether it was copied."""
+        outcome = copy_text(clipboard_text(result),
+                            lambda text: self.call_from_thread(self.copy_to_clipboard, text))
+        if outcome.copied:
+            self.call_from_thread(self.tell, f"{outcome.message}: passage {result.rank}, "
+                                  f"{citation(result)}")
+        else:
+            self.call_from_thread(self.tell, outcome.message, severity="warning",
+                                  timeout=LONG_NOTE_SECONDS)
 
     async def action_reask(self) -> None:
         """Search the selected passage's question again with the current mode and k."""
@@ -483,29 +525,55 @@ class ChatApp(App[None]):
         self.action_focus_input()
 
     def action_save_transcript(self) -> None:
-        """Save the transcript as Markdown with citations in the save directory."""
+        """Ask for a format, then save the transcript into the export folder."""
+        if not self.cards:
+            self.tell("Nothing to save yet")
+            return
+        self.push_screen(ExportScreen(self.export_dir, len(self.cards)), self.save_transcript)
+
+    def save_transcript(self, fmt: str | None) -> None:
+        """Save the transcript as "markdown" or "json" (None: nothing) with a header saying how
+        its answers were made."""
+        if fmt is None:
+            return
         turns = [card.turn for card in self.cards]
-        if not turns:
-            self.notify("Nothing to save yet", markup=False)
-            return
         try:
-            path = transcript.save(turns, self.save_dir, datetime.now())
-        except OSError as exc:
-            self.notify(safe(f"Cannot save the transcript: {exc}"), severity="error",
-                        markup=False)
+            path = transcript.export(turns, self._export_header(), fmt, self.export_dir)
+        except (OSError, MyoqaError) as exc:
+            reason = str(exc) if isinstance(exc, MyoqaError) else exc.strerror or str(exc)
+            self.tell(f"Cannot save the transcript: {reason}", severity="error",
+                      timeout=LONG_NOTE_SECONDS)
             return
-        self.notify(safe(f"Transcript saved to {path}"), title="Saved", markup=False)
+        self.tell(f"Transcript saved to {path}", title="Saved", timeout=LONG_NOTE_SECONDS)
+
+    def _export_header(self) -> ExportHeader:
+        index = self.searcher.index if self.searcher else None
+        return ExportHeader(datetime.now().astimezone(), __version__,
+                            str(index.path.absolute()) if index else "",
+                            str(index.manifest.get("built_at", "")) if index else "",
+                            str(self.settings.sources.absolute()), self.mode, self.k)
 
     def action_save_screenshot(self) -> None:
-        """Save an SVG screenshot of the screen in the save directory."""
-        name = f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}.svg"
+        """Save an SVG screenshot of the screen into the export folder."""
         try:
-            path = self.save_screenshot(name, str(self.save_dir))
-        except OSError as exc:
-            self.notify(safe(f"Cannot save the screenshot: {exc}"), severity="error",
-                        markup=False)
+            path = transcript.free_path(self.export_dir,
+                                        f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}",
+                                        "svg")
+            write_output(path, self.export_screenshot())
+        except (OSError, MyoqaError) as exc:
+            reason = str(exc) if isinstance(exc, MyoqaError) else exc.strerror or str(exc)
+            self.tell(f"Cannot save the screenshot: {reason}", severity="error",
+                      timeout=LONG_NOTE_SECONDS)
             return
-        self.notify(safe(f"Screenshot saved to {path}"), title="Saved", markup=False)
+        self.tell(f"Screenshot saved to {path}", title="Saved", timeout=LONG_NOTE_SECONDS)
+
+    def tell(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+             timeout: float = NOTE_SECONDS) -> None:
+        """Show one notification, replacing the one before, so that notes never stack up
+        over the answers."""
+        self.clear_notifications()
+        self.notify(safe(message), title=title, severity=severity, markup=False,
+                    timeout=timeout)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The command palette's commands, with the chat's own."""
@@ -517,17 +585,19 @@ class ChatApp(App[None]):
                             lambda: self.action_change_k(1))
         yield SystemCommand("Fewer passages", "Show one passage fewer (F4)",
                             lambda: self.action_change_k(-1))
-        yield SystemCommand("Save transcript", "Save the transcript as Markdown (ctrl+s)",
-                            self.action_save_transcript)
+        yield SystemCommand("Save transcript as Markdown", "Quoted passages with citations",
+                            lambda: self.save_transcript("markdown"))
+        yield SystemCommand("Save transcript as JSON", "Every answer as ask --json prints it",
+                            lambda: self.save_transcript("json"))
         yield SystemCommand("Save SVG screenshot", "Save the screen as an SVG file (F2)",
                             self.action_save_screenshot)
         yield SystemCommand("Clear transcript", "Remove every answer (ctrl+l)", self.action_clear)
         yield SystemCommand("Help", "Show every key (F1)", self.action_help)
 
 
-def run_chat(settings: Settings) -> int:
+def run_chat(settings: Settings, export_dir: Path | None = None) -> int:
     """Run the chat in the terminal until the user quits; returns the exit code."""
-    app = ChatApp(settings)
+    app = ChatApp(settings, export_dir=export_dir)
     app.run()
     if app.open_problem:
         print(f"myoqa: error: {app.open_problem}", file=sys.stderr)

@@ -1,6 +1,12 @@
-"""The question history that Up and Down walk through in the chat's input box."""
+"""The question history that Up and Down walk through in the chat's input box, kept between
+sessions in a small JSON file in the user's data folder."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from myoqa.output_files import write_output
 
 
 class History:
@@ -33,3 +39,36 @@ class History:
             return None
         self._cursor += 1
         return self._draft if self._cursor == len(self.entries) else self.entries[self._cursor]
+
+
+HISTORY_FILE = "history.json"
+HISTORY_LIMIT = 500
+HISTORY_FORMAT = 1
+
+
+def load_history(path: Path) -> tuple[list[str], str]:
+    """The questions kept in `path`, oldest first, and a note when the file could not be read
+    (it is then ignored, and replaced by the next question asked); a missing file is empty."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [], ""
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return [], (f"the question history {path} could not be read ({type(exc).__name__}); "
+                    "starting a new one")
+    questions = data.get("questions") if isinstance(data, dict) else None
+    if (not isinstance(questions, list) or data.get("format") != HISTORY_FORMAT
+            or not all(isinstance(q, str) for q in questions)):
+        return [], f"the question history {path} is not in myoqa's format; starting a new one"
+    return questions[-HISTORY_LIMIT:], ""
+
+
+def remember(path: Path, question: str) -> None:
+    """Add `question` to the history file (re-read first, so that two chats both keep theirs),
+    keeping the newest HISTORY_LIMIT questions; written atomically. Raises MyoqaError."""
+    entries, _note = load_history(path)
+    history = History(entries)
+    history.add(question)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": HISTORY_FORMAT, "questions": history.entries[-HISTORY_LIMIT:]}
+    write_output(path, json.dumps(data, ensure_ascii=False, indent=0) + "\n")

@@ -1,13 +1,15 @@
-"""One question and its answer in the chat, and the transcript saved as Markdown with citations."""
+"""One question and its answer in the chat, and the transcript exported as Markdown or JSON."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from myoqa.output_files import write_output
 from myoqa.render import ABSTENTION, safe
 
 if TYPE_CHECKING:
@@ -18,6 +20,21 @@ NO_WORDS = ("None of the question's words occur in the sources; the passages bel
             "matches.")
 _LIST_NUMBER = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
 _LINE_MARKER = re.compile(r"^(\s*)([-+=])", re.MULTILINE)
+EXPORT_FORMATS = {"markdown": "md", "json": "json"}
+JSON_EXPORT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    """What an export records about how its answers were made."""
+
+    exported_at: datetime
+    version: str
+    index: str
+    built_at: str
+    sources: str
+    mode: str
+    k: int
 
 
 @dataclass
@@ -52,8 +69,8 @@ def weak_answer(answer: Answer) -> str:
 
 
 def citation(result: Result) -> str:
-    """A passage's citation: source, character range and line."""
-    return f"{result.source}, chars {result.start}–{result.end}, line {result.line}"
+    """A passage's citation: file:line:column (and page for a PDF) and character range."""
+    return f"{result.citation}, chars {result.start}–{result.end}"
 
 
 def clipboard_text(result: Result) -> str:
@@ -101,31 +118,60 @@ def turn_markdown(number: int, turn: Turn) -> list[str]:
     if weak_answer(answer):
         lines += _quote(weak_answer(answer), "") + [""]
     for result in answer.results:
-        head = (f"{result.rank}. `{safe(result.source)}`, chars {result.start}–{result.end}, "
-                f"line {result.line} (score {result.score:.3f})")
+        head = (f"{result.rank}. `{safe(result.citation)}`, chars {result.start}–{result.end} "
+                f"(score {result.score:.3f})")
         lines += [head, ""]
         lines += _quote(_passage_markdown(result), "   ") + [""]
     return lines
 
 
-def to_markdown(turns: list[Turn]) -> str:
-    """The whole transcript: every question with its quoted, cited passages."""
+def to_markdown(turns: list[Turn], header: ExportHeader) -> str:
+    """The whole transcript: a header, then every question with its quoted, cited passages."""
     intro = ("Passages are quoted from the sources; the best-supporting span of each is in bold. "
              "Character ranges are offsets into the source files.")
-    lines = ["# myoqa transcript", "", intro, ""]
+    lines = ["# myoqa transcript", "",
+             f"- exported: {header.exported_at.isoformat(timespec='seconds')}",
+             f"- myoqa: {safe(header.version)}",
+             f"- index: `{safe(header.index)}` (built {safe(header.built_at)})",
+             f"- sources: `{safe(header.sources)}`",
+             f"- mode: {header.mode}, top {header.k} (each answer below names its own)",
+             "", intro, ""]
     for number, turn in enumerate(turns, 1):
         lines += turn_markdown(number, turn)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def save(turns: list[Turn], directory: Path, when: datetime) -> Path:
-    """Write the transcript to `myoqa-transcript-YYYYmmdd-HHMMSS.md` in `directory`, never over
-    an existing file; returns the path written."""
-    stem = f"myoqa-transcript-{when:%Y%m%d-%H%M%S}"
-    path = directory / f"{stem}.md"
+def to_json(turns: list[Turn], header: ExportHeader) -> str:
+    """The whole transcript as one JSON object; each answer as `myoqa ask --json` prints it."""
+    data: dict[str, Any] = {
+        "format": JSON_EXPORT_FORMAT, "exported_at": header.exported_at.isoformat(),
+        "myoqa_version": header.version, "index": header.index,
+        "index_built_at": header.built_at, "sources": header.sources,
+        "mode": header.mode, "k": header.k,
+        "turns": [{"question": t.question, "searched": t.searched, "mode": t.mode, "k": t.k,
+                   "fallback": t.fallback or None,
+                   "answer": t.answer.to_json() if t.answer else None} for t in turns],
+    }
+    return json.dumps(data, ensure_ascii=True, indent=1) + "\n"
+
+
+def export(turns: list[Turn], header: ExportHeader, fmt: str, directory: Path) -> Path:
+    """Write the transcript in `fmt` ("markdown" or "json") to
+    `myoqa-transcript-YYYYmmdd-HHMMSS.<ext>` in `directory` (created if missing), never over an
+    existing file; returns the path written. Raises MyoqaError or OSError."""
+    text = to_markdown(turns, header) if fmt == "markdown" else to_json(turns, header)
+    path = free_path(directory, f"myoqa-transcript-{header.exported_at:%Y%m%d-%H%M%S}",
+                     EXPORT_FORMATS[fmt])
+    write_output(path, text)
+    return path
+
+
+def free_path(directory: Path, stem: str, suffix: str) -> Path:
+    """`directory/stem.suffix`, or with -2, -3 … when that exists; the folder is created."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}.{suffix}"
     number = 2
-    while path.exists():
-        path = directory / f"{stem}-{number}.md"
+    while path.exists() or path.is_symlink():
+        path = directory / f"{stem}-{number}.{suffix}"
         number += 1
-    path.write_text(to_markdown(turns), encoding="utf-8")
     return path

@@ -12,8 +12,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Input, LoadingIndicator, Static
+from textual.widgets import Footer, Input, LoadingIndicator, Static
+from textual.widgets._footer import FooterKey
 
 from myoqa.render import passage_text, safe
 from myoqa.tui.history import History
@@ -25,13 +27,17 @@ if TYPE_CHECKING:
     from myoqa.search import Result
 
 BAR_WIDTH = 10
+# Below this width the footer leaves out the command palette key.
+WIDE_FOOTER = 100
+# The keys the footer keeps in view at any width, at its right end: help and quit.
+PINNED_ACTIONS = frozenset({"help", "app.help", "quit", "app.quit"})
 MOVE = Binding.Group("move")
 TOP = Binding.Group("top")
 
 
 def place(result: Result) -> str:
-    """A passage's place, compactly: source:line and character range."""
-    return safe(f"{result.source}:{result.line} · chars {result.start}–{result.end}")
+    """A passage's place, compactly: file:line:column (and page) and character range."""
+    return safe(f"{result.citation} · chars {result.start}–{result.end}")
 
 
 def bar_fraction(score: float, mode: str, top: float) -> float:
@@ -40,6 +46,14 @@ def bar_fraction(score: float, mode: str, top: float) -> float:
     if mode == "bm25":
         return score / top if top > 0 else 0.0
     return min(max(score, 0.0), 1.0)
+
+
+class CopyRequested(Message):
+    """Copy a passage with its citation; the app handles it, as it owns the clipboard."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__()
+        self.result = result
 
 
 class PassageBody(Widget):
@@ -245,3 +259,31 @@ class ChatInput(Input):
         if text is not None:
             self.value = text
             self.cursor_position = len(text)
+
+
+class ChatFooter(Footer):
+    """The key footer, with help and quit pinned at its right end so that a narrow terminal
+    cuts the other keys, never those; it adapts to the terminal's width as it changes."""
+
+    def __init__(self) -> None:
+        super().__init__(show_command_palette=False)
+
+    def compose(self) -> ComposeResult:
+        """Textual's footer keys, with the pinned ones (and the palette key) moved right."""
+        pinned: list[FooterKey] = []
+        for widget in super().compose():
+            if isinstance(widget, FooterKey) and (widget.action in PINNED_ACTIONS
+                                                  or widget.has_class("-command-palette")):
+                widget.remove_class("-command-palette")
+                pinned.append(widget)
+            else:
+                yield widget
+        if pinned:
+            yield Horizontal(*pinned, classes="pinned")
+
+    def on_resize(self) -> None:
+        """Show the palette key only when the terminal is wide enough for it."""
+        wide = self.app.size.width >= WIDE_FOOTER
+        if wide != self.show_command_palette:
+            self.show_command_palette = wide
+            self.call_after_refresh(self.recompose)

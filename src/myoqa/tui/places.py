@@ -1,0 +1,41 @@
+"""Where the chat keeps its own small files and where it puts what the user exports.
+
+Nothing is written into the package or the current folder: the question history lives in the
+user's data folder, exports (transcripts, screenshots) in a folder the user chose or else their
+documents folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "myoqa"
+DATA_ENV = "MYOQA_DATA_DIR"
+EXPORT_ENV = "MYOQA_EXPORT_DIR"
+
+
+def data_dir() -> Path:
+    """The chat's own files: $MYOQA_DATA_DIR, else the platform's user data folder for myoqa
+    (e.g. ~/.local/share/myoqa)."""
+    chosen = os.environ.get(DATA_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    import platformdirs
+
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def export_dir(chosen: str | Path | None = None) -> Path:
+    """Where exports go: `chosen` (the --export-dir flag), else $MYOQA_EXPORT_DIR, else a
+    `myoqa` folder in the user's documents folder when that exists, else `exports` in the
+    data folder."""
+    chosen = chosen or os.environ.get(EXPORT_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    import platformdirs
+
+    documents = platformdirs.user_documents_path()
+    if documents.is_dir() and documents != Path.home():
+        return documents / APP_NAME
+    return data_dir() / "exports"
