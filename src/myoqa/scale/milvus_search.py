@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +127,30 @@ class RemoteIndex:
         return self.texts[unit.source][unit.start:unit.end]
 
 
+class CandidatePostings:
+    """The candidates' postings, whose `vocab` is the whole collection's vocabulary (read only
+    by the check for unmatched or misspelt question words); scoring goes through term ids."""
+
+    def __init__(self, postings: Postings, vocabulary: Callable[[], list[str]]) -> None:
+        self.indptr, self.docs, self.tf, self.doc_len = (postings.indptr, postings.docs,
+                                                         postings.tf, postings.doc_len)
+        self.terms = postings.vocab
+        self._vocabulary = vocabulary
+
+    @property
+    def vocab(self) -> list[str]:
+        """Every term of the collection (read from Milvus once, when first asked for)."""
+        return self._vocabulary()
+
+
 class CollectionBM25(SparseBM25):
     """BM25 over the candidates only, with the whole collection's statistics: the scores the
     local index gives these passages (rank-bm25's formulas, as in `myoqa.bm25`)."""
 
-    def __init__(self, postings: Postings, manifest: MilvusManifest, df: dict[str, int]) -> None:
+    def __init__(self, postings: Postings, manifest: MilvusManifest, df: dict[str, int],
+                 vocabulary: Callable[[], list[str]]) -> None:
         stats = manifest.bm25
-        self.postings = postings
+        self.postings = CandidatePostings(postings, vocabulary)  # type: ignore[assignment]
         self.term_ids = {t: i for i, t in enumerate(postings.vocab)}
         self.size = len(postings.doc_len)
         self.k1 = K1
@@ -203,6 +220,7 @@ class MilvusSearcher:
         self._encoder: Any = None
         self._lock = threading.RLock()
         self._vocab: dict[str, int | None] = {}
+        self._all_terms: list[str] | None = None
 
     @property
     def dense_ready(self) -> bool:
@@ -243,7 +261,7 @@ class MilvusSearcher:
             ids = view.global_ids[scored.ids]
             table = view.index.passages
             self.index.passages.seen = {int(g): table[int(i)] for g, i in zip(ids, scored.ids)}
-            return Scores(ids, scored.fused, scored.lexical, scored.dense, scored.query)
+            return replace(scored, ids=ids)
 
     def empty_view(self) -> Index:
         """An index of no passages, the starting point of each question's candidates."""
@@ -278,7 +296,24 @@ class MilvusSearcher:
             len(rows), self.manifest.dimension)
         index = self._view(rows, spans, passage_vectors)
         postings = Postings.from_tokens([r["terms"].split() for r in rows])
-        return index, CollectionBM25(postings, self.manifest, df), np.array(ids, dtype=np.int64)
+        return (index, CollectionBM25(postings, self.manifest, df, self.vocabulary),
+                np.array(ids, dtype=np.int64))
+
+    def vocabulary(self) -> list[str]:
+        """Every term of the collection, read once (only a rare unmatched word needs it)."""
+        with self._lock:
+            if self._all_terms is None:
+                iterator = self.client.query_iterator(self.manifest.collections["vocab"],
+                                                      batch_size=BATCH_ROWS * 10, filter="",
+                                                      output_fields=["id"])
+                terms: list[str] = []
+                try:
+                    while batch := iterator.next():
+                        terms += [r["id"] for r in batch]
+                finally:
+                    iterator.close()
+                self._all_terms = terms
+            return self._all_terms
 
     def _rows(self, collection: str, ids: list[int], fields: list[str]) -> list[dict]:
         """Rows of `ids` in id order, fetched in batches."""
