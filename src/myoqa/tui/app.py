@@ -411,7 +411,8 @@ class ChatApp(App[None]):
                 ("In the question box", [("enter", "Ask the question")]
                  + rows(ChatInput.BINDINGS)),
                 ("On a passage (Tab or click to select)", rows(PassageView.BINDINGS)),
-                ("In the source viewer", rows(SourceScreen.BINDINGS))]
+                ("In the source viewer", rows(SourceScreen.BINDINGS)),
+                ("In the save dialog (ctrl+s)", rows(ExportScreen.BINDINGS))]
 
     def _key_name(self, key: str) -> str:
         shown = self.get_key_display(Binding(key, ""))
