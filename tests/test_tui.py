@@ -439,6 +439,20 @@ async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Search
     assert not list(Path.cwd().glob("myoqa-*"))
 
 
+async def test_saving_into_a_file_says_why_it_cannot(searcher: Searcher,
+                                                      tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("kept\n", encoding="utf-8")
+    app = make_app(searcher, export_dir=blocked)
+    async with app.run_test(size=(100, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await ask(pilot, FLUTTER)
+        await pilot.press("ctrl+s", "m")
+        await pilot.pause()
+        assert shown_notes(app) == [f"Cannot save the transcript: File exists ({blocked})"]
+    assert blocked.read_text(encoding="utf-8") == "kept\n"
+
+
 def test_markdown_escapes_source_text(searcher: Searcher) -> None:
     answer = searcher.search(FLUTTER, "bm25", 1)
     result = answer.results[0]

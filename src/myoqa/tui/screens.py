@@ -69,16 +69,6 @@ class HelpScreen(ModalScreen[None]):
         yield ChatFooter()
 
 
-def _context(text: str, start: int, end: int) -> tuple[str, str]:
-    """The source text before and after a passage, cut to CONTEXT_CHARS each way."""
-    before, after = text[max(0, start - CONTEXT_CHARS):start], text[end:end + CONTEXT_CHARS]
-    if start > CONTEXT_CHARS:
-        before = "… " + before
-    if len(text) - end > CONTEXT_CHARS:
-        after += " …"
-    return before, after
-
-
 class ExportScreen(ModalScreen[str | None]):
     """Asks in which format to save the transcript, and says where it goes."""
 
