@@ -10,6 +10,10 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from myoqa.scale.milvus_settings import MilvusSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_SEEDS = Path(__file__).resolve().parent / "seeds"
@@ -56,7 +60,10 @@ def user_cache() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """The places a run depends on, resolved once by the caller, with where each came from."""
+    """The places a run depends on, resolved once by the caller, with where each came from:
+    sources, index, model, and where the index lives (`backend`: local files, or a Milvus
+    server in `milvus`) and where a build embeds (`embed_with`: this process, or the Ray
+    cluster at `ray_address`)."""
 
     sources: Path
     index_dir: Path
@@ -64,11 +71,22 @@ class Settings:
     sources_from: str = "given"
     index_from: str = "given"
     model_from: str = "given"
+    backend: str = "local"
+    milvus: MilvusSettings | None = None
+    embed_with: str = "local"
+    ray_address: str | None = None
 
     @classmethod
-    def resolve(cls, sources: str | Path | None = None, index_dir: str | Path | None = None,
-                model: str | None = None) -> Settings:
-        """Flags win over environment variables, which win over the project, then defaults."""
+    def resolve(
+        cls, sources: str | Path | None = None, index_dir: str | Path | None = None,
+        model: str | None = None, backend: str | None = None, milvus_uri: str | None = None,
+        milvus_token: str | None = None, embed_with: str | None = None,
+        ray_address: str | None = None,
+    ) -> Settings:
+        """Flags win over environment variables (MYOQA_SOURCES, MYOQA_BACKEND, …), which win
+        over the project, then the defaults."""
+        from myoqa.scale.milvus_settings import MilvusSettings, resolve_backend
+
         project = project_root()
         src, src_why = _pick(sources, "MYOQA_SOURCES", "--sources")
         if src is None:
@@ -88,7 +106,11 @@ class Settings:
             name, model_why = os.environ["MYOQA_MODEL"], "$MYOQA_MODEL"
         else:
             name, model_why = DEFAULT_MODEL, "the default"
-        return cls(src, idx, name, src_why, idx_why, model_why)
+        backend = resolve_backend(backend)
+        return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
+                   milvus=MilvusSettings.resolve(milvus_uri, milvus_token)
+                   if backend == "milvus" else None,
+                   embed_with=embed_with or "local", ray_address=ray_address)
 
 
 def cache_index_dir(sources: Path) -> Path:

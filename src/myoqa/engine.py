@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from myoqa.config import Settings
-from myoqa.corpus import Source
+from myoqa.corpus import Source, source_hashes
 from myoqa.errors import printable
-from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
+from myoqa.index import BuildParams, Index, IndexProblem, ProgressFactory, encoders
+from myoqa.index.health import staleness
 from myoqa.index.opener import Notify, ready_index
 from myoqa.search import Searcher, SearchParams
 
@@ -33,9 +34,25 @@ def query_encoder_factory(index: Index) -> Callable[[], Any]:
     return load
 
 
+def is_current(settings: Settings, searcher: Searcher) -> bool:
+    """Whether the index `searcher` answers from still fits the sources and settings (the chat
+    checks before every question)."""
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import is_current as milvus_current
+
+        return milvus_current(settings, searcher)
+    return staleness(searcher.index.manifest, BuildParams(model=settings.model),
+                     source_hashes(settings.sources)) is None
+
+
 def open_searcher(settings: Settings, params: SearchParams | None = None,
                   notify: Notify = stderr_notify, progress: ProgressFactory | None = None,
                   sources: list[Source] | None = None) -> Searcher:
-    """A Searcher over the current index for `settings` (built or rebuilt first if needed)."""
+    """A Searcher over the current index for `settings` (the one entry point for all views):
+    the local index, or with `settings.backend` milvus the library's collection in Milvus."""
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import open_milvus_searcher
+
+        return open_milvus_searcher(settings, params, notify, progress, sources)
     index = ready_index(settings, notify, progress=progress, sources=sources)
     return Searcher(index, query_encoder_factory(index), params)

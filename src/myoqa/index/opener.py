@@ -14,7 +14,7 @@ from myoqa.config import Settings
 from myoqa.corpus import Skipped, Source, read_corpus, source_hashes
 from myoqa.errors import MyoqaError
 from myoqa.index import encoders, health, manifest
-from myoqa.index.build import BuildParams, EncoderInfo, ProgressFactory, build
+from myoqa.index.build import BuildParams, Encoder, EncoderInfo, ProgressFactory, build
 from myoqa.index.manifest import IndexProblem
 from myoqa.index.ownership import check_place, claim
 from myoqa.index.store import build_lock, current_build, load, save
@@ -121,12 +121,22 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     previous = load(index_dir)
-            built = build(sources, params, encoders.load_encoder(folder),
+            built = build(sources, params, _encoder(settings, folder),
                           EncoderInfo(folder, files), previous, progress,
                           [manifest.Skipped(s.name, s.reason) for s in skipped])
             return save(built, index_dir)
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
+
+
+def _encoder(settings: Settings, folder: Path) -> Encoder:
+    """What embeds a build's new passages: the ONNX encoder here, or on a Ray cluster with
+    `--embed-with ray` (the same encoder files, shipped to its workers)."""
+    if settings.embed_with == "ray":
+        from myoqa.scale.ray_embed import RayEncoder
+
+        return RayEncoder(folder, settings.ray_address)
+    return encoders.load_encoder(folder)
 
 
 def ready_index(settings: Settings, notify: Notify, params: BuildParams | None = None,
