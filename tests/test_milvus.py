@@ -17,9 +17,9 @@ import pytest
 
 from conftest import FLUTTER, MED, SEEDS, run_cli
 from myoqa import beir
-from myoqa import index as store
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.corpus import load_sources
+from myoqa.index import BuildParams, Index
 from myoqa.scale.milvus_engine import (
     encoder_dir,
     library_alias,
@@ -42,19 +42,19 @@ def on_milvus(settings: Settings, uri: str) -> Settings:
     return replace(settings, backend="milvus", milvus=MilvusSettings.resolve(uri))
 
 
-def publish(settings: Settings, index: store.Index, sources: list | None = None) -> str:
+def publish(settings: Settings, index: Index, sources: list | None = None) -> str:
     """Upload an index already built locally as the library's current build in Milvus (as a
     build would, without embedding again) with its query encoder; return the alias."""
-    params = store.BuildParams(model=settings.model)
+    params = BuildParams(model=settings.model)
     alias = library_alias(settings, params, settings.milvus, sources)
     listed = sources if sources is not None else load_sources(settings.sources)
     upload(connect(settings.milvus), index, alias, settings.milvus,
            made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
-    target = encoder_dir(settings, alias)
+    target = encoder_dir(settings)
     if not target.exists():
         import shutil
 
-        shutil.copytree(index.path / "encoder", target)
+        shutil.copytree(index.encoder_dir, target)
     return alias
 
 

@@ -9,21 +9,22 @@ from pathlib import Path
 import numpy as np
 
 from conftest import run_cli
-from myoqa import index as store
+from myoqa.index import Index
+from myoqa.index.store import load
 from myoqa.search import Searcher
 
 MIN_COSINE = 0.9999
 MED_SAMPLE = 400
 
 
-def vectors_of(index: store.Index, rows: np.ndarray) -> np.ndarray:
+def vectors_of(index: Index, rows: np.ndarray) -> np.ndarray:
     """Stored vectors of passages then spans, by their position in that order."""
     n = len(index.passages)
     passages = index.passage_vectors.reconstruct_n(0, n)
     return np.vstack([passages, np.asarray(index.span_vectors)])[rows]
 
 
-def texts_of(index: store.Index) -> list[str]:
+def texts_of(index: Index) -> list[str]:
     return [index.text(u) for u in index.passages] + [index.text(u) for u in index.spans]
 
 
@@ -33,7 +34,7 @@ def test_ray_vectors_match_the_local_build(searcher: Searcher, med_searcher: Sea
     passage and span and on a spread sample of MED's, with progress for every text."""
     from myoqa.scale.ray_embed import RayEncoder
 
-    encoder = RayEncoder(searcher.index.path / "encoder", ray_address)
+    encoder = RayEncoder(searcher.index.encoder_dir, ray_address)
     for index, rows in ((searcher.index, None), (med_searcher.index, MED_SAMPLE)):
         texts = texts_of(index)
         picked = (np.arange(len(texts)) if rows is None
@@ -51,7 +52,7 @@ def test_ray_workers_run_without_torch(ray_address: str, searcher: Searcher) -> 
 
     from myoqa.scale.ray_embed import ENCODER_FILES
 
-    files = ray.put({n: (searcher.index.path / "encoder" / n).read_bytes() for n in ENCODER_FILES})
+    files = ray.put({n: (searcher.index.encoder_dir / n).read_bytes() for n in ENCODER_FILES})
 
     @ray.remote(num_cpus=1)
     def embed_and_list(shipped: list) -> tuple[list[float], list[str]]:
@@ -76,7 +77,7 @@ def test_index_embed_with_ray_answers_as_locally(tmp_path: Path, searcher: Searc
     proc = run_cli("index", "--embed-with", "ray", "--ray-address", ray_address,
                    "--index-dir", str(index_dir), timeout=900)
     assert proc.returncode == 0, proc.stderr
-    built = store.load(index_dir)
+    built = load(index_dir)
     n = len(built.passages) + len(built.spans)
     cosine = (vectors_of(built, np.arange(n)) * vectors_of(searcher.index, np.arange(n))).sum(1)
     assert cosine.min() >= MIN_COSINE

@@ -11,7 +11,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +51,11 @@ class BuildParams:
     model: str
     chunking: ChunkParams = field(default_factory=ChunkParams)
     analyzer: Analyzer = field(default_factory=Analyzer)
+
+    def manifest_params(self) -> dict[str, Any]:
+        """The settings as JSON-ready data (for stores that keep their own manifest, Milvus)."""
+        return {"model": self.model, "chunking": asdict(self.chunking),
+                "analyzer": self.analyzer.params()}
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     previous = load(index_dir)
-            built = build(sources, params, _encoder(settings, folder),
+            built = build(sources, params, encoder_for(settings, folder),
                           EncoderInfo(folder, files), previous, progress,
                           [manifest.Skipped(s.name, s.reason) for s in skipped])
             return save(built, index_dir)
@@ -129,7 +129,7 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
         raise _write_error(index_dir, exc) from None
 
 
-def _encoder(settings: Settings, folder: Path) -> Encoder:
+def encoder_for(settings: Settings, folder: Path) -> Encoder:
     """What embeds a build's new passages: the ONNX encoder here, or on a Ray cluster with
     `--embed-with ray` (the same encoder files, shipped to its workers)."""
     if settings.embed_with == "ray":

@@ -4,18 +4,18 @@ stale (built by the local build code, embedded here or on Ray, then uploaded), a
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from myoqa import index as store
 from myoqa.config import Settings
 from myoqa.corpus import Source, load_sources, source_hashes
 from myoqa.errors import MyoqaError, printable
+from myoqa.index import BuildParams, ProgressFactory, encoders
+from myoqa.index.build import EncoderInfo, build
+from myoqa.index.opener import encoder_for
+from myoqa.index.ownership import claim
 from myoqa.scale.milvus_search import MilvusSearcher, load_build
 from myoqa.scale.milvus_settings import MilvusSettings, alias_name
 from myoqa.scale.milvus_store import (
@@ -30,19 +30,18 @@ from myoqa.scale.milvus_store import staleness as stale_reason
 from myoqa.search import SearchParams
 
 Notify = Callable[[str], None]
-ENCODERS_DIR = "milvus-encoders"
 
 
 def _stderr(message: str) -> None:
     print(f"myoqa: {printable(message)}", file=sys.stderr, flush=True)
 
 
-def made_from(params: store.BuildParams, milvus: MilvusSettings) -> dict[str, Any]:
+def made_from(params: BuildParams, milvus: MilvusSettings) -> dict[str, Any]:
     """What a Milvus build depends on besides its sources; a change means a rebuild."""
     return {**params.manifest_params(), "dense_index": milvus.dense_index}
 
 
-def library_alias(settings: Settings, params: store.BuildParams, milvus: MilvusSettings,
+def library_alias(settings: Settings, params: BuildParams, milvus: MilvusSettings,
                   sources: list[Source] | None) -> str:
     """The alias of this library: named by its sources folder, or (for sources given as a list,
     such as a BEIR collection) by a digest of their names; and by the settings."""
@@ -54,46 +53,27 @@ def library_alias(settings: Settings, params: store.BuildParams, milvus: MilvusS
     return alias_name(library, made_from(params, milvus))
 
 
-def encoder_dir(settings: Settings, alias: str) -> Path:
-    """Where the ONNX query encoder of a Milvus library is kept on this machine."""
-    return settings.index_dir / ENCODERS_DIR / alias
+def encoder_dir(settings: Settings) -> Path:
+    """Where the ONNX encoder of the model is kept on this machine (the local index folder's
+    shared encoders, exported once per model)."""
+    return settings.index_dir / encoders.ENCODERS / encoders.model_key(settings.model)
 
 
-def _keep_encoder(export: Callable[[Path], None], target: Path) -> None:
-    """Write the query encoder beside `target`, then rename it into place (a reader never
-    sees half of it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        export(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    except OSError as exc:
-        raise MyoqaError(f"cannot write the query encoder in {target}: {exc.strerror or exc}",
-                         "pass --index-dir DIR on a writable disk") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def build_milvus(settings: Settings, params: store.BuildParams,
-                 progress: store.ProgressFactory | None = None,
+def build_milvus(settings: Settings, params: BuildParams,
+                 progress: ProgressFactory | None = None,
                  sources: list[Source] | None = None) -> MilvusManifest:
     """Chunk and embed the sources with the local build code (embedding here or on Ray, as
     `settings.embed_with` says), then upload them as a new build of their alias."""
-    from myoqa.embedding import load_model
-    from myoqa.engine import build_encoder
-
     milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
     sources = load_sources(settings.sources) if sources is None else sources
     if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
     client = connect(milvus)
-    model = load_model(params.model)
-    with build_encoder(settings, model) as (encoder, export):
-        _keep_encoder(export, encoder_dir(settings, alias))
-        built = store.assemble(sources, params, encoder, progress)
+    claim(settings.index_dir)
+    folder, files = encoders.ensure_encoder(settings.index_dir, params.model, _stderr)
+    built = build(sources, params, encoder_for(settings, folder), EncoderInfo(folder, files),
+                  None, progress)
     return upload(client, built, alias, milvus, made_from(params, milvus),
                   {s.name: s.sha256 for s in sources}, progress)
 
@@ -104,12 +84,12 @@ def _milvus(settings: Settings) -> MilvusSettings:
     return settings.milvus
 
 
-def ready_milvus(settings: Settings, params: store.BuildParams | None = None, notify: Notify = _stderr,
-                 progress: store.ProgressFactory | None = None,
+def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: Notify = _stderr,
+                 progress: ProgressFactory | None = None,
                  sources: list[Source] | None = None) -> tuple[Any, MilvusManifest, str]:
     """A client, the current build's manifest and its alias; built first when missing or
     stale. Without a local sources folder the stored build is used as it is."""
-    params = params or store.BuildParams(model=settings.model)
+    params = params or BuildParams(model=settings.model)
     milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
     if sources is not None:
@@ -133,7 +113,7 @@ def ready_milvus(settings: Settings, params: store.BuildParams | None = None, no
 def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest
                           ) -> Callable[[], Any]:
     """The ONNX export written by the build on this machine, else sentence-transformers."""
-    directory = encoder_dir(settings, alias)
+    directory = encoder_dir(settings)
 
     def load() -> Any:
         if (directory / "model.onnx").is_file():
@@ -158,7 +138,7 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
 
 
 def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
-                         notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
+                         notify: Notify = _stderr, progress: ProgressFactory | None = None,
                          sources: list[Source] | None = None) -> MilvusSearcher:
     """A Searcher over the library's current build in Milvus (built first when stale)."""
     client, manifest, alias = ready_milvus(settings, notify=notify, progress=progress,
@@ -168,9 +148,9 @@ def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
 
 
 def index_milvus(settings: Settings, rebuild: bool,
-                 progress: store.ProgressFactory | None = None) -> str:
+                 progress: ProgressFactory | None = None) -> str:
     """`myoqa index --backend milvus`: build when asked or stale; one line on what it holds."""
-    params = store.BuildParams(model=settings.model)
+    params = BuildParams(model=settings.model)
     if rebuild:
         manifest = build_milvus(settings, params, progress)
         alias = library_alias(settings, params, _milvus(settings), None)
@@ -184,7 +164,7 @@ def index_milvus(settings: Settings, rebuild: bool,
 def is_current(settings: Settings, searcher: Any) -> bool:
     """Whether `searcher` answers from the build its alias names now, and that build still fits
     the sources and settings."""
-    params = store.BuildParams(model=settings.model)
+    params = BuildParams(model=settings.model)
     milvus = _milvus(settings)
     manifest: MilvusManifest = searcher.manifest
     alias = library_alias(settings, params, milvus, None)
