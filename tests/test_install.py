@@ -15,8 +15,14 @@ from conftest import FLUTTER, SEEDS
 from myoqa.config import PACKAGE_SEEDS, PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-NOT_PACKAGED = (".venv", ".git", "index", "eval", "tests", "build", "*.egg-info", "__pycache__",
-                ".pytest_cache", ".ruff_cache", ".hypothesis")
+NOT_PACKAGED = {".venv", ".git", "index", "eval", "tests", "build", ".pytest_cache", ".ruff_cache",
+                ".hypothesis"}
+
+
+def _not_packaged(folder: str, names: list[str]) -> set[str]:
+    """The checkout's own top-level folders (never src/'s), caches and build leftovers."""
+    top = set(names) & NOT_PACKAGED if Path(folder) == PROJECT_ROOT else set()
+    return top | {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
 
 
 def test_bundled_seeds_are_the_seeds_byte_for_byte() -> None:
@@ -32,7 +38,7 @@ def _pip(*args: str) -> None:
 def test_a_wheel_installed_outside_the_checkout_answers_over_the_bundled_seeds(
         tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    shutil.copytree(PROJECT_ROOT, tree, ignore=shutil.ignore_patterns(*NOT_PACKAGED))
+    shutil.copytree(PROJECT_ROOT, tree, ignore=_not_packaged)
     _pip("wheel", "--no-deps", "--no-build-isolation", str(tree), "-w", str(tmp_path / "wheel"))
     site = tmp_path / "site"
     _pip("install", "--no-deps", "--target", str(site), *map(str, (tmp_path / "wheel").iterdir()))

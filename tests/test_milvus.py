@@ -20,6 +20,7 @@ from myoqa import beir
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.corpus import load_sources
 from myoqa.index import BuildParams, Index
+from myoqa.index.ownership import claim
 from myoqa.scale.milvus_engine import (
     encoder_dir,
     library_alias,
@@ -50,11 +51,11 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
     listed = sources if sources is not None else load_sources(settings.sources)
     upload(connect(settings.milvus), index, alias, settings.milvus,
            made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
-    target = encoder_dir(settings)
-    if not target.exists():
+    if not encoder_dir(settings).exists():
         import shutil
 
-        shutil.copytree(index.encoder_dir, target)
+        claim(settings.index_dir)
+        shutil.copytree(index.encoder_dir.parent, encoder_dir(settings).parent)
     return alias
 
 

@@ -22,8 +22,9 @@ import numpy as np
 
 from myoqa.analysis import Analyzer
 from myoqa.bm25 import K1, B, Postings, SparseBM25
-from myoqa.chunking import Unit
+from myoqa.chunking import ChunkParams, Unit
 from myoqa.index import Index, UnitTable
+from myoqa.index.manifest import Counts, Manifest, ModelInfo
 from myoqa.scale.milvus_settings import dense_search_params
 from myoqa.scale.milvus_store import BATCH_ROWS, MilvusManifest, read_manifest
 from myoqa.search import Answer, Scores, Searcher, SearchParams
@@ -363,9 +364,16 @@ class MilvusSearcher:
             len(spans), self.manifest.dimension)
         flat = faiss.IndexFlatIP(self.manifest.dimension)
         flat.add(passage_vectors)
-        manifest = {"model": {"name": self.manifest.model, "dimension": self.manifest.dimension},
-                    "analyzer": self.manifest.analyzer}
-        return Index(path=Path(), manifest=manifest, texts=self.index.texts, passages=table,
+        analyzer = self.manifest.analyzer
+        manifest = Manifest(
+            model=ModelInfo(self.manifest.model, self.manifest.dimension, "", {}),
+            chunking=ChunkParams(), analyzer=Analyzer(stem=analyzer["stem"],
+                                                      stopwords=analyzer["stopwords"]),
+            analyzer_rules=analyzer["rules"], sources=[],
+            counts=Counts(len(names), len(rows), len(spans)), files={}, versions={},
+            built_at=self.manifest.built_at, build_seconds=0.0, dense_index="flat")
+        return Index(path=Path(), encoder_dir=Path(), manifest=manifest, texts=self.index.texts,
+                     passages=table,
                      spans=span_table, passage_spans=passage_spans,
                      postings=Postings.from_tokens([]), passage_vectors=flat,
                      span_vectors=span_vectors)

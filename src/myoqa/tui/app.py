@@ -562,7 +562,7 @@ class ChatApp(App[None]):
         index = self.searcher.index if self.searcher else None
         return ExportHeader(datetime.now().astimezone(), __version__,
                             str(index.path.absolute()) if index else "",
-                            str(index.manifest.get("built_at", "")) if index else "",
+                            index.manifest.built_at if index else "",
                             str(self.settings.sources.absolute()), self.mode, self.k)
 
     def action_save_screenshot(self) -> None:
