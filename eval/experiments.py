@@ -206,10 +206,8 @@ def exp_late() -> None:
     print("| hybrid alone | " + three_sets(SearchParams(late=None)), flush=True)
     for expand in (True, False):
         COLBERT.expand_query = expand
-        for depth in (10, 15, 20, 30, 200):
-            for weight in (0.1, 0.15, 0.25):
-                if expand and weight == 0.1:
-                    continue
+        for depth in (15, 30) if expand else (10, 15, 20, 30, 200):
+            for weight in (0.15, 0.25) if expand else (0.1, 0.15, 0.25):
                 params = SearchParams(late=LateInteraction(weight, depth))
                 print(f"| {'[MASK] expansion, ' if expand else ''}N={depth} w={weight} | "
                       + three_sets(params), flush=True)
