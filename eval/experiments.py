@@ -79,6 +79,9 @@ class CachedColbert:
             self.query_cache[key] = self.inner.query(text)
         return self.query_cache[key]
 
+    def offsets(self, text: str) -> np.ndarray:
+        return self.inner.offsets(text)
+
     def signal(self, index: Index, dtype: type = np.float16) -> LateSignal:
         texts = [index.text(u) for u in index.passages]
         new = [t for t in dict.fromkeys(texts) if t not in self.passage_cache]
