@@ -13,6 +13,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from myoqa.colbert import ColbertEncoder
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.search import Searcher
@@ -169,3 +170,9 @@ def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: st
     for word in words:
         assert word in lines[-1], (word, lines[-1])
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def colbert() -> ColbertEncoder:
+    """The late-interaction encoder (answerai-colbert-small-v1), loaded once per session."""
+    return ColbertEncoder()
