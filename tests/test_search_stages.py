@@ -19,7 +19,7 @@ from myoqa.search.fusion import fuse
 from myoqa.search.highlight import answerable, is_heading, snap
 from myoqa.search.late import TokenVectors, maxsim, rerank, span_scores
 from myoqa.search.signals import normalised_bm25
-from myoqa.search.unmatched import unmatched_terms
+from myoqa.search.unmatched import by_initial, unmatched_terms
 
 TEXT = " ".join(f"w{i}" for i in range(40))
 """One source of 40 one-token words; word i spans characters [3i, 3i + 2) for i < 10."""
@@ -125,7 +125,9 @@ def test_source_penalty_lets_another_source_in() -> None:
 def _unmatched(question: str, source_words: str) -> list[str]:
     analyzer = Analyzer()
     terms = set(analyzer.terms(source_words))
-    return unmatched_terms(question, analyzer, terms.__contains__, lambda: terms)
+    grouped = by_initial(terms)
+    return unmatched_terms(question, analyzer, terms.__contains__,
+                           lambda initial: grouped.get(initial, []))
 
 
 def test_unmatched_terms_are_specific_words_no_source_uses() -> None:
