@@ -132,7 +132,8 @@ def ready_milvus(settings: Settings, params: store.BuildParams | None = None, no
 
 def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest
                           ) -> Callable[[], Any]:
-    """The ONNX export written by the build on this machine, else sentence-transformers."""
+    """The ONNX export kept on this machine (by the build, or by the first question asked
+    here, which loads sentence-transformers once and writes the export)."""
     directory = encoder_dir(settings, alias)
 
     def load() -> Any:
@@ -145,9 +146,15 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
                 raise MyoqaError(f"query encoder in {directory} is damaged "
                                  f"({type(exc).__name__})", f"remove {directory}") from None
         else:
-            from myoqa.embedding import SentenceTransformerEncoder, load_model
+            import contextlib
 
-            encoder = SentenceTransformerEncoder(load_model(settings.model))
+            from myoqa.embedding import SentenceTransformerEncoder, load_model
+            from myoqa.onnx_encoder import export_onnx
+
+            model = load_model(settings.model)
+            encoder = SentenceTransformerEncoder(model)
+            with contextlib.suppress(MyoqaError):  # kept for the next question, if writable
+                _keep_encoder(lambda out: export_onnx(model, out), directory)
         if encoder.dimension != manifest.dimension:
             raise MyoqaError(f"the query encoder makes vectors of dimension {encoder.dimension}, "
                              f"the Milvus index holds {manifest.dimension}",
