@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from myoqa.engine import open_searcher
 from myoqa.search import Searcher
 
 SEEDS = PROJECT_ROOT / "seeds"
+MED = PROJECT_ROOT / "eval" / "datasets" / "med"
+SERVER_START_SECONDS = 120
 FLUTTER = "000_0ea712277db854cc.txt"
 PROSE = "001_f6f440b41de63d6e.txt"
 # What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
@@ -170,6 +174,64 @@ def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: st
     for word in words:
         assert word in lines[-1], (word, lines[-1])
     return lines[-1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus server for the session: `milvus-lite server` on 127.0.0.1 and a free port,
+    stopped at the end."""
+    data = tmp_path_factory.mktemp("milvus")
+    port = free_port()
+    log = open(data.parent / "milvus-server.log", "w")  # noqa: SIM115 (open for the session)
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+                               str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        assert server.poll() is None, "milvus-lite server exited at start"
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert time.monotonic() < deadline, "milvus-lite server did not start listening"
+        time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def med_searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
+    """The MED BEIR collection indexed locally once (as `myoqa eval --beir` does)."""
+    from myoqa import beir
+    from myoqa.search import SearchParams
+
+    settings = Settings.resolve(index_dir=tmp_path_factory.mktemp("med-index"))
+    found = open_searcher(settings, SearchParams(candidates=beir.CANDIDATES),
+                          notify=lambda _m: None, sources=beir.load(MED).documents)
+    found.load_encoder()
+    return found
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """A local 2-CPU Ray for the session (its start-up is slow, so it is shared)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

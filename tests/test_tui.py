@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import LoadingIndicator
+from textual.widgets import LoadingIndicator, Static
 
 from conftest import run_cli
 from myoqa import __version__
@@ -439,6 +439,20 @@ async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Search
     assert not list(Path.cwd().glob("myoqa-*"))
 
 
+async def test_saving_into_a_file_says_why_it_cannot(searcher: Searcher,
+                                                      tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("kept\n", encoding="utf-8")
+    app = make_app(searcher, export_dir=blocked)
+    async with app.run_test(size=(100, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await ask(pilot, FLUTTER)
+        await pilot.press("ctrl+s", "m")
+        await pilot.pause()
+        assert shown_notes(app) == [f"Cannot save the transcript: File exists ({blocked})"]
+    assert blocked.read_text(encoding="utf-8") == "kept\n"
+
+
 def test_markdown_escapes_source_text(searcher: Searcher) -> None:
     answer = searcher.search(FLUTTER, "bm25", 1)
     result = answer.results[0]
@@ -739,6 +753,13 @@ async def test_changed_source_is_indexed_before_the_next_question(source_copy: P
         assert isinstance(app.screen, SourceScreen)
         assert app.screen.after == old_texts[before.passages[0].result.source][
             before.passages[0].result.end:]
+        await pilot.press("escape", "escape")
+        assert isinstance(app.focused, ChatInput)
+        (source_copy / JME_SOURCE).write_bytes(b"Zorblax \xff\xfe broken\n")
+        failed = await ask(pilot, ZORBLAX)
+        assert failed.turn.answer is None and failed.query(".error")
+        assert JME_SOURCE in str(failed.query_one(".error", Static).render())
+        assert app.query_one(StatusBar).message.startswith("Cannot check or update the index: ")
 
 
 def test_chat_without_a_terminal_refuses_at_once(tmp_path: Path) -> None:

@@ -46,6 +46,16 @@ def _place_options(parser: argparse.ArgumentParser) -> None:
                         help="embedding model (default: all-MiniLM-L6-v2, or $MYOQA_MODEL)")
 
 
+def _backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("local", "milvus"),
+                        help="where the index lives: local files (default) or a Milvus server "
+                        "($MYOQA_BACKEND); milvus needs the myoqa[scale] extra")
+    parser.add_argument("--milvus-uri", metavar="URI",
+                        help="Milvus server (http://host:19530) or a milvus-lite file "
+                        "($MYOQA_MILVUS_URI)")
+    parser.add_argument("--milvus-token", metavar="T", help="Milvus token ($MYOQA_MILVUS_TOKEN)")
+
+
 def build_parser() -> Parser:
     """All commands and options."""
     parser = Parser(prog="myoqa", description="Answers questions about myoclonus with ranked, "
@@ -64,10 +74,17 @@ def build_parser() -> Parser:
     ask.add_argument("--open", type=_positive_int, metavar="RANK",
                      help="open the passage of this rank in $EDITOR (or $PAGER) at its line")
     _place_options(ask)
+    _backend_options(ask)
 
     idx = sub.add_parser("index", help="build the index (progress on stderr)")
     idx.add_argument("--rebuild", action="store_true", help="rebuild even if it is current")
+    idx.add_argument("--embed-with", choices=("local", "ray"), default="local",
+                     help="embed in this process (default) or as a Ray job (myoqa[scale])")
+    idx.add_argument("--ray-address", metavar="ADDR",
+                     help="with --embed-with ray: the Ray cluster to join (default: start one "
+                     "on this machine)")
     _place_options(idx)
+    _backend_options(idx)
 
     for name in ("info", "status"):
         info = sub.add_parser(name, help="show what the index holds")
@@ -83,6 +100,7 @@ def build_parser() -> Parser:
     ev.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR collection instead")
     ev.add_argument("--trec-out", metavar="FILE", help="with --beir: write a TREC run file")
     _place_options(ev)
+    _backend_options(ev)
 
     bench = sub.add_parser("bench", help="measure speed (see README); writes eval/bench/")
     bench.add_argument("--sizes", type=_sizes, default="10000,100000,1000000", metavar="N,N,…",
@@ -97,13 +115,19 @@ def build_parser() -> Parser:
                       help="folder for saved transcripts and screenshots (default: "
                            "$MYOQA_EXPORT_DIR, else Documents/myoqa or the user data folder)")
     _place_options(chat)
+    _backend_options(chat)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Any:
     from myoqa.config import Settings
 
-    return Settings.resolve(args.sources, args.index_dir, args.model)
+    return Settings.resolve(args.sources, args.index_dir, args.model,
+                            backend=getattr(args, "backend", None),
+                            milvus_uri=getattr(args, "milvus_uri", None),
+                            milvus_token=getattr(args, "milvus_token", None),
+                            embed_with=getattr(args, "embed_with", None),
+                            ray_address=getattr(args, "ray_address", None))
 
 
 def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
@@ -220,6 +244,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     progress = _progress_factory(True)
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import index_milvus
+
+        print(printable(index_milvus(settings, args.rebuild, progress)))
+        return ExitCode.OK
     if args.rebuild:
         built = build_index(settings, store.BuildParams(model=settings.model), progress)
     else:

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,23 @@ def _load_current(index_dir: Path, params: store.BuildParams, hashes: dict[str, 
         return index
 
 
+@contextlib.contextmanager
+def build_encoder(settings: Settings, model: Any
+                  ) -> Iterator[tuple[Any, Callable[[Path], None]]]:
+    """The encoder a build embeds with (sentence-transformers here, or the ONNX encoder on Ray
+    with --embed-with ray) and how it writes the query encoder into the build."""
+    if settings.embed_with == "ray":
+        from myoqa.scale.ray_embed import ray_build_encoder
+
+        with ray_build_encoder(model, settings.index_dir, settings.ray_address) as pair:
+            yield pair
+        return
+    from myoqa.embedding import SentenceTransformerEncoder
+    from myoqa.onnx_encoder import export_onnx
+
+    yield SentenceTransformerEncoder(model), lambda out: export_onnx(model, out)
+
+
 def build_index(settings: Settings, params: store.BuildParams,
                 progress: store.ProgressFactory | None = None,
                 sources: list[Source] | None = None, notify: Notify = _stderr,
@@ -117,13 +134,12 @@ def build_index(settings: Settings, params: store.BuildParams,
             if not force:
                 with contextlib.suppress(store.IndexProblem):
                     return _load_current(index_dir, params, {s.name: s.sha256 for s in sources})
-            from myoqa.embedding import SentenceTransformerEncoder, load_model
-            from myoqa.onnx_encoder import export_onnx
+            from myoqa.embedding import load_model
 
             model = load_model(params.model)
-            encoder = SentenceTransformerEncoder(model)
-            built = store.assemble(sources, params, encoder, progress)
-            return store.save(built, index_dir, lambda out: export_onnx(model, out))
+            with build_encoder(settings, model) as (encoder, export):
+                built = store.assemble(sources, params, encoder, progress)
+                return store.save(built, index_dir, export)
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
 
@@ -177,9 +193,26 @@ def query_encoder_factory(index: store.Index, model: str | None = None) -> Calla
     return load
 
 
+def is_current(settings: Settings, searcher: Searcher) -> bool:
+    """Whether the index `searcher` answers from still fits the sources and settings (the chat
+    checks before every question)."""
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import is_current as milvus_current
+
+        return milvus_current(settings, searcher)
+    params = store.BuildParams(model=settings.model)
+    return store.staleness(searcher.index.manifest, params,
+                           source_hashes(settings.sources)) is None
+
+
 def open_searcher(settings: Settings, params: SearchParams | None = None,
                   notify: Notify = _stderr, progress: store.ProgressFactory | None = None,
                   sources: list[Source] | None = None) -> Searcher:
-    """A Searcher over the current index for `settings` (the one entry point for all views)."""
+    """A Searcher over the current index for `settings` (the one entry point for all views):
+    the local index, or with `settings.backend` milvus the library's collection in Milvus."""
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import open_milvus_searcher
+
+        return open_milvus_searcher(settings, params, notify, progress, sources)
     index = ready_index(settings, notify=notify, progress=progress, sources=sources)
     return Searcher(index, query_encoder_factory(index, settings.model), params)

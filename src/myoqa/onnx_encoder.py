@@ -141,8 +141,9 @@ def export_onnx(model_path: str | Any, out_dir: Path) -> None:
 class OnnxEncoder:
     """Embeds texts with an `export_onnx` directory, importing only numpy/onnxruntime/tokenizers."""
 
-    def __init__(self, model_dir: Path) -> None:
-        """Load the tokenizer and an onnxruntime CPU session sized for a small (2-core) machine."""
+    def __init__(self, model_dir: Path, threads: int | None = None) -> None:
+        """Load the tokenizer and an onnxruntime CPU session sized for a small (2-core) machine,
+        or with `threads` threads (one per worker when several embed side by side)."""
         config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         if config["pooling"] != "mean":
             raise ValueError(
@@ -156,7 +157,7 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = min(2, os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         # Idle worker threads sleep instead of spinning, so they leave the second core to the
         # UI and the rest of the query between (and after) encodes.

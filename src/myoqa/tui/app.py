@@ -68,6 +68,14 @@ WELCOME = (
 TRANSCRIPT_ACTIONS = frozenset({"move", "open_source", "copy_passage", "reask", "focus_passages",
                                 "focus_input", "clear", "save_transcript", "scroll_transcript"})
 
+def reason(exc: OSError | MyoqaError) -> str:
+    """Why a file could not be written, in one line naming it."""
+    if isinstance(exc, MyoqaError):
+        return str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return printable(f"{exc.strerror or exc}{where}")
+
+
 def describe(exc: BaseException) -> str:
     """A one-line message for a failure in a worker."""
     if isinstance(exc, MyoqaError):
@@ -222,6 +230,10 @@ class ChatApp(App[None]):
 
         try:
             fresh = self.factory(old, notify, self._progress_from_thread)
+        except Exception as exc:  # re-raised: shown on the card too
+            self.call_from_thread(self.status.idle, f"Cannot check or update the index: "
+                                  f"{describe(exc)}", problem=True)
+            raise
         finally:
             self.index_settled.set()
         if fresh is not old:
@@ -362,8 +374,7 @@ class ChatApp(App[None]):
         try:
             remember(self.history_path, question)
         except (OSError, MyoqaError) as exc:
-            self.history_problem = str(exc) if isinstance(exc, MyoqaError) else \
-                f"cannot write {self.history_path}: {exc.strerror or exc}"
+            self.history_problem = reason(exc)
             self.tell(f"Questions are not kept for the next session: {self.history_problem}",
                       severity="warning", timeout=LONG_NOTE_SECONDS)
 
@@ -407,7 +418,8 @@ class ChatApp(App[None]):
                 ("In the question box", [("enter", "Ask the question")]
                  + rows(ChatInput.BINDINGS)),
                 ("On a passage (Tab or click to select)", rows(PassageView.BINDINGS)),
-                ("In the source viewer", rows(SourceScreen.BINDINGS))]
+                ("In the source viewer", rows(SourceScreen.BINDINGS)),
+                ("In the save dialog (ctrl+s)", rows(ExportScreen.BINDINGS))]
 
     def _key_name(self, key: str) -> str:
         shown = self.get_key_display(Binding(key, ""))
@@ -530,17 +542,21 @@ class ChatApp(App[None]):
     def save_transcript(self, fmt: str | None) -> None:
         """Save the transcript as "markdown" or "json" (None: nothing) with a header saying how
         its answers were made."""
-        if fmt is None:
-            return
-        turns = [card.turn for card in self.cards]
+        if fmt is not None:
+            turns = [card.turn for card in self.cards]
+            self._save("transcript", lambda: transcript.export(turns, self._export_header(), fmt,
+                                                               self.export_dir))
+
+    def _save(self, what: str, write: Callable[[], Path]) -> None:
+        """Run `write`, then say where the file went or why it could not be written."""
         try:
-            path = transcript.export(turns, self._export_header(), fmt, self.export_dir)
+            path = write()
         except (OSError, MyoqaError) as exc:
-            reason = str(exc) if isinstance(exc, MyoqaError) else exc.strerror or str(exc)
-            self.tell(f"Cannot save the transcript: {reason}", severity="error",
+            self.tell(f"Cannot save the {what}: {reason(exc)}", severity="error",
                       timeout=LONG_NOTE_SECONDS)
-            return
-        self.tell(f"Transcript saved to {path}", title="Saved", timeout=LONG_NOTE_SECONDS)
+        else:
+            self.tell(f"{what.capitalize()} saved to {path}", title="Saved",
+                      timeout=LONG_NOTE_SECONDS)
 
     def _export_header(self) -> ExportHeader:
         index = self.searcher.index if self.searcher else None
@@ -551,17 +567,15 @@ class ChatApp(App[None]):
 
     def action_save_screenshot(self) -> None:
         """Save an SVG screenshot of the screen into the export folder."""
-        try:
-            path = transcript.free_path(self.export_dir,
-                                        f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}",
-                                        "svg")
-            write_output(path, self.export_screenshot())
-        except (OSError, MyoqaError) as exc:
-            reason = str(exc) if isinstance(exc, MyoqaError) else exc.strerror or str(exc)
-            self.tell(f"Cannot save the screenshot: {reason}", severity="error",
-                      timeout=LONG_NOTE_SECONDS)
-            return
-        self.tell(f"Screenshot saved to {path}", title="Saved", timeout=LONG_NOTE_SECONDS)
+        svg = self.export_screenshot()
+
+        def write() -> Path:
+            path = transcript.free_path(
+                self.export_dir, f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}", "svg")
+            write_output(path, svg)
+            return path
+
+        self._save("screenshot", write)
 
     def tell(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
              timeout: float = NOTE_SECONDS) -> None:

@@ -25,15 +25,10 @@ def current_searcher(settings: Settings, searcher: Searcher | None, notify: Noti
                      progress: ProgressFactory) -> Searcher:
     """`searcher` while its index fits the sources and settings, else a searcher over the
     current index, rebuilt first (with `notify` saying why) when it is missing or stale."""
-    from myoqa import index as store
-    from myoqa.corpus import source_hashes
-    from myoqa.engine import open_searcher
+    from myoqa.engine import is_current, open_searcher
 
-    if searcher is not None:
-        params = store.BuildParams(model=settings.model)
-        if store.staleness(searcher.index.manifest, params,
-                           source_hashes(settings.sources)) is None:
-            return searcher
+    if searcher is not None and is_current(settings, searcher):
+        return searcher
     return open_searcher(settings, notify=notify, progress=progress)
 
 

@@ -69,16 +69,6 @@ class HelpScreen(ModalScreen[None]):
         yield ChatFooter()
 
 
-def _context(text: str, start: int, end: int) -> tuple[str, str]:
-    """The source text before and after a passage, cut to CONTEXT_CHARS each way."""
-    before, after = text[max(0, start - CONTEXT_CHARS):start], text[end:end + CONTEXT_CHARS]
-    if start > CONTEXT_CHARS:
-        before = "… " + before
-    if len(text) - end > CONTEXT_CHARS:
-        after += " …"
-    return before, after
-
-
 class ExportScreen(ModalScreen[str | None]):
     """Asks in which format to save the transcript, and says where it goes."""
 
@@ -222,7 +212,7 @@ class SourceScreen(Screen[None]):
         laid out."""
         self._show_title()
         if self.focused is None:
-            self.query_one("#source-scroll").focus()
+            self.set_focus(self.query_one("#source-scroll"))
         self.call_after_refresh(self.scroll_to_passage)
 
     @property
@@ -251,12 +241,12 @@ class SourceScreen(Screen[None]):
         box = self.query_one("#source-search", SearchBox)
         box.display = True
         box.value = self.query_text
-        box.focus()
+        self.set_focus(box)
 
     def action_close_search(self) -> None:
         """Hide the search field and go back to the text."""
         self.query_one("#source-search").display = False
-        self.query_one("#source-scroll").focus()
+        self.set_focus(self.query_one("#source-scroll"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Search for the field's text (case-insensitive) and go to the first match at or

@@ -1,0 +1,115 @@
+"""The embedding job on Ray: passages and spans embedded by Ray Data batches on a pool of actors.
+
+Each actor runs myoqa's ONNX encoder (onnxruntime and tokenizers, no torch), loaded from the
+export the build wrote, whose files travel through Ray's object store, so workers need no shared
+disk and no model download. The vectors are the ONNX encoder's, which match
+sentence-transformers' to cosine ≥ 0.9999 (tested), so either backend can take them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from myoqa.errors import MyoqaError
+from myoqa.onnx_encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE, OnnxEncoder
+
+ENCODER_FILES = (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE, CONFIG_FILE)
+BATCH_TEXTS = 64
+THREADS_PER_WORKER = 1
+
+
+class _Embedder:
+    """One Ray actor: the ONNX encoder, written from the shipped files (an object reference to
+    {name: bytes}, put once however many actors read it) into a private folder."""
+
+    def __init__(self, files: Any) -> None:
+        import ray
+
+        folder = Path(tempfile.mkdtemp(prefix="myoqa-encoder-"))
+        for name, data in ray.get(files).items():
+            (folder / name).write_bytes(data)
+        self.encoder = OnnxEncoder(folder, threads=THREADS_PER_WORKER)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"row": batch["row"], "vector": self.encoder.encode([str(t) for t in batch["text"]])}
+
+
+def start_ray(address: str | None) -> None:
+    """Join the Ray cluster at `address` (or `auto`), or start a local one with every core."""
+    import ray
+
+    for name in ("ray", "ray.data"):  # progress is myoqa's own; Ray's chatter stays quiet
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                 include_dashboard=False, configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise MyoqaError(f"cannot start or join Ray at {address or 'this machine'} "
+                         f"({str(exc).splitlines()[0][:200]})",
+                         "check --ray-address, or leave it out to run Ray here") from None
+
+
+class RayEncoder:
+    """Embeds texts as a Ray Data job; the same interface as the local encoders."""
+
+    def __init__(self, encoder_dir: Path, address: str | None = None,
+                 workers: int | None = None) -> None:
+        import json
+
+        self.files = {name: (encoder_dir / name).read_bytes() for name in ENCODER_FILES}
+        self.dimension = int(json.loads(self.files[CONFIG_FILE])["dimension"])
+        self.address = address
+        self.workers = workers
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None = None
+               ) -> np.ndarray:
+        """Vectors for `texts`, in order; `progress` hears of each batch as it comes back."""
+        import ray
+
+        start_ray(self.address)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        dataset = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+        embedded = dataset.map_batches(
+            _Embedder, fn_constructor_kwargs={"files": ray.put(self.files)},
+            batch_size=BATCH_TEXTS, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+            batch_format="numpy")
+        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+            out[batch["row"]] = np.asarray(batch["vector"], dtype=np.float32)
+            if progress:
+                progress(len(batch["row"]))
+        return out
+
+
+@contextlib.contextmanager
+def ray_build_encoder(model: Any, work_dir: Path, address: str | None
+                      ) -> Iterator[tuple[RayEncoder, Callable[[Path], None]]]:
+    """A RayEncoder for a build, and how to copy its ONNX export into the build as the query
+    encoder. The export (written by torch here, on the machine that runs the build) is made
+    first in a `.tmp-` folder of `work_dir`, which a killed build leaves for the next to remove.
+    """
+    from myoqa.onnx_encoder import export_onnx
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    folder = work_dir / f".tmp-encoder-{uuid.uuid4().hex[:8]}"
+    try:
+        export_onnx(model, folder)
+        yield RayEncoder(folder, address), lambda out: shutil.copytree(folder, out)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

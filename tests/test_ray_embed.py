@@ -1,0 +1,89 @@
+"""The embedding job on a local 2-CPU Ray: the ONNX encoder in actors (no torch there) gives the
+local build's vectors, and `myoqa index --embed-with ray` builds an index that answers as locally."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from conftest import run_cli
+from myoqa import index as store
+from myoqa.search import Searcher
+
+MIN_COSINE = 0.9999
+MED_SAMPLE = 400
+
+
+def vectors_of(index: store.Index, rows: np.ndarray) -> np.ndarray:
+    """Stored vectors of passages then spans, by their position in that order."""
+    n = len(index.passages)
+    passages = index.passage_vectors.reconstruct_n(0, n)
+    return np.vstack([passages, np.asarray(index.span_vectors)])[rows]
+
+
+def texts_of(index: store.Index) -> list[str]:
+    return [index.text(u) for u in index.passages] + [index.text(u) for u in index.spans]
+
+
+def test_ray_vectors_match_the_local_build(searcher: Searcher, med_searcher: Searcher,
+                                           ray_address: str) -> None:
+    """Cosine ≥ 0.9999 to the sentence-transformers vectors of the build, on every seeds
+    passage and span and on a spread sample of MED's, with progress for every text."""
+    from myoqa.scale.ray_embed import RayEncoder
+
+    encoder = RayEncoder(searcher.index.path / "encoder", ray_address)
+    for index, rows in ((searcher.index, None), (med_searcher.index, MED_SAMPLE)):
+        texts = texts_of(index)
+        picked = (np.arange(len(texts)) if rows is None
+                  else np.linspace(0, len(texts) - 1, rows).astype(np.int64))
+        heard: list[int] = []
+        got = encoder.encode([texts[i] for i in picked], heard.append)
+        assert sum(heard) == len(picked)
+        cosine = (got * vectors_of(index, picked)).sum(axis=1)
+        assert cosine.min() >= MIN_COSINE
+
+
+def test_ray_workers_run_without_torch(ray_address: str, searcher: Searcher) -> None:
+    """A worker that holds the encoder has not imported torch or sentence-transformers."""
+    import ray
+
+    from myoqa.scale.ray_embed import ENCODER_FILES
+
+    files = ray.put({n: (searcher.index.path / "encoder" / n).read_bytes() for n in ENCODER_FILES})
+
+    @ray.remote(num_cpus=1)
+    def embed_and_list(shipped: list) -> tuple[list[float], list[str]]:
+        import sys
+
+        from myoqa.scale.ray_embed import _Embedder
+
+        out = _Embedder(shipped[0])({"row": np.array([0]), "text": np.array(["jerks"])})
+        return out["vector"][0].tolist(), sorted(
+            m for m in sys.modules if m.split(".")[0] in ("torch", "sentence_transformers"))
+
+    vector, heavy = ray.get(embed_and_list.remote([files]))  # nested: passed on unresolved
+    assert heavy == []
+    assert float(np.dot(vector, searcher.embed("jerks"))) >= MIN_COSINE
+
+
+def test_index_embed_with_ray_answers_as_locally(tmp_path: Path, searcher: Searcher,
+                                                  ray_address: str) -> None:
+    """`myoqa index --embed-with ray --ray-address ADDR` joins the running Ray; the index it
+    builds answers the bundled question as the local build does."""
+    index_dir = tmp_path / "ray-index"
+    proc = run_cli("index", "--embed-with", "ray", "--ray-address", ray_address,
+                   "--index-dir", str(index_dir), timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    built = store.load(index_dir)
+    n = len(built.passages) + len(built.spans)
+    cosine = (vectors_of(built, np.arange(n)) * vectors_of(searcher.index, np.arange(n))).sum(1)
+    assert cosine.min() >= MIN_COSINE
+    question = "what is diaphragmatic flutter?"
+    ask = run_cli("ask", "--json", question, "--index-dir", str(index_dir))
+    assert ask.returncode == 0, ask.stderr
+    local = searcher.search(question).to_json()
+    remote = json.loads(ask.stdout)
+    assert [(p["source"], p["start"], p["end"]) for p in remote["passages"]] == [
+        (p["source"], p["start"], p["end"]) for p in local["passages"]]
