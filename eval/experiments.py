@@ -81,6 +81,9 @@ class CachedColbert:
             self.query_cache[key] = self.inner.query(text)
         return self.query_cache[key]
 
+    def offsets(self, text: str) -> np.ndarray:
+        return self.inner.offsets(text)
+
     def signal(self, index: Index, dtype: type = np.float16) -> LateSignal:
         texts = [index.text(u) for u in index.passages]
         new = [t for t in dict.fromkeys(texts) if t not in self.passage_cache]
@@ -209,10 +212,8 @@ def exp_late() -> None:
     print("| hybrid alone | " + three_sets(SearchParams(late=None)), flush=True)
     for expand in (True, False):
         COLBERT.expand_query = expand
-        for depth in (10, 15, 20, 30, 200):
-            for weight in (0.1, 0.15, 0.25):
-                if expand and weight == 0.1:
-                    continue
+        for depth in (15, 30) if expand else (10, 15, 20, 30, 200):
+            for weight in (0.15, 0.25) if expand else (0.1, 0.15, 0.25):
                 params = SearchParams(late=LateInteraction(weight, depth))
                 print(f"| {'[MASK] expansion, ' if expand else ''}N={depth} w={weight} | "
                       + three_sets(params), flush=True)

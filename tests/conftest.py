@@ -18,6 +18,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from myoqa.colbert import ColbertEncoder
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.search import Searcher
@@ -319,3 +320,9 @@ def ray_address() -> Iterator[str]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def colbert() -> ColbertEncoder:
+    """The late-interaction encoder (answerai-colbert-small-v1), loaded once per session."""
+    return ColbertEncoder()

@@ -95,15 +95,18 @@ def test_ask_json_through_milvus_from_environment(seeds_on_server: Settings,
 
 def test_file_uri_serves_a_client_without_the_sources(tmp_path: Path, seed_settings: Settings,
                                                       searcher: Searcher) -> None:
-    """The in-process milvus-lite file: a client whose sources folder is absent answers from
-    the stored snapshots, with the same exact text."""
+    """The in-process milvus-lite file: a client with neither the sources folder nor an index
+    folder answers from the stored snapshots, with the same exact text, and keeps the ONNX
+    query encoder it exported for its next questions."""
     settings = on_milvus(seed_settings, str(tmp_path / "myoqa.db"))
-    publish(settings, searcher.index)
-    elsewhere = replace(settings, sources=tmp_path / "absent" / SEEDS.name)
+    alias = publish(settings, searcher.index)
+    elsewhere = replace(settings, sources=tmp_path / "absent" / SEEDS.name,
+                        index_dir=tmp_path / "client")
     remote = open_milvus_searcher(elsewhere, notify=fail)
     question = "what is diaphragmatic flutter?"
     assert remote.search(question).to_json() == searcher.search(question).to_json()
     assert remote.index.texts[FLUTTER] == (SEEDS / FLUTTER).read_text(encoding="utf-8")
+    assert (encoder_dir(elsewhere) / "model.onnx").is_file()
 
 
 def test_killed_build_leaves_the_old_build_then_a_changed_source_rebuilds(

@@ -4,11 +4,12 @@ local build's vectors, and `myoqa index --embed-with ray` builds an index that a
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from conftest import run_cli
+from conftest import SEEDS, run_cli
 from myoqa.index import Index
 from myoqa.index.store import load
 from myoqa.search import Searcher
@@ -84,6 +85,28 @@ def test_index_embed_with_ray_answers_as_locally(tmp_path: Path, searcher: Searc
     question = "what is diaphragmatic flutter?"
     ask = run_cli("ask", "--json", question, "--index-dir", str(index_dir))
     assert ask.returncode == 0, ask.stderr
+    local = searcher.search(question).to_json()
+    remote = json.loads(ask.stdout)
+    assert [(p["source"], p["start"], p["end"]) for p in remote["passages"]] == [
+        (p["source"], p["start"], p["end"]) for p in local["passages"]]
+
+
+def test_ray_embedding_feeds_milvus(tmp_path: Path, searcher: Searcher, ray_address: str,
+                                    milvus_uri: str) -> None:
+    """`myoqa index --backend milvus --embed-with ray` uploads Ray's vectors; questions through
+    Milvus then get the local build's passages."""
+    library = tmp_path / "raylib"
+    shutil.copytree(SEEDS, library)
+    where = ["--sources", str(library), "--index-dir", str(tmp_path / "idx"), "--backend",
+             "milvus", "--milvus-uri", milvus_uri]
+    proc = run_cli("index", "--embed-with", "ray", "--ray-address", ray_address, *where,
+                   timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "in Milvus at" in proc.stdout
+    question = "which drugs are used to treat myoclonus?"
+    ask = run_cli("ask", "--json", question, *where)
+    assert ask.returncode == 0, ask.stderr
+    assert "building" not in ask.stderr
     local = searcher.search(question).to_json()
     remote = json.loads(ask.stdout)
     assert [(p["source"], p["start"], p["end"]) for p in remote["passages"]] == [

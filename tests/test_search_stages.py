@@ -11,14 +11,15 @@ from hypothesis import strategies as st
 from myoqa.analysis import Analyzer
 from myoqa.bm25 import Postings, SparseBM25
 from myoqa.index import UnitTable
-from myoqa.search import Convex, LexicalNorm, ReciprocalRank, SearchParams
+from myoqa.search import Convex, LateInteraction, LexicalNorm, ReciprocalRank, SearchParams
 from myoqa.search.abstention import Evidence, abstains
 from myoqa.search.assembly import Assembly, pick
 from myoqa.search.candidates import candidate_ids, top
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import answerable, is_heading, snap
+from myoqa.search.late import TokenVectors, maxsim, rerank, span_scores
 from myoqa.search.signals import normalised_bm25
-from myoqa.search.unmatched import unmatched_terms
+from myoqa.search.unmatched import by_initial, unmatched_terms
 
 TEXT = " ".join(f"w{i}" for i in range(40))
 """One source of 40 one-token words; word i spans characters [3i, 3i + 2) for i < 10."""
@@ -124,7 +125,9 @@ def test_source_penalty_lets_another_source_in() -> None:
 def _unmatched(question: str, source_words: str) -> list[str]:
     analyzer = Analyzer()
     terms = set(analyzer.terms(source_words))
-    return unmatched_terms(question, analyzer, terms.__contains__, lambda: terms)
+    grouped = by_initial(terms)
+    return unmatched_terms(question, analyzer, terms.__contains__,
+                           lambda initial: grouped.get(initial, []))
 
 
 def test_unmatched_terms_are_specific_words_no_source_uses() -> None:
@@ -171,3 +174,26 @@ def test_evidence_edges_move_to_a_near_clause_boundary() -> None:
     assert snap(text, text.index("which"), far) == (text.index("which"), far)
     keywords = "myoclonus brief involuntary irregular twitching muscle joint group muscles"
     assert snap(keywords, 10, 30) == (10, 30)
+
+
+def test_maxsim_takes_each_query_tokens_best_passage_token() -> None:
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    tokens = TokenVectors.from_list([np.array([[1.0, 0.0], [0.6, 0.8]]), np.array([[0.0, 1.0]])],
+                                    np.float32)
+    assert maxsim(q, tokens, np.array([0, 1])).tolist() == pytest.approx([0.9, 0.5])
+    assert maxsim(q, tokens, np.array([1])).tolist() == pytest.approx([0.5])
+
+
+def test_late_rerank_moves_only_the_first_stage_best_and_stays_in_0_1() -> None:
+    fused = np.array([0.9, 0.8, 0.7, 0.1])
+    top = np.array([0, 1, 2])
+    out = rerank(fused.copy(), np.array([0.5, 0.9, 0.7]), top, LateInteraction(0.25, 3))
+    assert out.tolist() == pytest.approx([0.675, 0.85, 0.65, 0.075])
+    assert ((out >= 0) & (out <= 1)).all()
+
+
+def test_span_scores_use_only_the_tokens_inside_each_span() -> None:
+    q = np.array([[1.0, 0.0]])
+    vectors = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    offsets = np.array([[0, 0], [0, 5], [6, 11]])
+    assert span_scores(q, vectors, offsets, [(0, 5), (6, 11), (20, 30)]) == [1.0, 0.0, -1.0]

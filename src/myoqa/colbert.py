@@ -57,6 +57,18 @@ def model_dir() -> Path:
     return path
 
 
+def model_key() -> str:
+    """What identifies the late-interaction model, recorded in the index: the wheel and its
+    version, or (for $MYOQA_COLBERT) its files' sizes and modification times; a change means
+    the passages' token vectors are computed again."""
+    path = model_dir()
+    if not os.environ.get(ENV):
+        return f"{WHEEL}=={WHEEL_VERSION}:{WHEEL_DIR}"
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    return f"{path}:" + ",".join(f"{p.name}={p.stat().st_size}@{p.stat().st_mtime_ns}"
+                                 for p in files)
+
+
 class ColbertEncoder:
     """Query and passage token vectors; onnxruntime and tokenizers are imported on creation."""
 

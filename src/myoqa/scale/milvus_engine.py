@@ -3,6 +3,7 @@ stale (built by the local build code, embedded here or on Ray, then uploaded), a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 from collections.abc import Callable
@@ -112,10 +113,15 @@ def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: 
 
 def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest
                           ) -> Callable[[], Any]:
-    """The ONNX export written by the build on this machine, else sentence-transformers."""
+    """The ONNX encoder kept on this machine (exported by the build, or by the first question
+    asked here, which loads sentence-transformers once), else sentence-transformers."""
     directory = encoder_dir(settings)
 
     def load() -> Any:
+        if not (directory / "model.onnx").is_file():
+            with contextlib.suppress(MyoqaError):  # kept for the next question, if writable
+                claim(settings.index_dir)
+                encoders.ensure_encoder(settings.index_dir, settings.model, _stderr)
         if (directory / "model.onnx").is_file():
             from myoqa.onnx_encoder import OnnxEncoder
 

@@ -21,6 +21,8 @@ SNAP_WORDS = 6
 BOUNDARY = re.compile(r"(?:[.!?…;:,]+[\"'”’)\]]*|\s[-–—])$")
 """Text ending here ends a clause or sentence (punctuation, or a dash between spaces)."""
 DASH = re.compile(r"\s+[-–—]\s")
+LOOK = 16
+"""Characters looked at on each side of an edge to tell whether it is a boundary."""
 
 
 @dataclass(frozen=True)
@@ -110,17 +112,19 @@ def snap(text: str, start: int, end: int) -> tuple[int, int]:
 def _clean_start(text: str, start: int) -> bool:
     """Whether a span may start at `start`: at the text's or a line's start, or after a
     clause or sentence end."""
-    before = text[:start]
+    before = text[max(0, start - LOOK):start]
     stripped = before.rstrip()
-    return not stripped or "\n" in before[len(stripped):] or bool(BOUNDARY.search(stripped))
+    return ((not stripped and start <= LOOK) or "\n" in before[len(stripped):]
+            or bool(BOUNDARY.search(stripped)))
 
 
 def _clean_end(text: str, end: int) -> bool:
     """Whether a span may end at `end`: on a clause or sentence end, or at a line's end (the
     end of the passage is not one: a keyword window ends anywhere)."""
-    rest = text[end:]
+    rest = text[end:end + LOOK]
     gap = rest[:len(rest) - len(rest.lstrip())]
-    return bool(BOUNDARY.search(text[:end])) or "\n" in gap or bool(DASH.match(rest))
+    return (bool(BOUNDARY.search(text[max(0, end - LOOK):end])) or "\n" in gap
+            or bool(DASH.match(rest)))
 
 
 def _snap_start(text: str, start: int) -> int:

@@ -58,13 +58,21 @@ def rerank(fused: np.ndarray, late: np.ndarray | None, top: np.ndarray,
 def span_scores(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray,
                 spans: list[tuple[int, int]]) -> list[float]:
     """MaxSim of `query` against the tokens lying inside each (start, end) span: how well the
-    span alone answers, word by word (-1 for a span holding no token)."""
-    sims = vectors.astype(np.float32) @ query.T
+    span alone answers, word by word (-1 for a span holding no token).
+
+    Tokens (of possibly overlapping passages) are sorted by place, so the tokens of a span
+    are one slice."""
     real = offsets[:, 1] > offsets[:, 0]
+    offsets = offsets[real]
+    order = np.lexsort((offsets[:, 1], offsets[:, 0]))
+    starts = offsets[order, 0]
+    ends = np.maximum.accumulate(offsets[order, 1]) if len(order) else offsets[order, 1]
+    sims = vectors[real][order].astype(np.float32) @ query.T
     out = []
     for start, end in spans:
-        inside = real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
-        out.append(float(sims[inside].max(axis=0).mean()) if inside.any() else -1.0)
+        lo = int(np.searchsorted(starts, start, side="left"))
+        hi = int(np.searchsorted(ends, end, side="right"))
+        out.append(float(sims[lo:hi].max(axis=0).mean()) if hi > lo else -1.0)
     return out
 
 

@@ -23,7 +23,7 @@ from myoqa.search.highlight import highlights, span_candidates
 from myoqa.search.late import LateSignal, maxsim, rerank, span_scores
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
-from myoqa.search.unmatched import UNITS, unmatched_terms
+from myoqa.search.unmatched import UNITS, by_initial, unmatched_terms
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ class Searcher:
         self._encoder_factory = encoder_factory
         self._encoder: Any = None
         self.bm25 = SparseBM25(index.postings)
+        self._by_initial: dict[str, list[str]] | None = None
+
+    def _source_terms(self, initial: str) -> list[str]:
+        """The index's terms that start with `initial` (grouped on first use)."""
+        if self._by_initial is None:
+            self._by_initial = by_initial(self.bm25.postings.vocab)
+        return self._by_initial.get(initial, [])
 
     @property
     def dense_ready(self) -> bool:
@@ -78,7 +85,7 @@ class Searcher:
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
         unmatched = unmatched_terms(cleaned, self.analyzer,
                                     lambda term: self.bm25.idf(term) is not None,
-                                    lambda: self.bm25.postings.vocab)
+                                    self._source_terms)
         if unmatched:
             notes.append("the sources never mention " + ", ".join(unmatched))
         p = self.params

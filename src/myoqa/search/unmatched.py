@@ -37,10 +37,11 @@ UNITS = frozenset({
 
 
 def unmatched_terms(question: str, analyzer: Analyzer, in_sources: Callable[[str], bool],
-                    source_terms: Callable[[], Iterable[str]]) -> list[str]:
+                    source_terms: Callable[[str], Iterable[str]]) -> list[str]:
     """The question's specific words (as written, in order, once each) whose term no source
-    uses; `in_sources(term)` says whether a term occurs in a source, `source_terms()` lists
-    them all (called only when a rare word needs the misspelling check)."""
+    uses; `in_sources(term)` says whether a term occurs in a source, `source_terms(initial)`
+    lists the source terms starting with that letter (asked only when a rare word needs the
+    misspelling check)."""
     out: list[str] = []
     seen: set[str] = set()
     for word in WORD_RE.findall(question):
@@ -60,11 +61,12 @@ def _is_common(word: str) -> bool:
     return not common or word in common
 
 
-def _misspelt(term: str, source_terms: Callable[[], Iterable[str]]) -> bool:
-    """Whether `term` reads as a misspelling of a source term of about its length."""
+def _misspelt(term: str, source_terms: Callable[[str], Iterable[str]]) -> bool:
+    """Whether `term` reads as a misspelling of a source term of about its length (with the
+    same first letter)."""
     matcher = SequenceMatcher(b=term, autojunk=False)
-    for other in source_terms():
-        if abs(len(other) - len(term)) <= 2 and other[:1] == term[:1]:
+    for other in source_terms(term[:1]):
+        if abs(len(other) - len(term)) <= 2:
             matcher.set_seq1(other)
             if matcher.quick_ratio() >= SAME_SPELLING and matcher.ratio() >= SAME_SPELLING:
                 return True
@@ -81,3 +83,11 @@ def _common_words() -> frozenset[str]:
     except (metadata.PackageNotFoundError, OSError, ValueError):
         return frozenset()
     return frozenset(word for bucket in buckets[1:] for word in bucket)
+
+
+def by_initial(terms: Iterable[str]) -> dict[str, list[str]]:
+    """Terms grouped by their first letter, for the misspelling check."""
+    out: dict[str, list[str]] = {}
+    for term in terms:
+        out.setdefault(term[:1], []).append(term)
+    return out

