@@ -99,7 +99,7 @@ def test_file_uri_serves_a_client_without_the_sources(tmp_path: Path, seed_setti
     folder answers from the stored snapshots, with the same exact text, and keeps the ONNX
     query encoder it exported for its next questions."""
     settings = on_milvus(seed_settings, str(tmp_path / "myoqa.db"))
-    alias = publish(settings, searcher.index)
+    publish(settings, searcher.index)
     elsewhere = replace(settings, sources=tmp_path / "absent" / SEEDS.name,
                         index_dir=tmp_path / "client")
     remote = open_milvus_searcher(elsewhere, notify=fail)

@@ -401,7 +401,7 @@ async def test_transcript_is_saved_as_markdown_with_a_header(searcher: Searcher,
     assert re.fullmatch(r"- exported: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\n"
                         r"- myoqa: \d+\.\d+\.\d+\n- index: `.+` \(built .+\)\n"
                         r"- sources: `.+`\n- mode: hybrid, top 5 .*", header)
-    assert f"`{searcher.index.path}` (built {searcher.index.manifest['built_at']})" in header
+    assert f"`{searcher.index.path}` (built {searcher.index.manifest.built_at})" in header
     assert f"## 1. {FLUTTER}" in text
     assert "## 2. what about its treatment?" in text
     assert "Searched: what about its treatment? diaphragmatic flutter" in text
@@ -431,7 +431,7 @@ async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Search
     data = json.loads((own_places / "exports" / saved[1]).read_text(encoding="utf-8"))
     assert data["myoqa_version"] == __version__ and data["mode"] == "bm25" and data["k"] == 5
     assert data["index"] == str(searcher.index.path)
-    assert data["index_built_at"] == searcher.index.manifest["built_at"]
+    assert data["index_built_at"] == searcher.index.manifest.built_at
     assert card.turn.answer is not None
     assert data["turns"] == [{"question": FLUTTER, "searched": FLUTTER, "mode": "bm25", "k": 5,
                               "fallback": None, "answer": card.turn.answer.to_json()}]
