@@ -11,6 +11,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -300,12 +301,22 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def med_searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    """The MED BEIR collection indexed locally once (as `myoqa eval --beir` does)."""
+def med_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An --index-dir under which `myoqa eval --beir MED` finds MED's index (built once by
+    `med_searcher`), so every MED test shares one build."""
+    return tmp_path_factory.mktemp("med-root")
+
+
+@pytest.fixture(scope="session")
+def med_searcher(med_root: Path) -> Searcher:
+    """The MED BEIR collection indexed locally once, where `eval --beir` under `med_root`
+    looks for it."""
     from myoqa import beir
+    from myoqa.eval_report import beir_index_dir
     from myoqa.search import SearchParams
 
-    settings = Settings.resolve(index_dir=tmp_path_factory.mktemp("med-index"))
+    root = Settings.resolve(index_dir=med_root)
+    settings = replace(root, index_dir=beir_index_dir(root, MED))
     found = open_searcher(settings, SearchParams(candidates=beir.CANDIDATES),
                           notify=lambda _m: None, sources=beir.load(MED).documents)
     found.load_encoder()
