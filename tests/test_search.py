@@ -69,9 +69,11 @@ def test_a_result_takes_in_the_neighbour_that_completes_it(searcher: Searcher) -
 def test_a_passage_overlapping_a_better_one_still_shows_its_own_sentences(
         searcher: Searcher) -> None:
     """The prose passage that opens the file shares its last sentence with the better-ranked
-    next one and is too long to merge with it; the rest of it is still an answer."""
-    answer = searcher.search("where does myoclonus originate, is the cortex involved?",
-                             "hybrid", 5)
+    next one and is too long to merge with it; the rest of it is still an answer (ranked by
+    hybrid alone, where this question shows it)."""
+    plain = copy.copy(searcher)
+    plain.params = dataclasses.replace(searcher.params, late=None)
+    answer = plain.search("where does myoclonus originate, is the cortex involved?", "hybrid", 5)
     prose = [r for r in answer.results if r.source == PROSE]
     assert any("loss of the cerebral cortex" in r.text for r in prose), [r.text[:50] for r in prose]
     passages = [p for p in searcher.index.passages if p.source == PROSE]
@@ -82,12 +84,14 @@ def test_a_passage_overlapping_a_better_one_still_shows_its_own_sentences(
 
 
 def test_source_penalty_lets_the_other_file_into_the_top_5(searcher: Searcher) -> None:
-    """Both files answer this; without the penalty the prose file's near-repeats fill the top 5."""
+    """Both files answer this; without the penalty the prose file's near-repeats fill the top 5
+    (ranked by hybrid alone; late interaction brings the other file in by itself here)."""
     question = "can myoclonus be generalized or only localized"
-    plain = copy.copy(searcher)
-    plain.params = dataclasses.replace(searcher.params, source_penalty=0.0)
+    hybrid, plain = copy.copy(searcher), copy.copy(searcher)
+    hybrid.params = dataclasses.replace(searcher.params, late=None)
+    plain.params = dataclasses.replace(searcher.params, late=None, source_penalty=0.0)
     assert {r.source for r in plain.search(question, "hybrid", 5).results} == {PROSE}
-    answer = searcher.search(question, "hybrid", 5)
+    answer = hybrid.search(question, "hybrid", 5)
     assert {r.source for r in answer.results} == {PROSE, FLUTTER}
     scores = [r.score for r in answer.results]
     assert scores == sorted(scores, reverse=True)

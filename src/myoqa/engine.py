@@ -13,6 +13,7 @@ from myoqa.index import BuildParams, Index, IndexProblem, ProgressFactory, encod
 from myoqa.index.health import staleness
 from myoqa.index.opener import Notify, ready_index
 from myoqa.search import Searcher, SearchParams
+from myoqa.search.late import LateSignal
 
 
 def stderr_notify(message: str) -> None:
@@ -55,4 +56,18 @@ def open_searcher(settings: Settings, params: SearchParams | None = None,
 
         return open_milvus_searcher(settings, params, notify, progress, sources)
     index = ready_index(settings, notify, progress=progress, sources=sources)
-    return Searcher(index, query_encoder_factory(index), params)
+    return Searcher(index, query_encoder_factory(index), params, late_signal(index))
+
+
+def late_signal(index: Index) -> LateSignal | None:
+    """The late-interaction signal over the index's stored token vectors (None when the index
+    has none); its encoder loads on the first question that needs it."""
+    if index.passage_tokens is None:
+        return None
+
+    def load() -> Any:
+        from myoqa.colbert import ColbertEncoder
+
+        return ColbertEncoder()
+
+    return LateSignal(index.passage_tokens, load)

@@ -7,11 +7,10 @@ passages and spans are embedded. Nothing here writes to disk (see `store`).
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,8 +22,18 @@ from myoqa.bm25 import Postings
 from myoqa.chunking import ChunkParams, Unit, chunk
 from myoqa.corpus import Source
 from myoqa.errors import MyoqaError
-from myoqa.index.manifest import Counts, FileDigest, Manifest, ModelInfo, Skipped, SourceEntry
+from myoqa.index import tokens
+from myoqa.index.manifest import (
+    Counts,
+    FileDigest,
+    LateInfo,
+    Manifest,
+    ModelInfo,
+    Skipped,
+    SourceEntry,
+)
 from myoqa.index.tables import Index, UnitTable, spans_inside
+from myoqa.index.textkey import text_key
 
 FLAT_MAX = 20_000
 IVF_PROBED_SHARE = 4
@@ -51,6 +60,7 @@ class BuildParams:
     model: str
     chunking: ChunkParams = field(default_factory=ChunkParams)
     analyzer: Analyzer = field(default_factory=Analyzer)
+    late_model: str | None = field(default_factory=lambda: default_late_model())
 
     def manifest_params(self) -> dict[str, Any]:
         """The settings as JSON-ready data (for stores that keep their own manifest, Milvus)."""
@@ -66,13 +76,20 @@ class EncoderInfo:
     files: dict[str, FileDigest]
 
 
+def default_late_model() -> str | None:
+    """The late-interaction model's key when it is installed (see `myoqa.colbert`), else None:
+    the index is then built without token vectors and search runs without that signal."""
+    from myoqa.colbert import model_key
+    from myoqa.errors import MyoqaError
+
+    try:
+        return model_key()
+    except MyoqaError:
+        return None
+
+
 def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
     return lambda _n: None
-
-
-def text_key(text: str) -> bytes:
-    """The content key of a unit's text, for reusing its vector."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def known_vectors(previous: Index | None, encoder: EncoderInfo) -> dict[bytes, np.ndarray]:
@@ -91,9 +108,10 @@ def known_vectors(previous: Index | None, encoder: EncoderInfo) -> dict[bytes, n
 
 def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: EncoderInfo,
           previous: Index | None = None, progress: ProgressFactory | None = None,
-          skipped: list[Skipped] | None = None) -> Index:
+          skipped: list[Skipped] | None = None, late_encoder: Any | None = None) -> Index:
     """Chunk, tokenize and embed `sources` into an in-memory index, reusing what `previous`
-    already embedded with the same encoder."""
+    already embedded with the same encoder; with `late_encoder`, also every passage's
+    late-interaction token vectors (reused likewise)."""
     started = time.perf_counter()
     passages: list[Unit] = []
     spans: list[Unit] = []
@@ -122,11 +140,30 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
     vectors = np.empty((len(units), dimension), dtype=np.float32)
     for i, key in enumerate(keys):
         vectors[i] = known[key]
-    return from_parts(texts, passages, spans, vectors[:len(passages)],
-                      np.ascontiguousarray(vectors[len(passages):]), params, entries,
-                      ModelInfo(params.model, dimension, info.folder.name, info.files),
-                      reused=len(units) - len(todo), skipped=skipped or [], started=started,
-                      encoder_dir=info.folder)
+    index = from_parts(texts, passages, spans, vectors[:len(passages)],
+                       np.ascontiguousarray(vectors[len(passages):]), params, entries,
+                       ModelInfo(params.model, dimension, info.folder.name, info.files),
+                       reused=len(units) - len(todo), skipped=skipped or [], started=started,
+                       encoder_dir=info.folder)
+    if late_encoder is not None and params.late_model is not None:
+        add_token_vectors(index, units[:len(passages)], params.late_model, late_encoder,
+                          previous, progress or _no_progress)
+    return index
+
+
+def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
+                      previous: Index | None, progress: ProgressFactory) -> None:
+    """Give `index` its passages' late-interaction token vectors, taking those `previous`
+    computed with the same model."""
+    known: dict[bytes, np.ndarray] = {}
+    if (previous is not None and previous.passage_tokens is not None
+            and previous.manifest.late is not None and previous.manifest.late.model == model):
+        known = tokens.known(previous.passage_tokens,
+                             [previous.text(u) for u in previous.passages])
+    found = tokens.encode(texts, encoder, known, progress("late interaction", len(texts)))
+    index.passage_tokens = found
+    index.manifest = replace(index.manifest, late=LateInfo(
+        model, int(found.vectors.shape[1]), len(found.vectors)))
 
 
 def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],

@@ -72,7 +72,9 @@ def staleness(manifest: Manifest, params: BuildParams, hashes: dict[str, str]) -
         ("model", manifest.model.name == params.model),
         ("chunking", manifest.chunking == params.chunking),
         ("analyzer", manifest.analyzer == params.analyzer and manifest.analyzer_rules
-         == RULES_VERSION)) if not same]
+         == RULES_VERSION),
+        ("late-interaction model",
+         (manifest.late.model if manifest.late else None) == params.late_model)) if not same]
     if changed:
         return f"settings changed ({', '.join(changed)})"
     built = manifest.source_hashes()

@@ -49,6 +49,16 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class LateInfo:
+    """The late-interaction token vectors stored with the passages: the model (`colbert.
+    model_key`), their size, and how many there are."""
+
+    model: str
+    dimension: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class SourceEntry:
     """One indexed source: name (relative path), hash of its file, extracted characters, passages."""
 
@@ -92,6 +102,7 @@ class Manifest:
     dense_index: str
     reused_vectors: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    late: LateInfo | None = None
     format_version: int = FORMAT_VERSION
 
     def source_hashes(self) -> dict[str, str]:
@@ -144,6 +155,7 @@ class Manifest:
                 reused_vectors=_get(data, "reused_vectors", int),
                 skipped=[Skipped(_get(s, "name", str), _get(s, "reason", str))
                          for s in _list(data, "skipped")],
+                late=_late(data),
                 format_version=version,
             )
         except _Bad as bad:
@@ -189,3 +201,12 @@ def _chunking(data: dict[str, Any]) -> ChunkParams:
         raise _Bad("chunking fields")
     return ChunkParams(**{name: _get(data, name, int) for name in names})
 
+
+
+def _late(data: dict[str, Any]) -> LateInfo | None:
+    """The optional `late` part (absent or null: the build has no token vectors)."""
+    if data.get("late") is None:
+        return None
+    late = _obj(data, "late")
+    return LateInfo(_get(late, "model", str), _get(late, "dimension", int),
+                    _get(late, "tokens", int))

@@ -9,6 +9,7 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from myoqa.config import Settings
 from myoqa.corpus import Skipped, Source, read_corpus, source_hashes
@@ -123,10 +124,20 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
                     previous = load(index_dir)
             built = build(sources, params, encoder_for(settings, folder),
                           EncoderInfo(folder, files), previous, progress,
-                          [manifest.Skipped(s.name, s.reason) for s in skipped])
+                          [manifest.Skipped(s.name, s.reason) for s in skipped],
+                          late_encoder(params))
             return save(built, index_dir)
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
+
+
+def late_encoder(params: BuildParams) -> Any | None:
+    """The late-interaction encoder a build computes token vectors with (None without one)."""
+    if params.late_model is None:
+        return None
+    from myoqa.colbert import ColbertEncoder
+
+    return ColbertEncoder()
 
 
 def encoder_for(settings: Settings, folder: Path) -> Encoder:

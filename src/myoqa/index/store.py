@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from myoqa.bm25 import Postings
+from myoqa.index import tokens
 from myoqa.index.encoders import ENCODERS, digests
 from myoqa.index.manifest import IndexProblem, Manifest
 from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir
@@ -112,6 +113,9 @@ def save(index: Index, index_dir: Path) -> Index:
         arrays = {"passages": index.passages.array(), "spans": index.spans.array(),
                   "passage_spans": index.passage_spans, "span_vectors": index.span_vectors,
                   **{f"bm25_{k}": v for k, v in index.postings.arrays().items()}}
+        if index.passage_tokens is not None:
+            arrays[tokens.VECTORS] = index.passage_tokens.vectors
+            arrays[tokens.OFFSETS] = index.passage_tokens.offsets
         for name, array in arrays.items():
             _save_array(tmp / f"{name}.npy", array)
         with open(tmp / "passages.faiss", "wb") as fh:  # through Python, so errors are OSError
@@ -212,10 +216,16 @@ def load(index_dir: Path) -> Index:
         raise IndexProblem(f"{build_dir / 'span_vectors.npy'} does not match the spans")
     if hasattr(vectors, "nprobe"):
         faiss.extract_index_ivf(vectors).make_direct_map()
+    late = None
+    if manifest.late is not None:
+        late = tokens.check(tokens.TokenVectors(
+            _load_array(build_dir / f"{tokens.VECTORS}.npy", mmap=True),
+            _load_array(build_dir / f"{tokens.OFFSETS}.npy")), len(passages),
+            manifest.late.dimension, build_dir)
     return Index(path=build_dir, encoder_dir=index_dir / ENCODERS / manifest.model.encoder,
                  manifest=manifest, texts=dict(zip(names, texts)), passages=passages,
                  spans=spans, passage_spans=arrays["passage_spans"], postings=postings,
-                 passage_vectors=vectors, span_vectors=span_vectors)
+                 passage_vectors=vectors, span_vectors=span_vectors, passage_tokens=late)
 
 
 def _sync(path: Path) -> None:

@@ -13,6 +13,7 @@ from myoqa.analysis import Analyzer
 from myoqa.bm25 import Postings
 from myoqa.chunking import Unit
 from myoqa.index.manifest import Manifest
+from myoqa.index.tokens import TokenVectors
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +71,7 @@ class Index:
     postings: Postings
     passage_vectors: Any
     span_vectors: np.ndarray
+    passage_tokens: TokenVectors | None = None
 
     @property
     def analyzer(self) -> Analyzer:

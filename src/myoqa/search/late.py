@@ -10,25 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from myoqa.index.tokens import TokenVectors
 from myoqa.search.params import LateInteraction
-
-
-@dataclass(frozen=True)
-class TokenVectors:
-    """Every passage's token vectors, concatenated: passage i owns rows offsets[i]:offsets[i+1]."""
-
-    vectors: np.ndarray
-    offsets: np.ndarray
-
-    @classmethod
-    def from_list(cls, per_passage: list[np.ndarray], dtype: Any = np.float16) -> TokenVectors:
-        """Pack per-passage (tokens, dimension) arrays."""
-        sizes = [len(v) for v in per_passage]
-        return cls(np.concatenate(per_passage).astype(dtype),
-                   np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
 
 
 def maxsim(query: np.ndarray, tokens: TokenVectors, ids: np.ndarray) -> np.ndarray:

@@ -48,8 +48,8 @@ Fusion = Convex | ReciprocalRank
 class LateInteraction:
     """Late interaction mixed into the fused score of the first stage's best `depth` passages."""
 
-    weight: float = 0.25
-    depth: int = 15
+    weight: float = 0.15
+    depth: int = 30
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
@@ -63,17 +63,17 @@ class SearchParams:
     """Fusion, result assembly and abstention settings, chosen by measurement (eval/RESULTS.md)."""
 
     fusion: Fusion = field(default_factory=Convex)
-    late: LateInteraction | None = None
+    late: LateInteraction | None = field(default_factory=LateInteraction)
     span_weight: float = 0.5
     evidence_lexical_weight: float = 0.3
     answerable_evidence: bool = True
-    evidence_token_weight: float = 0.0
+    evidence_token_weight: float = 0.75
     max_words: int = 120
     partial_min: float = 0.5
     source_penalty: float = 0.03
     abstain_below: float = 0.12
     abstain_lexical_below: float = 0.3
-    abstain_late_below: float | None = None
+    abstain_late_below: float | None = 0.72
     abstain_on_units: bool = True
     candidates: int = 200
 
