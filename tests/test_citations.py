@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from myoqa import opener
+from myoqa import editor
 from myoqa.citation import Place, cite, locate
 from myoqa.errors import MyoqaError
 from myoqa.render import passage_text, plain, plain_answer, plain_passage, safe
@@ -94,16 +94,16 @@ PLACE = Place(12, 5, None)
     (["ed"], ["ed", "F"]),
 ])
 def test_editor_commands_start_at_the_passage(program: list[str], expected: list[str]) -> None:
-    assert opener.command(program, Path("F"), PLACE, "éé  passage") == expected
+    assert editor.command(program, Path("F"), PLACE, "éé  passage") == expected
 
 
 def test_viewer_prefers_visual_then_editor_then_pager(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("VISUAL", "EDITOR", "PAGER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PAGER", "less -R")
-    assert opener.viewer() == (["less", "-R"], "$PAGER")
+    assert editor.viewer() == (["less", "-R"], "$PAGER")
     monkeypatch.setenv("EDITOR", "emacs -nw")
-    assert opener.viewer() == (["emacs", "-nw"], "$EDITOR")
+    assert editor.viewer() == (["emacs", "-nw"], "$EDITOR")
     monkeypatch.setenv("VISUAL", "'unclosed")
     with pytest.raises(MyoqaError, match=r"\$VISUAL .* is not a valid command line"):
-        opener.viewer()
+        editor.viewer()

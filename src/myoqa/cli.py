@@ -225,10 +225,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
-    """Open the passage of `rank` in the user's editor or pager (see opener.py)."""
+    """Open the passage of `rank` in the user's editor or pager (see editor.py)."""
     from myoqa.citation import Place
+    from myoqa.editor import open_at
     from myoqa.formats import format_of
-    from myoqa.opener import open_at
 
     if rank > len(answer.results):
         raise MyoqaError(f"there is no passage of rank {rank} (the answer has "

@@ -8,12 +8,9 @@ sentence-transformers' to cosine ≥ 0.9999 (tested), so either backend can take
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,21 +92,3 @@ class RayEncoder:
             if progress:
                 progress(len(batch["row"]))
         return out
-
-
-@contextlib.contextmanager
-def ray_build_encoder(model: Any, work_dir: Path, address: str | None
-                      ) -> Iterator[tuple[RayEncoder, Callable[[Path], None]]]:
-    """A RayEncoder for a build, and how to copy its ONNX export into the build as the query
-    encoder. The export (written by torch here, on the machine that runs the build) is made
-    first in a `.tmp-` folder of `work_dir`, which a killed build leaves for the next to remove.
-    """
-    from myoqa.onnx_encoder import export_onnx
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    folder = work_dir / f".tmp-encoder-{uuid.uuid4().hex[:8]}"
-    try:
-        export_onnx(model, folder)
-        yield RayEncoder(folder, address), lambda out: shutil.copytree(folder, out)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
