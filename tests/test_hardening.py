@@ -266,6 +266,18 @@ def test_corpus_over_the_total_limit_is_refused(tmp_path: Path,
         corpus.source_hashes(sources)
 
 
+def test_sources_a_thousand_folders_deep_are_found(tmp_path: Path) -> None:
+    sources = write_sources(tmp_path / "src", {"top.txt": "Hiccups are myoclonus."})
+    folder = str(sources)
+    for _ in range(1000):  # one level at a time: a path this long is refused in one call
+        folder = os.path.join(folder, "d")
+        os.mkdir(folder)
+    with open(os.path.join(folder, "a.txt"), "w", encoding="utf-8") as fh:
+        fh.write("Myoclonus is a jerk.")
+    assert [name for name, _ in corpus.source_paths(sources)] == ["d/" * 1000 + "a.txt",
+                                                                   "top.txt"]
+
+
 def test_symlink_loops_and_broken_links(tmp_path: Path) -> None:
     sources = write_sources(tmp_path / "src", {"a.txt": "Alpha.", "sub/b.txt": "Beta."})
     (sources / "sub" / "loop").symlink_to("..")

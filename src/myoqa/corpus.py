@@ -89,8 +89,7 @@ def scan(directory: Path) -> tuple[list[tuple[str, Path]], list[Skipped]]:
     if not directory.is_dir():
         raise MyoqaError(f"sources path {directory} is not a directory", "pass --sources DIR")
     found, other = [], []
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    for root, files in _walk(directory):
         for name in files:
             if name.startswith("."):
                 continue
@@ -109,6 +108,36 @@ def scan(directory: Path) -> tuple[list[tuple[str, Path]], list[Skipped]]:
         raise MyoqaError(f"sources directory {directory} holds no {SUPPORTED} files",
                          "add source files or pass --sources DIR")
     return sorted(found), sorted(other, key=lambda s: s.name)
+
+
+def _walk(directory: Path) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) for every folder below `directory`, hidden and symlinked folders
+    left out, with a stack instead of recursion: Python 3.11's os.walk recurses, so a tree a
+    thousand folders deep would overflow it."""
+    stack = [str(directory)]
+    while stack:
+        root = stack.pop()
+        try:
+            with os.scandir(root) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        kinds = {e.name: _kind(e) for e in entries}
+        yield root, [name for name, kind in kinds.items() if kind == "file"]
+        stack.extend(os.path.join(root, name) for name in sorted(
+            (n for n, kind in kinds.items() if kind == "folder" and not n.startswith(".")),
+            reverse=True))
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """'folder' for a real folder, 'link' for a link to one (not followed), else 'file' (a
+    broken or looping link included: reading it names the problem)."""
+    try:
+        if entry.is_dir():
+            return "link" if entry.is_symlink() else "folder"
+    except OSError:
+        pass
+    return "file"
 
 
 def _too_big(path: Path, size: int, limit: int) -> MyoqaError:
