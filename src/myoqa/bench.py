@@ -320,8 +320,9 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
-        log: Callable[[str], None]) -> dict[str, Any]:
-    """Run every measurement and write `latest.json` and `scale.png` into out_dir."""
+        log: Callable[[str], None], steps: tuple[str, ...]) -> dict[str, Any]:
+    """Run the measurements named in `steps` (cli.BENCH_STEPS) and write `latest.json` and
+    `scale.png` into out_dir."""
     from myoqa.engine import stderr_notify
     from myoqa.index.opener import ready_index
 
@@ -338,6 +339,8 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
                        ("updates", lambda: updates(settings, max(3, repeats // 2))),
                        ("med_build", lambda: med_build(MED) if MED.is_dir() else None),
                        ("scale", lambda: scale(sizes, 200))):
+        if name not in steps:
+            continue
         log(f"bench: {name}…")
         results[name] = step()
     try:
@@ -346,31 +349,36 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
         raise MyoqaError(f"cannot create the results folder {out_dir}: "
                          f"{exc.strerror or exc}") from None
     write_output(out_dir / RESULTS_FILE, json.dumps(results, indent=1))
-    if results["scale"]:
+    if results.get("scale"):
         plot(results["scale"], out_dir / PLOT_FILE)
     return results
 
 
 def table(results: dict[str, Any]) -> str:
     """The README table: each figure beside its target."""
-    c, w, ch = results["cold"], results["warm"], results["chat"]
-    st_s = c["import_sentence_transformers_s"]
-    share = f"… as a share of `import sentence_transformers` ({st_s:.2f} s)"
-    rows = [
-        ("cold `myoqa ask` (fresh process)", f"{c['ask_cold_s']:.2f} s", "≤ 1.0 s"),
-        (share, f"{c['ratio']:.2f}×", "≤ 0.2×"),
-        ("warm hybrid query p50 / p95 (seeds)", f"{w['p50_ms']:.1f} / {w['p95_ms']:.1f} ms",
-         "≤ 8 / 15 ms"),
-        ("chat: launch → interactive input", f"{ch['interactive_s']:.2f} s", "≤ 1.0 s"),
-        ("chat: launch → first answer", f"{ch['first_answer_s']:.2f} s", "≤ 1.5 s"),
-        ("chat: launch → hybrid answer (after the model loads)", f"{ch['hybrid_answer_s']:.2f} s",
-         "—"),
-        ("`myoqa --help`", f"{c['help_s']:.2f} s", "≤ 0.3 s"),
-        ("embedding (build, sentence-transformers)",
-         f"{results['embedding']['sentence_transformers_passages_per_s']:.0f} passages/s", "—"),
-        ("embedding (ONNX encoder)",
-         f"{results['embedding']['onnx_passages_per_s']:.0f} passages/s", "—"),
-    ]
+    rows: list[tuple[str, str, str]] = []
+    c = results.get("cold")
+    if c:
+        st_s = c["import_sentence_transformers_s"]
+        rows += [("cold `myoqa ask` (fresh process)", f"{c['ask_cold_s']:.2f} s", "≤ 1.0 s"),
+                 (f"… as a share of `import sentence_transformers` ({st_s:.2f} s)",
+                  f"{c['ratio']:.2f}×", "≤ 0.2×"),
+                 ("`myoqa --help`", f"{c['help_s']:.2f} s", "≤ 0.3 s")]
+    w = results.get("warm")
+    if w:
+        rows.append(("warm hybrid query p50 / p95 (seeds)",
+                     f"{w['p50_ms']:.1f} / {w['p95_ms']:.1f} ms", "≤ 8 / 15 ms"))
+    ch = results.get("chat")
+    if ch:
+        rows += [("chat: launch → interactive input", f"{ch['interactive_s']:.2f} s", "≤ 1.0 s"),
+                 ("chat: launch → first answer", f"{ch['first_answer_s']:.2f} s", "≤ 1.5 s"),
+                 ("chat: launch → hybrid answer (after the model loads)",
+                  f"{ch['hybrid_answer_s']:.2f} s", "—")]
+    e = results.get("embedding")
+    if e:
+        rows += [("embedding (build, sentence-transformers)",
+                  f"{e['sentence_transformers_passages_per_s']:.0f} passages/s", "—"),
+                 ("embedding (ONNX encoder)", f"{e['onnx_passages_per_s']:.0f} passages/s", "—")]
     u = results.get("updates")
     if u:
         rows += [
@@ -389,7 +397,7 @@ def table(results: dict[str, Any]) -> str:
         rows.append((f"building MED ({m['documents']:,} documents): time, peak memory",
                      f"{m['seconds']:.1f} s, {m['peak_rss_mb']:.0f} MB", "bounded"))
     targets = {10_000: ("—", "—"), 100_000: ("≤ 20 ms", "—"), 1_000_000: ("≤ 100 ms", "≤ 60 s")}
-    for p in results["scale"]:
+    for p in results.get("scale") or []:
         q_target, b_target = targets.get(p["passages"], ("—", "—"))
         rows.append((f"{p['passages']:,} passages: hybrid p50 / p95",
                      f"{p['p50_ms']:.1f} / {p['p95_ms']:.1f} ms", q_target))

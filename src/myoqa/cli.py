@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
+BENCH_STEPS = ("cold", "warm", "chat", "embedding", "updates", "med_build", "scale")
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,6 +112,8 @@ def build_parser() -> Parser:
     bench.add_argument("--sizes", type=_sizes, default="10000,100000,1000000", metavar="N,N,…",
                        help="synthetic corpus sizes in passages ('' for none)")
     bench.add_argument("--repeats", type=_positive_int, default=7, help="fresh-process repeats")
+    bench.add_argument("--steps", type=_steps, default=",".join(BENCH_STEPS), metavar="STEP,…",
+                       help=f"measurements to run (default all: {','.join(BENCH_STEPS)})")
     bench.add_argument("--out", metavar="DIR", help="results folder (default: eval/bench)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
     _place_options(bench)
@@ -356,6 +359,13 @@ def _sizes(value: str) -> list[int]:
     return sizes
 
 
+def _steps(value: str) -> tuple[str, ...]:
+    steps = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not steps or any(s not in BENCH_STEPS for s in steps):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(BENCH_STEPS)}, not {value!r}")
+    return steps
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the speed benchmark and print its table."""
     from pathlib import Path
@@ -367,7 +377,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
            else project_file("eval", "bench", what="bench folder", option="--out DIR"))
     bench.check_out_dir(out)
     results = bench.run(_settings(args), out, args.sizes, args.repeats,
-                        lambda m: print(m, file=sys.stderr))
+                        lambda m: print(m, file=sys.stderr), args.steps)
     print(json.dumps(results, indent=1) if args.json else bench.table(results))
     return ExitCode.OK
 
