@@ -235,18 +235,34 @@ def test_asks_during_a_rebuild_all_answer_from_a_whole_index(seed_settings: Sett
     _check_whole(index_dir)
 
 
+def _waits_on(proc: subprocess.Popen[str], lock: Path) -> bool:
+    """Whether a process has the index's lock file open (it then blocks on the lock held here)."""
+    try:
+        return any(os.readlink(fd) == str(lock) for fd in Path(f"/proc/{proc.pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
 def test_two_rebuilds_at_once_take_turns(seed_settings: Settings, tmp_path: Path) -> None:
+    """While a build holds the lock (this test, standing in for one), two more rebuilds wait;
+    released, they build one after the other. Held here, because a rebuild of a tiny corpus
+    can finish before a second process has even started."""
     index_dir = copy_index(seed_settings, tmp_path)
     env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
-    first = _start("index", "--rebuild", env=env)
-    assert _wait_until(lambda: _holds_lock(index_dir), first)
-    second = _start("index", "--rebuild", env=env)
-    outs = [p.communicate(timeout=600) for p in (first, second)]
-    assert [first.returncode, second.returncode] == [0, 0], outs
-    assert "another build of this index is running; waiting for it" in outs[1][1]
-    built = [out.split()[1] for out, _ in outs]
-    assert built[0] != built[1] and current_build(index_dir) == Path(built[1])
-    assert {p.name for p in _names(index_dir, "build-")} == {Path(b).name for b in built}
+    lock = index_dir / ".lock"
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        procs = [_start("index", "--rebuild", env=env) for _ in range(2)]
+        for proc in procs:
+            assert _wait_until(lambda proc=proc: _waits_on(proc, lock), proc)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all("another build of this index is running; waiting for it" in err
+               for _, err in outs), outs
+    built = {Path(out.split()[1]).name for out, _ in outs}
+    assert len(built) == 2 and current_build(index_dir).name in built
+    assert {p.name for p in _names(index_dir, "build-")} == built
     assert not _all_leftovers(index_dir)
     _check_whole(index_dir)
 

@@ -274,8 +274,14 @@ def test_sources_a_thousand_folders_deep_are_found(tmp_path: Path) -> None:
         os.mkdir(folder)
     with open(os.path.join(folder, "a.txt"), "w", encoding="utf-8") as fh:
         fh.write("Myoclonus is a jerk.")
-    assert [name for name, _ in corpus.source_paths(sources)] == ["d/" * 1000 + "a.txt",
-                                                                   "top.txt"]
+    try:
+        assert [name for name, _ in corpus.source_paths(sources)] == ["d/" * 1000 + "a.txt",
+                                                                       "top.txt"]
+    finally:  # bottom up: pytest's own recursive clean-up of old temporary folders would overflow
+        os.remove(os.path.join(folder, "a.txt"))
+        while folder != str(sources):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
 
 
 def test_symlink_loops_and_broken_links(tmp_path: Path) -> None:
