@@ -75,20 +75,25 @@ def check_output(path: Path, *, inputs: Sequence[Path] = ()) -> None:
     if _fd_number(path) is not None:
         return
     target = _final_target(path)
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        info = None
-        if not target.parent.is_dir():
-            where = "" if target == path.absolute() else f" (where the link {path} points)"
-            raise _fail(path, f"the folder {target.parent} does not exist{where}",
-                        "create it first or choose another output file") from None
-    except OSError as exc:
-        raise _fail(path, exc.strerror or str(exc)) from None
+    info = _stat(path, target)
+    if info is None and not target.parent.is_dir():
+        where = "" if target == path.absolute() else f" (where the link {path} points)"
+        raise _fail(path, f"the folder {target.parent} does not exist{where}",
+                    "create it first or choose another output file")
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise _fail(path, "it is a folder", "name a file inside it")
     if (info is None or stat.S_ISREG(info.st_mode)) and not os.access(target.parent, os.W_OK):
         raise _fail(path, f"the folder {target.parent} is not writable")
+
+
+def _stat(path: Path, target: Path) -> os.stat_result | None:
+    """What `target` (the file `path` resolves to) is now, or None when it does not exist."""
+    try:
+        return os.stat(target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _fail(path, exc.strerror or str(exc)) from None
 
 
 def write_output(path: Path, data: str | bytes, *, inputs: Sequence[Path] = ()) -> None:
@@ -105,12 +110,7 @@ def write_output(path: Path, data: str | bytes, *, inputs: Sequence[Path] = ()) 
         _write_descriptor(path, fd, payload)
         return
     target = _final_target(path)
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise _fail(path, exc.strerror or str(exc)) from None
+    info = _stat(path, target)
     if info is not None and not stat.S_ISREG(info.st_mode):
         _write_in_place(path, target, payload)
         return
