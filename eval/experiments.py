@@ -482,34 +482,50 @@ def exp_expansion() -> None:
                   for w, ts in x.items()))
     late = COLBERT.signal(index)
     print("\n| late interaction | expansion | set | Hit@1 | MRR@10 | Hit@5 |"
-          " out-of-scope abstained | in-scope abstained |")
-    print("|---|---|---|---|---|---|---|---|")
+          " out-of-scope abstained | in-scope abstained | questions better / worse |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    changes: list[str] = []
     for late_label, params in (("off", SearchParams(late=None)), ("on", SearchParams())):
+        plain: dict[str, float] = {}
         for label, how in [("none", None), *EXPANSIONS.items()]:
-            if how is None:
-                searcher = Searcher(index, lambda: ENCODER, params, late)
-            else:
-                memo: dict[str, dict[str, list[str]]] = {}
-
-                def expand(text: str, how: Expansion = how,
-                           memo: dict[str, dict[str, list[str]]] = memo
-                           ) -> dict[str, list[str]]:
-                    if text not in memo:
-                        memo[text] = expansion_terms(wordnet, analyzer, vocab.__contains__,
-                                                     text, how)
-                    return memo[text]
-
-                searcher = ExpandingSearcher(index, lambda: ENCODER, params, late, expand=expand)
+            searcher = (Searcher(index, lambda: ENCODER, params, late) if how is None else
+                        ExpandingSearcher(index, lambda: ENCODER, params, late,
+                                          expand=_memo_expansion(wordnet, analyzer, vocab, how)))
             for set_name, questions in sets:
                 outcomes = evaluation.run(searcher, questions, "hybrid")
+                rr = {o.question.id: o.metrics["MRR@10"] for o in outcomes if o.metrics}
+                if how is None:
+                    plain.update(rr)
+                elif set_name == "patients":
+                    changes += [f"{late_label}, {label}: {o.question.id} "
+                                f"\"{o.question.question}\" RR {plain[o.question.id]:.2f} → "
+                                f"{rr[o.question.id]:.2f}" for o in outcomes
+                                if o.metrics and rr[o.question.id] != plain[o.question.id]]
                 halves = [("tune", [o for o in outcomes if o.question.half == "tune"]),
                           ("check", [o for o in outcomes if o.question.half == "check"])]
                 for half, part in halves if set_name != "holdout" else [("all", outcomes)]:
                     s = evaluation.summarize(part)["all"]
+                    ids = [o.question.id for o in part if o.metrics]
+                    better = sum(rr[i] > plain[i] for i in ids)
+                    worse = sum(rr[i] < plain[i] for i in ids)
                     print(f"| {late_label} | {label} | {set_name} {half} | {s.hit_at_1:.3f} |"
                           f" {s.mrr_at_10:.3f} | {s.hit_at_5:.3f} | {s.out_of_scope_abstained} |"
-                          f" {s.in_scope_abstained} |", flush=True)
+                          f" {s.in_scope_abstained} | {better} / {worse} |", flush=True)
+    print("\nPatient questions whose first relevant passage moved:\n")
+    print("\n".join(f"- {c}" for c in changes))
 
+
+def _memo_expansion(wordnet: object, analyzer: Analyzer, vocab: set[str], how: Expansion
+                    ) -> Callable[[str], dict[str, list[str]]]:
+    """`expansion_terms` for one setting, looked up once per question text."""
+    memo: dict[str, dict[str, list[str]]] = {}
+
+    def expand(text: str) -> dict[str, list[str]]:
+        if text not in memo:
+            memo[text] = expansion_terms(wordnet, analyzer, vocab.__contains__, text, how)
+        return memo[text]
+
+    return expand
 
 EXPERIMENTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("exp_")}
 
