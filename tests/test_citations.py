@@ -79,22 +79,35 @@ def test_plain_passage_marks_the_evidence_and_nothing_else() -> None:
 PLACE = Place(12, 5, None)
 
 
+F = str(Path("F").absolute())
+
+
 @pytest.mark.parametrize("program,expected", [
-    (["vim"], ["vim", "+call cursor(12, 7)", "F"]),
-    (["/usr/bin/nvim", "-n"], ["/usr/bin/nvim", "-n", "+call cursor(12, 7)", "F"]),
-    (["vi"], ["vi", "+12", "F"]),
-    (["nano"], ["nano", "+12,5", "F"]),
-    (["emacs", "-nw"], ["emacs", "-nw", "+12:5", "F"]),
-    (["micro"], ["micro", "+12:5", "F"]),
-    (["kak"], ["kak", "+12:5", "F"]),
-    (["hx"], ["hx", "F:12:5"]),
-    (["code", "--wait"], ["code", "--wait", "--goto", "F:12:5"]),
-    (["less", "-R"], ["less", "-R", "+12g", "F"]),
-    (["more"], ["more", "+12", "F"]),
-    (["ed"], ["ed", "F"]),
+    (["vim"], ["vim", "+call cursor(12, 7)", "--", F]),
+    (["/usr/bin/nvim", "-n"], ["/usr/bin/nvim", "-n", "+call cursor(12, 7)", "--", F]),
+    (["vi"], ["vi", "+12", F]),
+    (["nano"], ["nano", "+12,5", F]),
+    (["emacs", "-nw"], ["emacs", "-nw", "+12:5", F]),
+    (["micro"], ["micro", "+12:5", F]),
+    (["kak"], ["kak", "+12:5", F]),
+    (["hx"], ["hx", F + ":12:5"]),
+    (["code", "--wait"], ["code", "--wait", "--goto", F + ":12:5"]),
+    (["less", "-R"], ["less", "-R", "+12g", "--", F]),
+    (["more"], ["more", "+12", F]),
+    (["ed"], ["ed", F]),
 ])
 def test_editor_commands_start_at_the_passage(program: list[str], expected: list[str]) -> None:
     assert editor.command(program, Path("F"), PLACE, "éé  passage") == expected
+
+
+@pytest.mark.parametrize("program", [*editor.JUMPS, "ed"])
+@pytest.mark.parametrize("name", ["+!touch PWNED", "-c", "--cmd=!touch PWNED", "+:!id:1"])
+def test_no_argument_made_from_a_file_name_reads_as_an_option(program: str, name: str) -> None:
+    """A relative source path starting with '+' or '-' (`--sources .`) reaches the program as an
+    absolute path, so neither vim's '+cmd' nor any option can be read from it."""
+    argv = editor.command([program], Path(name), PLACE, "line")
+    from_name = [arg for arg in argv[1:] if name in arg]
+    assert from_name and all(arg.startswith("/") for arg in from_name), argv
 
 
 def test_viewer_prefers_visual_then_editor_then_pager(monkeypatch: pytest.MonkeyPatch) -> None:
