@@ -58,7 +58,15 @@ def test_crlf_line_ends_show_as_line_ends_with_offsets_kept() -> None:
 
 def test_plain_output_keeps_the_text_exact_but_what_a_terminal_would_act_on() -> None:
     assert plain("line\r\nnext\tcell\f\nand\rlone\x1b[31m") == (
-        "line\r\nnext\tcell\f\nand\u240dlone\u241b[31m")
+        "line\r\nnext\tcell\n\nand\u240dlone\u241b[31m")
+
+
+def test_a_page_break_shows_as_a_line_break_never_as_a_symbol_or_raw() -> None:
+    """A form feed (a PDF's page break, or one in a text file) is a line break in the chat, the
+    styled and the plain output, never "\u240c" or a raw ^L; offsets still line up."""
+    text = "end of page one\fstart of page two"
+    for shown in (safe(text), plain(text), passage_text(_result(text, [])).plain):
+        assert shown == "end of page one\nstart of page two"
 
 
 def test_plain_passage_marks_the_evidence_and_nothing_else() -> None:
