@@ -4,16 +4,21 @@ end or expand without bound, and page breaks. Each test failed before its fix.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, copy_index, write_sources
+from conftest import cli_env, copy_index, run_cli, write_sources
+from myoqa import corpus
 from myoqa.config import Settings
+from myoqa.errors import UsageError
+from myoqa.index.opener import ready_index
 
 PWNED_SOURCE = "+!touch PWNED.txt"
 
@@ -35,3 +40,96 @@ def test_open_of_a_source_named_like_a_vim_command_runs_nothing(
     assert proc.returncode == 0, proc.stderr
     assert f"opening {PWNED_SOURCE} at line 1" in proc.stderr
     assert sorted(p.name for p in sources.iterdir()) == [PWNED_SOURCE]
+
+
+def _links_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """Sources with a link to a file and one to a folder outside them, two links to one outside
+    file, and a link to a source inside; and the outside folder."""
+    outside = write_sources(tmp_path / "private", {
+        "passwd": "root:x:0:0:root:/root:/bin/bash", "notes/diary.txt": "Secret diary words."})
+    sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
+    (sources / "passwd.txt").symlink_to(outside / "passwd")
+    (sources / "again.txt").symlink_to(outside / "passwd")
+    (sources / "notes").symlink_to(outside / "notes")
+    (sources / "alias.txt").symlink_to("a.txt")
+    return sources, outside
+
+
+def test_links_out_of_the_sources_are_not_read_but_named(tmp_path: Path) -> None:
+    """`ln -s /etc/passwd src/passwd.txt` no longer puts /etc/passwd into the index: links that
+    leave the sources folder, to files or folders, are named as skipped; a link inside it is
+    not read twice."""
+    sources, _outside = _links_folder(tmp_path)
+    read = corpus.read_corpus(sources)
+    assert [s.name for s in read.sources] == ["a.txt"]
+    assert [(s.name, s.reason) for s in read.skipped] == [
+        ("again.txt", f"a link to a file outside the sources folder ({corpus.FOLLOW_HINT})"),
+        ("alias.txt", "a link within the sources folder (not followed: its target is read under "
+                      "its own name)"),
+        ("notes", f"a link to a folder outside the sources folder ({corpus.FOLLOW_HINT})"),
+        ("passwd.txt", f"a link to a file outside the sources folder ({corpus.FOLLOW_HINT})")]
+
+
+def test_follow_links_reads_them_each_target_once(tmp_path: Path) -> None:
+    sources, _outside = _links_folder(tmp_path)
+    read = corpus.read_corpus(sources, follow_links=True)
+    assert {s.name: s.text for s in read.sources} == {
+        "a.txt": "Myoclonus is a brief jerk.", "again.txt": "root:x:0:0:root:/root:/bin/bash",
+        "notes/diary.txt": "Secret diary words."}
+    assert [(s.name, s.reason) for s in read.skipped][:2] == [
+        ("alias.txt", "a link within the sources folder (not followed: its target is read under "
+                      "its own name)"),
+        ("passwd.txt", "the same file as again.txt")]
+
+
+def test_follow_links_setting_comes_from_the_flag_then_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MYOQA_FOLLOW_LINKS", raising=False)
+    assert Settings.resolve(tmp_path).follow_links is False
+    assert Settings.resolve(tmp_path, follow_links=True).follow_links_from == "--follow-links"
+    monkeypatch.setenv("MYOQA_FOLLOW_LINKS", "yes")
+    assert Settings.resolve(tmp_path).follow_links is True
+    monkeypatch.setenv("MYOQA_FOLLOW_LINKS", "0")
+    assert Settings.resolve(tmp_path).follow_links is False
+    monkeypatch.setenv("MYOQA_FOLLOW_LINKS", "maybe")
+    with pytest.raises(UsageError, match=r"\$MYOQA_FOLLOW_LINKS is 'maybe', not 1 or 0"):
+        Settings.resolve(tmp_path)
+
+
+def test_a_link_added_to_a_current_index_is_named_and_following_it_rebuilds(
+        tmp_path: Path, model_loads: list[str]) -> None:
+    """A link (or a file of another format) added after the build is named on the next ask
+    though nothing is rebuilt; following it changes the sources, so the index is rebuilt."""
+    sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash")
+    settings = Settings.resolve(sources, tmp_path / "index")
+    first = ready_index(settings, notify=lambda _m: None)
+    (sources / "passwd.txt").symlink_to(tmp_path / "passwd")
+    (sources / "slides.pptx").write_bytes(b"PK")
+    said: list[str] = []
+    assert ready_index(settings, notify=said.append).path == first.path, "nothing to rebuild"
+    assert said == [f"note: skipped passwd.txt: a link to a file outside the sources folder "
+                    f"({corpus.FOLLOW_HINT})",
+                    "note: skipped slides.pptx: not a supported format (.pptx)"]
+    said.clear()
+    followed = ready_index(replace(settings, follow_links=True), notify=said.append)
+    assert said[0].startswith("sources changed (passwd.txt); building the index")
+    assert {p.source for p in followed.passages} == {"a.txt", "passwd.txt"}
+    said.clear()
+    ready_index(settings, notify=said.append)
+    assert said[0].startswith("sources changed (passwd.txt); building the index"), "and back"
+
+
+def test_ask_names_a_link_out_of_the_sources_and_follows_it_when_asked(
+        seed_settings: Settings, tmp_path: Path) -> None:
+    sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash")
+    (sources / "passwd.txt").symlink_to(tmp_path / "passwd")
+    env = cli_env(copy_index(seed_settings, tmp_path), sources)
+    proc = run_cli("ask", "--json", "--mode", "bm25", "root bin bash", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert {p["source"] for p in json.loads(proc.stdout)["passages"]} == {"a.txt"}
+    assert ("myoqa: note: skipped passwd.txt: a link to a file outside the sources folder "
+            f"({corpus.FOLLOW_HINT})") in proc.stderr.splitlines()
+    proc = run_cli("ask", "--json", "--mode", "bm25", "--follow-links", "root bin bash", env=env)
+    assert {p["source"] for p in json.loads(proc.stdout)["passages"]} == {"a.txt", "passwd.txt"}
