@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, copy_index, run_cli, write_sources
+from conftest import cli_env, copy_index, make_pdf, run_cli, write_sources
 from myoqa import corpus
+from myoqa.chunking import ChunkParams, chunk
+from myoqa.citation import cite, locate
 from myoqa.config import Settings
 from myoqa.errors import UsageError
 from myoqa.index.opener import ready_index
@@ -133,3 +135,16 @@ def test_ask_names_a_link_out_of_the_sources_and_follows_it_when_asked(
             f"({corpus.FOLLOW_HINT})") in proc.stderr.splitlines()
     proc = run_cli("ask", "--json", "--mode", "bm25", "--follow-links", "root bin bash", env=env)
     assert {p["source"] for p in json.loads(proc.stdout)["passages"]} == {"a.txt", "passwd.txt"}
+
+
+def test_a_short_two_page_pdf_cites_the_page_its_words_are_on(tmp_path: Path) -> None:
+    """A PDF of under 120 words is no longer one passage cited "p. 1": each page is its own."""
+    (tmp_path / "src").mkdir()
+    make_pdf(tmp_path / "src" / "leaflet.pdf", [
+        ["Myoclonus is a brief jerk of a muscle."], ["Clonazepam is often prescribed."]])
+    source = corpus.load_sources(tmp_path / "src")[0]
+    passages, _spans = chunk(source.name, source.text, ChunkParams())
+    cited = {source.text[p.start:p.end]: cite(p.source, locate(source.text, p.start, paged=True))
+             for p in passages}
+    assert cited == {"Myoclonus is a brief jerk of a muscle.": "leaflet.pdf:1:1 p. 1",
+                     "Clonazepam is often prescribed.": "leaflet.pdf:4:1 p. 2"}
