@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, copy_index, make_pdf, run_cli, write_sources
-from myoqa import corpus
+from myoqa import corpus, formats
 from myoqa.chunking import ChunkParams, chunk
 from myoqa.citation import cite, locate
 from myoqa.config import Settings
@@ -148,3 +148,23 @@ def test_a_short_two_page_pdf_cites_the_page_its_words_are_on(tmp_path: Path) ->
              for p in passages}
     assert cited == {"Myoclonus is a brief jerk of a muscle.": "leaflet.pdf:1:1 p. 1",
                      "Clonazepam is often prescribed.": "leaflet.pdf:4:1 p. 2"}
+
+
+def _nested_html(depth: int) -> bytes:
+    return (b"<html><body><p>Intro on myoclonus.</p>\n" + b"<div>" * depth + b"Deep text."
+            + b"</div>" * depth + b"\n<p>Closing paragraph on clonazepam.</p></body></html>")
+
+
+def test_html_nested_past_libxml2s_default_depth_is_read_whole() -> None:
+    """300 levels (past libxml2's default of 256) used to lose everything from that point."""
+    assert formats.html_text(_nested_html(300)) == (
+        "Intro on myoclonus.\n\nDeep text.\n\nClosing paragraph on clonazepam.")
+
+
+def test_html_nested_past_the_parsers_limit_is_named_as_truncated(tmp_path: Path) -> None:
+    write_sources(tmp_path / "src", {"deep.html": _nested_html(3000).decode()})
+    read = corpus.read_corpus(tmp_path / "src")
+    assert [s.text for s in read.sources] == ["Intro on myoclonus."]
+    assert [(s.name, s.reason) for s in read.skipped] == [(
+        "deep.html", "the text from line 2 on (elements nested more than 2048 deep, which the "
+                     "HTML parser does not read)")]

@@ -308,7 +308,7 @@ def read_corpus(directory: Path, follow_links: bool = False) -> Corpus:
     """Read every source under `directory`: text formats as UTF-8, documents extracted.
 
     A document that yields no text stays a source with empty text and is also `Skipped` with
-    the reason; a text file that is not UTF-8 is an error (it needs converting, not skipping).
+    the reason (one read in part keeps that part, and is `Skipped` naming what is missing); a text file that is not UTF-8 is an error (it needs converting, not skipping).
     """
     paths, skipped = scan(directory, follow_links)
     sources = []
@@ -322,6 +322,9 @@ def read_corpus(directory: Path, follow_links: bool = False) -> Corpus:
             continue
         try:
             text = fmt.extract(data)
+        except formats.Truncated as exc:
+            skipped.append(Skipped(name, str(exc), sha256))
+            text = exc.text
         except formats.ExtractionError as exc:
             skipped.append(Skipped(name, str(exc), sha256))
             text = ""

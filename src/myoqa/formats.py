@@ -24,6 +24,15 @@ class ExtractionError(Exception):
     """A file of a known format that yields no usable text; the message says why, for a note."""
 
 
+class Truncated(ExtractionError):
+    """A file whose text could be read only in part: `text` is that part, the message says
+    which part is missing, for a note."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
 @dataclass(frozen=True)
 class Format:
     """One supported file format: how its files are named and how their text is obtained.
@@ -103,6 +112,7 @@ _PREFORMATTED = frozenset(("pre", "listing", "plaintext", "xmp", "textarea"))
 _HTML_WHITESPACE = re.compile(r"[ \t\n\r\f]+")
 _MARKS = re.compile("[\x00-\x04]")
 _CELL_GAP = re.compile(" *\x04[ \x04]*")
+_HTML_TOO_DEEP = re.compile(r"Excessive depth in document: (\d+)")
 
 
 def html_text(data: bytes) -> str:
@@ -112,19 +122,24 @@ def html_text(data: bytes) -> str:
     by a blank line, `<br>` a line break; other whitespace collapses as a browser shows it,
     except inside `<pre>`. Table cells of a row are separated by a tab. UTF-8 is assumed when
     the bytes are valid UTF-8, else the page's own charset declaration decides.
+
+    libxml2 reads elements nested up to 256 deep, 2,048 with `huge_tree` (used here); past
+    that it drops the rest of the page without an error, so that is raised as Truncated
+    with the text before it.
     """
     import lxml.html
     from lxml import etree
 
     try:
         data.decode("utf-8")
-        parser = lxml.html.HTMLParser(encoding="utf-8")
+        parser = lxml.html.HTMLParser(encoding="utf-8", huge_tree=True)
     except UnicodeDecodeError:
-        parser = lxml.html.HTMLParser()
+        parser = lxml.html.HTMLParser(huge_tree=True)
     try:
         root = lxml.html.document_fromstring(data, parser=parser)
     except etree.ParserError:  # nothing but whitespace or comments
         return ""
+    too_deep = next((e for e in parser.error_log if _HTML_TOO_DEEP.search(e.message)), None)
     etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, with_tail=False)
     hidden = root.xpath("//*[@hidden] | //*[contains(translate(@style, ' ', ''), "
                         "'display:none')] | " + " | ".join(f"//{tag}" for tag in _HTML_DROPPED))
@@ -144,7 +159,12 @@ def html_text(data: bytes) -> str:
             pre -= tag in _PREFORMATTED
             parts.append(_PARAGRAPH if tag in _HTML_BLOCKS else "")
             parts.append(_html_run(element.tail, pre > 0))
-    return _html_layout("".join(parts))
+    text = _html_layout("".join(parts))
+    if too_deep is not None:
+        depth = _HTML_TOO_DEEP.search(too_deep.message).group(1)  # type: ignore[union-attr]
+        raise Truncated(f"the text from line {too_deep.line} on (elements nested more than "
+                        f"{depth} deep, which the HTML parser does not read)", text)
+    return text
 
 
 def _html_run(text: str | None, preformatted: bool) -> str:
