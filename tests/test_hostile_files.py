@@ -9,17 +9,27 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, copy_index, make_pdf, run_cli, write_sources
-from myoqa import corpus, formats
+from conftest import (
+    cli_env,
+    copy_index,
+    docx_paragraph,
+    make_docx,
+    make_pdf,
+    one_line_error,
+    run_cli,
+    write_sources,
+)
+from myoqa import corpus, formats, jsonl
 from myoqa.chunking import ChunkParams, chunk
 from myoqa.citation import cite, locate
 from myoqa.config import Settings
-from myoqa.errors import UsageError
+from myoqa.errors import MyoqaError, UsageError
 from myoqa.index.opener import ready_index
 
 PWNED_SOURCE = "+!touch PWNED.txt"
@@ -168,3 +178,79 @@ def test_html_nested_past_the_parsers_limit_is_named_as_truncated(tmp_path: Path
     assert [(s.name, s.reason) for s in read.skipped] == [(
         "deep.html", "the text from line 2 on (elements nested more than 2048 deep, which the "
                      "HTML parser does not read)")]
+
+
+def _limited(memory: int) -> None:
+    """In the child: at most `memory` bytes of address space, so a run that reads without
+    bound fails with MemoryError instead of filling the machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def _beir_with_fifo_corpus(folder: Path) -> Path:
+    write_sources(folder, {"queries.jsonl": '{"_id": "q1", "text": "jerk"}\n',
+                           "qrels/test.tsv": "q1\td1\t1\n"})
+    os.mkfifo(folder / "corpus.jsonl")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero as --file", "FIFO as --file",
+                                  "FIFO as a BEIR corpus.jsonl"])
+def test_eval_input_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path,
+                                                                   kind: str) -> None:
+    """Before: `eval --file /dev/zero` grew to 10 GB, and a FIFO hung waiting for a writer."""
+    if kind.startswith("/dev/zero"):
+        args, named = ["--file", "/dev/zero"], "/dev/zero"
+    elif kind.startswith("FIFO as --file"):
+        os.mkfifo(tmp_path / "q.jsonl")
+        args, named = ["--file", str(tmp_path / "q.jsonl")], "q.jsonl"
+    else:
+        args, named = ["--beir", str(_beir_with_fifo_corpus(tmp_path / "c"))], "corpus.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "myoqa", "eval", *args], capture_output=True,
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                          "MYOQA_INDEX_DIR": str(tmp_path / "index")},
+                          stdin=subprocess.DEVNULL, timeout=120, check=False,
+                          preexec_fn=lambda: _limited(2 * 2**30))
+    line = one_line_error(proc, 1, named, "is not a regular file (a pipe or a device)")
+    assert line.endswith("(give a file, or save the input to one first)")
+
+
+def test_eval_input_over_the_size_limits_is_refused(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "q1"}\n' * 100 + "x" * 200 + "\n")
+    monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 100)
+    with pytest.raises(MyoqaError, match=r"q.jsonl:101: is longer than 0 MiB, the limit for one "
+                                         r"line \(split it\)"):
+        list(jsonl.open_lines(path, "evaluation file"))
+    monkeypatch.setattr(jsonl, "MAX_INPUT_BYTES", 1000)
+    with pytest.raises(MyoqaError, match=r"evaluation file .*q.jsonl holds more than 0 MiB, the "
+                                         r"limit for one file \(use a smaller file\)"):
+        list(jsonl.open_lines(path, "evaluation file"))
+
+
+def test_docx_of_a_million_paragraphs_is_refused_before_parsing(tmp_path: Path) -> None:
+    """A 10 KB file of a million empty paragraphs took 228 s and 2.6 GB in docx2python; its
+    elements are now counted first (a tenth of a second) and it is named as too large."""
+    docx = make_docx(tmp_path / "bomb.docx", ["<w:p/>"] * 1_000_000)
+    assert docx.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(formats.ExtractionError, match=r"^holds more than 500,000 XML elements, "
+                                                          r"the limit for a DOCX \(split it"):
+            formats.docx_text(docx.read_bytes())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB held while refusing it"
+
+
+def test_docx_under_the_element_limit_is_read(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    docx = make_docx(tmp_path / "a.docx", [docx_paragraph("Myoclonus is a jerk.")] * 3)
+    monkeypatch.setattr(formats, "MAX_DOCX_ELEMENTS", 40)
+    assert formats.docx_text(docx.read_bytes()).split("\n\n") == ["Myoclonus is a jerk."] * 3
+    monkeypatch.setattr(formats, "MAX_DOCX_ELEMENTS", 10)
+    with pytest.raises(formats.ExtractionError, match="more than 10 XML elements"):
+        formats.docx_text(docx.read_bytes())
