@@ -106,6 +106,9 @@ def test_follow_links_setting_comes_from_the_flag_then_the_environment(
     monkeypatch.setenv("MYOQA_FOLLOW_LINKS", "maybe")
     with pytest.raises(UsageError, match=r"\$MYOQA_FOLLOW_LINKS is 'maybe', not 1 or 0"):
         Settings.resolve(tmp_path)
+    monkeypatch.delenv("MYOQA_FOLLOW_LINKS")
+    status = run_cli("status", "--json", "--follow-links", env=cli_env(tmp_path / "index"))
+    assert json.loads(status.stdout)["follow_links"] is True
 
 
 def test_a_link_added_to_a_current_index_is_named_and_following_it_rebuilds(

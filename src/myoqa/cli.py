@@ -295,12 +295,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     m = state.manifest
     if args.json:
         print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
+                     "follow_links": settings.follow_links,
+                     "follow_links_from": settings.follow_links_from,
                      "index_dir": str(settings.index_dir), "index_from": settings.index_from,
                      "model": settings.model, "model_from": settings.model_from,
                      "build": str(state.build) if state.build else None, **state.to_json(),
                      "manifest": m.to_json() if m else None}, indent=2))
     else:
         lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
+                 f"links:     {'followed' if settings.follow_links else 'not followed'} out of "
+                 f"the sources  ({settings.follow_links_from})",
                  f"index:     {settings.index_dir}  ({settings.index_from})",
                  f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
         if m:
