@@ -94,6 +94,16 @@ def test_follow_links_reads_them_each_target_once(tmp_path: Path) -> None:
         ("passwd.txt", "the same file as again.txt")]
 
 
+def test_follow_links_through_a_link_to_a_parent_reads_each_file_once(tmp_path: Path) -> None:
+    sources = write_sources(tmp_path / "library" / "src", {"a.txt": "Myoclonus is a jerk."})
+    write_sources(tmp_path / "library", {"extra.txt": "Clonazepam treats it."})
+    (sources / "up").symlink_to("..")
+    paths, skipped = corpus.scan(sources, follow_links=True)
+    assert [name for name, _ in paths] == ["a.txt", "up/extra.txt"]
+    assert [(s.name, s.reason) for s in skipped] == [
+        ("up/src", "the same folder as the sources folder")]
+
+
 def test_follow_links_setting_comes_from_the_flag_then_the_environment(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MYOQA_FOLLOW_LINKS", raising=False)

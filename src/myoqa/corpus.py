@@ -120,7 +120,7 @@ def scan(directory: Path, follow_links: bool = False
     root = directory.resolve()
     found: list[_Found] = []
     other: list[Skipped] = []
-    folders_read = {_identity(root): "."}
+    folders_read = {_identity(root): "the sources folder"}
     stack = [(str(directory), False)]
     while stack:  # a stack, not recursion: Python 3.11's os.walk overflows 1,000 folders deep
         folder, outside = stack.pop()
@@ -140,13 +140,13 @@ def scan(directory: Path, follow_links: bool = False
                 other.append(Skipped(relative, f"a link to a {what} outside the sources folder "
                                      f"({FOLLOW_HINT})", group=LINKS_GROUP))
             elif is_folder:
-                seen = folders_read.get(_identity(path)) if link else None
-                if seen is not None:
-                    other.append(Skipped(relative, f"a link to a folder already read ({seen})",
+                identity = _identity(path) if link or outside else None
+                if identity is not None and identity in folders_read:
+                    other.append(Skipped(relative, f"the same folder as {folders_read[identity]}",
                                          group=LINKS_GROUP))
                     continue
-                if link:
-                    folders_read[_identity(path)] = relative
+                if identity is not None:
+                    folders_read[identity] = relative
                 subfolders.append((entry.path, outside or link))
             elif formats.format_of(entry.name) is None:
                 other.append(unsupported(relative))
@@ -158,7 +158,7 @@ def scan(directory: Path, follow_links: bool = False
                                      "rename the file") from None
                 found.append(_Found(relative, path, outside or link))
         stack.extend(reversed(subfolders))
-    sources = _once(sorted(found, key=lambda f: f.name), other)
+    sources = _once(found, other) if follow_links else sorted((f.name, f.path) for f in found)
     if not sources:
         raise MyoqaError(f"sources directory {directory} holds no {SUPPORTED} files",
                          "add source files or pass --sources DIR")
@@ -198,12 +198,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _once(found: list[_Found], other: list[Skipped]) -> list[tuple[str, Path]]:
-    """The sources, each file once: a file reached outside the sources folder by two names
-    (two links to it) is read under the first, the second is named as skipped."""
+    """The sources by name, each file once when links are followed: a file reached by two
+    names is read under its own name inside the sources folder, else under the first link's;
+    the other name is skipped."""
     kept: dict[tuple[int, int], str] = {}
     sources = []
-    for item in found:
-        identity = _identity(item.path) if item.outside else None
+    for item in sorted(found, key=lambda f: (f.outside, f.name)):
+        identity = _identity(item.path)
         if identity is not None and identity in kept:
             other.append(Skipped(item.name, f"the same file as {kept[identity]}",
                                  group=LINKS_GROUP))
@@ -211,7 +212,7 @@ def _once(found: list[_Found], other: list[Skipped]) -> list[tuple[str, Path]]:
         if identity is not None:
             kept[identity] = item.name
         sources.append((item.name, item.path))
-    return sources
+    return sorted(sources)
 
 
 def _too_big(path: Path, size: int, limit: int) -> MyoqaError:
