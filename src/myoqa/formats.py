@@ -147,7 +147,8 @@ def html_text(data: bytes) -> str:
         root = lxml.html.document_fromstring(data, parser=parser)
     except etree.ParserError:  # nothing but whitespace or comments
         return ""
-    too_deep = next((e for e in parser.error_log if _HTML_TOO_DEEP.search(e.message)), None)
+    too_deep = next(((e.line, found.group(1)) for e in parser.error_log
+                     if (found := _HTML_TOO_DEEP.search(e.message))), None)
     etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, with_tail=False)
     hidden = root.xpath("//*[@hidden] | //*[contains(translate(@style, ' ', ''), "
                         "'display:none')] | " + " | ".join(f"//{tag}" for tag in _HTML_DROPPED))
@@ -169,9 +170,9 @@ def html_text(data: bytes) -> str:
             parts.append(_html_run(element.tail, pre > 0))
     text = _html_layout("".join(parts))
     if too_deep is not None:
-        depth = _HTML_TOO_DEEP.search(too_deep.message).group(1)  # type: ignore[union-attr]
-        raise Truncated(f"the text from line {too_deep.line} on (elements nested more than "
-                        f"{depth} deep, which the HTML parser does not read)", text)
+        line, depth = too_deep
+        raise Truncated(f"the text from line {line} on (elements nested more than {depth} "
+                        "deep, which the HTML parser does not read)", text)
     return text
 
 
