@@ -76,8 +76,8 @@ def test_links_out_of_the_sources_are_not_read_but_named(tmp_path: Path) -> None
     assert [s.name for s in read.sources] == ["a.txt"]
     assert [(s.name, s.reason) for s in read.skipped] == [
         ("again.txt", f"a link to a file outside the sources folder ({corpus.FOLLOW_HINT})"),
-        ("alias.txt", "a link within the sources folder (not followed: its target is read under "
-                      "its own name)"),
+        ("alias.txt", ("a link within the sources folder (not followed: its target is read under "
+                      "its own name)")),
         ("notes", f"a link to a folder outside the sources folder ({corpus.FOLLOW_HINT})"),
         ("passwd.txt", f"a link to a file outside the sources folder ({corpus.FOLLOW_HINT})")]
 
@@ -89,8 +89,8 @@ def test_follow_links_reads_them_each_target_once(tmp_path: Path) -> None:
         "a.txt": "Myoclonus is a brief jerk.", "again.txt": "root:x:0:0:root:/root:/bin/bash",
         "notes/diary.txt": "Secret diary words."}
     assert [(s.name, s.reason) for s in read.skipped][:2] == [
-        ("alias.txt", "a link within the sources folder (not followed: its target is read under "
-                      "its own name)"),
+        ("alias.txt", ("a link within the sources folder (not followed: its target is read under "
+                      "its own name)")),
         ("passwd.txt", "the same file as again.txt")]
 
 
@@ -133,8 +133,8 @@ def test_a_link_added_to_a_current_index_is_named_and_following_it_rebuilds(
     (sources / "slides.pptx").write_bytes(b"PK")
     said: list[str] = []
     assert ready_index(settings, notify=said.append).path == first.path, "nothing to rebuild"
-    assert said == [f"note: skipped passwd.txt: a link to a file outside the sources folder "
-                    f"({corpus.FOLLOW_HINT})",
+    assert said == [(f"note: skipped passwd.txt: a link to a file outside the sources folder "
+                    f"({corpus.FOLLOW_HINT})"),
                     "note: skipped slides.pptx: not a supported format (.pptx)"]
     said.clear()
     followed = ready_index(replace(settings, follow_links=True), notify=said.append)
@@ -189,8 +189,8 @@ def test_html_nested_past_the_parsers_limit_is_named_as_truncated(tmp_path: Path
     read = corpus.read_corpus(tmp_path / "src")
     assert [s.text for s in read.sources] == ["Intro on myoclonus."]
     assert [(s.name, s.reason) for s in read.skipped] == [(
-        "deep.html", "the text from line 2 on (elements nested more than 2048 deep, which the "
-                     "HTML parser does not read)")]
+        "deep.html", ("the text from line 2 on (elements nested more than 2048 deep, which the "
+                     "HTML parser does not read)"))]
 
 
 def _limited(memory: int) -> None:

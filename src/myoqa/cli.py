@@ -303,8 +303,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                      "manifest": m.to_json() if m else None}, indent=2))
     else:
         lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
-                 f"links:     {'followed' if settings.follow_links else 'not followed'} out of "
-                 f"the sources  ({settings.follow_links_from})",
+                 (f"links:     {'followed' if settings.follow_links else 'not followed'} out of "
+                 f"the sources  ({settings.follow_links_from})"),
                  f"index:     {settings.index_dir}  ({settings.index_from})",
                  f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
         if m:

@@ -79,7 +79,7 @@ def _open_regular(path: Path, what: str, hint: str) -> BinaryIO:
     mode = os.fstat(fd).st_mode
     if stat.S_ISREG(mode):
         os.set_blocking(fd, True)
-        return open(fd, "rb")  # noqa: SIM115 - the caller closes it
+        return open(fd, "rb")
     os.close(fd)
     if stat.S_ISDIR(mode):
         raise MyoqaError(f"{what} {path} is a folder, not a file", hint)
