@@ -250,7 +250,7 @@ def test_docx_of_a_million_paragraphs_is_refused_before_parsing(tmp_path: Path) 
     assert docx.stat().st_size < 100_000
     tracemalloc.start()
     try:
-        with pytest.raises(formats.ExtractionError, match=r"^holds more than 500,000 XML elements, "
+        with pytest.raises(formats.ExtractionError, match=r"^holds more than 200,000 XML elements, "
                                                           r"the limit for a DOCX \(split it"):
             formats.docx_text(docx.read_bytes())
         peak = tracemalloc.get_traced_memory()[1]

@@ -24,8 +24,8 @@ MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn", ".mdwn")
 MAX_DOCX_EXPANDED_BYTES = 256 * 1024 * 1024
 # docx2python holds every XML element of a document as Python objects (about 2.6 KB and 0.2 ms
 # each): a 100 KB file of a million empty paragraphs took 228 s and 2.6 GB. Elements are counted
-# before parsing; a long book has a few hundred thousand.
-MAX_DOCX_ELEMENTS = 500_000
+# before parsing; a 500-page book has about as many as the limit.
+MAX_DOCX_ELEMENTS = 200_000
 
 
 class ExtractionError(Exception):
