@@ -69,7 +69,8 @@ class Corpus:
 @dataclass(frozen=True)
 class Survey:
     """What the staleness check sees of a sources folder: each source's SHA-256, and the files
-    left out (without reading documents, so those that yield no text are not among them)."""
+    left out (documents are hashed, not extracted, so those that yield no text are not among
+    them)."""
 
     hashes: dict[str, str]
     skipped: list[Skipped]
