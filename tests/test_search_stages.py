@@ -180,8 +180,8 @@ def test_maxsim_takes_each_query_tokens_best_passage_token() -> None:
     q = np.array([[1.0, 0.0], [0.0, 1.0]])
     tokens = TokenVectors.from_list([np.array([[1.0, 0.0], [0.6, 0.8]]), np.array([[0.0, 1.0]])],
                                     np.float32)
-    assert maxsim(q, tokens, np.array([0, 1])).tolist() == pytest.approx([0.9, 0.5])
-    assert maxsim(q, tokens, np.array([1])).tolist() == pytest.approx([0.5])
+    assert maxsim(q, [tokens.of(0), tokens.of(1)]).tolist() == pytest.approx([0.9, 0.5])
+    assert maxsim(q, [tokens.of(1)]).tolist() == pytest.approx([0.5])
 
 
 def test_late_rerank_moves_only_the_first_stage_best_and_stays_in_0_1() -> None:
