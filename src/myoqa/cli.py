@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
+BLAS_THREADS = "1"
 BENCH_STEPS = ("cold", "warm", "chat", "embedding", "updates", "med_build", "scale")
 
 
@@ -314,8 +315,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
                  f"index:     {settings.index_dir}  ({settings.index_from})",
-                 f"late:      {settings.late.key if settings.late else 'off'}  "
-                 f"({settings.late_from})",
+                 (f"late:      {'on, ' + settings.late.key if settings.late else 'off'}  "
+                  f"({settings.late_from})"),
                  f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
         if m:
             lines += [f"build:     {state.build}",
@@ -444,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     with its traceback only when MYOQA_DEBUG is set.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # A question's matrix products are small: NumPy's BLAS threads only wait on each other
+    # (late interaction's token products took 20× longer with them on a busy 2-core machine).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets '?'
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
