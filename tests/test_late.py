@@ -20,8 +20,8 @@ from myoqa.config import Settings
 from myoqa.engine import open_searcher, query_encoder_factory
 from myoqa.errors import MyoqaError, UsageError
 from myoqa.index import IndexProblem, encoders, store
-from myoqa.index.opener import build_index, build_params
 from myoqa.index import tokens as tokens_module
+from myoqa.index.opener import build_index, build_params
 from myoqa.search import Searcher
 from myoqa.search.late import LateSignal
 
