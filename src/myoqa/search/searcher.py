@@ -20,7 +20,7 @@ from myoqa.search.answer import Answer, Result
 from myoqa.search.assembly import Assembly, Hit, pick
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import highlights, span_candidates
-from myoqa.search.late import LateSignal, rerank, span_scores
+from myoqa.search.late import LateSignal, Preload, rerank, span_scores
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
 from myoqa.search.unmatched import UNITS, by_initial, unmatched_terms
@@ -122,6 +122,9 @@ class Searcher:
         if mode == "bm25":
             ids = candidates.top(raw, limit)
             return Scores(ids, raw[ids], lexical[ids], None, None)
+        late = self.late if mode == "hybrid" and self.params.late is not None else None
+        # the two query encoders run at once: onnxruntime leaves Python's lock while it runs
+        late_query = Preload(lambda: late.query(text)) if late is not None else None
         query = self.embed(text)
         best = [signals.nearest_passages(self.index.passage_vectors, query,
                                          candidates.dense_depth(n, limit))]
@@ -132,13 +135,13 @@ class Searcher:
                                          self.index.passage_spans, query, ids,
                                          self.params.span_weight)
         fused = dense if mode == "dense" else fuse(fusion, lexical[ids], dense, raw[ids])
-        if mode == "hybrid" and self.params.late is not None and self.late is not None:
+        if late is not None and late_query is not None and self.params.late is not None:
             how = self.params.late
-            late_query = self.late.query(text)
+            tokens = late_query.result()
             top = candidates.top(fused, how.depth)
-            late = self.late.scores(late_query, ids[top])
-            return Scores(ids, rerank(fused, late, top, how), lexical[ids], dense, query,
-                          late_query, float(late.max(initial=-1.0)))
+            found = late.scores(tokens, ids[top])
+            return Scores(ids, rerank(fused, found, top, how), lexical[ids], dense, query,
+                          tokens, float(found.max(initial=-1.0)))
         return Scores(ids, fused, lexical[ids], dense, query)
 
 
