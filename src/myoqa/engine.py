@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,5 +89,11 @@ def late_signal(index: Index, settings: Settings, early: Preload | None = None
     if (late is None or index.passage_tokens is None or index.manifest.late is None
             or index.manifest.late.model != late.key):
         return None
-    loading = early or Preload(lambda: late_encoder(settings.index_dir, late), start=False)
-    return LateSignal(index.passage_tokens, loading.result)
+
+    def load() -> Any:
+        if early is not None:
+            with contextlib.suppress(Exception):  # e.g. a rebuild replaced its graph: again
+                return early.result()
+        return late_encoder(settings.index_dir, late)
+
+    return LateSignal(index.passage_tokens, Preload(load, start=False).result)
