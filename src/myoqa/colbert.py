@@ -38,8 +38,9 @@ TOKENIZER_FILE = "tokenizer.json"
 QUERY_TOKENS = 32
 PASSAGE_TOKENS = 512
 QUERY_MARKER, PASSAGE_MARKER = "[unused0]", "[unused1]"
-BATCH_SIZE = 16
 THREADS = 2
+ENCODING = 2
+"""How passages are encoded, in the model's key: 2 is each passage alone (1 was in batches)."""
 _NORM_EPS = 1e-12
 
 
@@ -86,7 +87,7 @@ def wheel_dir() -> Path:
 
 def wheel_model() -> LateModel:
     """The wheel's copy of the model, keyed by the wheel and its version."""
-    return LateModel(wheel_dir(), f"{WHEEL}=={WHEEL_VERSION}:{WHEEL_DIR}")
+    return LateModel(wheel_dir(), f"{WHEEL}=={WHEEL_VERSION}:{WHEEL_DIR};encoding={ENCODING}")
 
 
 def folder_model(path: Path) -> LateModel:
@@ -94,7 +95,8 @@ def folder_model(path: Path) -> LateModel:
     path = _checked(path)
     files = sorted(p for p in path.iterdir() if p.is_file())
     return LateModel(path, f"{path}:" + ",".join(
-        f"{p.name}={p.stat().st_size}@{p.stat().st_mtime_ns}" for p in files))
+        f"{p.name}={p.stat().st_size}@{p.stat().st_mtime_ns}" for p in files)
+        + f";encoding={ENCODING}")
 
 
 def _checked(path: Path) -> Path:
@@ -150,20 +152,17 @@ class ColbertEncoder:
         return self._run([ids], [attention])[0]
 
     def passages(self, texts: list[str]) -> list[np.ndarray]:
-        """Each passage's (tokens, dimension) vectors, [CLS] and markers included, in order."""
-        rows = [[self._cls, self._markers[1],
-                 *self._tokenizer.encode(t, add_special_tokens=False).ids[:PASSAGE_TOKENS - 3],
-                 self._sep] for t in texts]
-        out: list[np.ndarray] = [np.empty(0)] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-        for at in range(0, len(order), BATCH_SIZE):
-            batch = order[at:at + BATCH_SIZE]
-            width = len(rows[batch[0]])
-            ids = [rows[i] + [self._pad] * (width - len(rows[i])) for i in batch]
-            attention = [[1] * len(rows[i]) + [0] * (width - len(rows[i])) for i in batch]
-            states = self._run(ids, attention)
-            for row, i in enumerate(batch):
-                out[i] = states[row, :len(rows[i])]
+        """Each passage's (tokens, dimension) vectors, [CLS] and markers included, in order.
+
+        Each passage is run alone, as a question is: the model quantizes its activations with
+        one scale per input, so in a batch a passage's vectors would depend on its neighbours
+        (by up to 0.16), and an incremental build would not answer as a full one."""
+        out = []
+        for text in texts:
+            ids = [self._cls, self._markers[1],
+                   *self._tokenizer.encode(text, add_special_tokens=False).ids[:PASSAGE_TOKENS - 3],
+                   self._sep]
+            out.append(self._run([ids], [[1] * len(ids)])[0])
         return out
 
     def offsets(self, text: str) -> np.ndarray:
