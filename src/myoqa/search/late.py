@@ -93,7 +93,11 @@ class LateSignal:
     """The passages' stored token vectors and, loaded on first use, the query encoder.
 
     A passage's vectors are widened to float32 and its tokens' offsets found once, on first
-    use, and kept: warm questions touch the same passages again."""
+    use, and kept (up to KEPT_TOKENS tokens, then forgotten all at once): warm questions touch
+    the same passages again."""
+
+    KEPT_TOKENS = 200_000
+    """About 300 MB of float32 vectors: a small index is kept whole, a large one's hot part."""
 
     def __init__(self, tokens: TokenVectors, encoder_factory: Callable[[], Any]) -> None:
         self.tokens = tokens
@@ -101,6 +105,7 @@ class LateSignal:
         self._encoder: Any = None
         self._vectors: dict[int, np.ndarray] = {}
         self._offsets: dict[int, np.ndarray] = {}
+        self._kept = 0
 
     @property
     def encoder(self) -> Any:
@@ -122,7 +127,13 @@ class LateSignal:
         """Passage `i`'s token vectors in float32."""
         found = self._vectors.get(i)
         if found is None:
-            found = self._vectors[i] = self.tokens.of(i).astype(np.float32)
+            found = self.tokens.of(i).astype(np.float32)
+            if self._kept + len(found) > self.KEPT_TOKENS:
+                self._vectors.clear()
+                self._offsets.clear()
+                self._kept = 0
+            self._vectors[i] = found
+            self._kept += len(found)
         return found
 
     def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
