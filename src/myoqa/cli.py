@@ -352,6 +352,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
     settings = _settings(args)
+    _note_two_signals(settings)
     progress = _progress_factory(not args.json)
     if args.beir:
         return run_beir_eval(settings, args, modes, progress)
