@@ -17,7 +17,7 @@ import numpy as np
 from myoqa import evaluation
 from myoqa.analysis import WORD_RE, Analyzer
 from myoqa.chunking import ChunkParams
-from myoqa.colbert import ColbertEncoder
+from myoqa.colbert import ColbertEncoder, wheel_dir
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
@@ -76,7 +76,7 @@ class CachedColbert:
     @property
     def inner(self) -> ColbertEncoder:
         if self._inner is None:
-            self._inner = ColbertEncoder()
+            self._inner = ColbertEncoder(wheel_dir())
         return self._inner
 
     def query(self, text: str) -> np.ndarray:

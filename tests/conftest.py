@@ -19,7 +19,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from myoqa.colbert import ColbertEncoder
+from myoqa.colbert import ColbertEncoder, wheel_dir
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.search import Searcher
@@ -335,5 +335,6 @@ def ray_address() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def colbert() -> ColbertEncoder:
-    """The late-interaction encoder (answerai-colbert-small-v1), loaded once per session."""
-    return ColbertEncoder()
+    """The late-interaction encoder (answerai-colbert-small-v1, its graph optimised here),
+    loaded once per session."""
+    return ColbertEncoder(wheel_dir())

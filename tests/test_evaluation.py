@@ -19,9 +19,11 @@ FOLLOWUPS = PROJECT_ROOT / "eval" / "followups.jsonl"
 KEYS = {"id", "question", "kind", "answer", "evidence"}
 
 # Hybrid-mode numbers reported in eval/RESULTS.md; quality is deterministic, so they must not drop.
+# Late interaction, on by default, costs the check half one Hit@5 question of 43 (0.837 → 0.814)
+# while it raises Hit@1 and MRR@10 on every set, unseen ones included (README, issue 18).
 FLOOR = {
     "tune": {"hit_at_1": 0.70, "hit_at_5": 0.90, "mrr_at_10": 0.78, "full_at_5_multi": 0.85},
-    "check": {"hit_at_1": 0.65, "hit_at_5": 0.83, "mrr_at_10": 0.73, "full_at_5_multi": 0.42},
+    "check": {"hit_at_1": 0.65, "hit_at_5": 0.81, "mrr_at_10": 0.73, "full_at_5_multi": 0.42},
 }
 HOLDOUT_FLOOR = {"hit_at_1": 0.66, "hit_at_5": 0.88, "mrr_at_10": 0.75, "full_at_5_multi": 0.60}
 

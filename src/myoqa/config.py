@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from myoqa.colbert import LateModel
     from myoqa.scale.milvus_settings import MilvusSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -61,9 +62,10 @@ def user_cache() -> Path:
 @dataclass(frozen=True)
 class Settings:
     """The places a run depends on, resolved once by the caller, with where each came from:
-    sources, index, model, and where the index lives (`backend`: local files, or a Milvus
-    server in `milvus`), where a build embeds (`embed_with`: this process, or the Ray
-    cluster at `ray_address`), and whether links leaving the sources folder are read."""
+    sources, index, model, the late-interaction model (`late`, None when off), where the
+    index lives (`backend`: local files, or a Milvus server in `milvus`), where a build
+    embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), and whether
+    links leaving the sources folder are read."""
 
     sources: Path
     index_dir: Path
@@ -77,6 +79,8 @@ class Settings:
     ray_address: str | None = None
     follow_links: bool = False
     follow_links_from: str = "the default"
+    late: LateModel | None = None
+    late_from: str = "given"
 
     @classmethod
     def resolve(
@@ -84,9 +88,13 @@ class Settings:
         model: str | None = None, backend: str | None = None, milvus_uri: str | None = None,
         milvus_token: str | None = None, embed_with: str | None = None,
         ray_address: str | None = None, follow_links: bool | None = None,
+        late: str | None = None,
     ) -> Settings:
         """Flags win over environment variables (MYOQA_SOURCES, MYOQA_BACKEND, …), which win
-        over the project, then the defaults."""
+        over the project, then the defaults. `late` is `on`, `off` or a folder, as
+        $MYOQA_COLBERT (late interaction is on by default; a word it does not know is a
+        UsageError, a folder without the model a MyoqaError)."""
+        from myoqa import colbert
         from myoqa.scale.milvus_settings import MilvusSettings, resolve_backend
 
         project = project_root()
@@ -110,11 +118,14 @@ class Settings:
             name, model_why = DEFAULT_MODEL, "the default"
         backend = resolve_backend(backend)
         follow, follow_why = _follow_links(follow_links)
+        late_model, late_why = (colbert.resolve(late, "the late setting") if late
+                                else colbert.resolve(os.environ.get(colbert.ENV)))
         return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
                    milvus=MilvusSettings.resolve(milvus_uri, milvus_token)
                    if backend == "milvus" else None,
                    embed_with=embed_with or "local", ray_address=ray_address,
-                   follow_links=follow, follow_links_from=follow_why)
+                   follow_links=follow, follow_links_from=follow_why,
+                   late=late_model, late_from=late_why)
 
 
 def cache_index_dir(sources: Path) -> Path:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from myoqa.config import Settings
 from myoqa.corpus import Source, source_hashes
 from myoqa.errors import printable
-from myoqa.index import BuildParams, Index, IndexProblem, ProgressFactory, encoders
+from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
 from myoqa.index.health import staleness
-from myoqa.index.opener import Notify, ready_index
+from myoqa.index.opener import Notify, build_params, ready_index
 from myoqa.search import Searcher, SearchParams
-from myoqa.search.late import LateSignal
+from myoqa.search.late import LateSignal, Preload
+
+if TYPE_CHECKING:
+    from myoqa.colbert import LateModel
 
 
 def stderr_notify(message: str) -> None:
@@ -42,32 +47,53 @@ def is_current(settings: Settings, searcher: Searcher) -> bool:
         from myoqa.scale.milvus_engine import is_current as milvus_current
 
         return milvus_current(settings, searcher)
-    return staleness(searcher.index.manifest, BuildParams(model=settings.model),
+    return staleness(searcher.index.manifest, build_params(settings),
                      source_hashes(settings.sources, settings.follow_links)) is None
 
 
 def open_searcher(settings: Settings, params: SearchParams | None = None,
                   notify: Notify = stderr_notify, progress: ProgressFactory | None = None,
-                  sources: list[Source] | None = None) -> Searcher:
+                  sources: list[Source] | None = None, preload_late: bool = True) -> Searcher:
     """A Searcher over the current index for `settings` (the one entry point for all views):
-    the local index, or with `settings.backend` milvus the library's collection in Milvus."""
+    the local index, or with `settings.backend` milvus the library's collection in Milvus.
+
+    With late interaction on (and `preload_late`), its encoder starts loading on a thread at
+    once, from the graph a build saved, while the index and the query encoder load."""
     if settings.backend == "milvus":
         from myoqa.scale.milvus_engine import open_milvus_searcher
 
         return open_milvus_searcher(settings, params, notify, progress, sources)
+    late = settings.late
+    early = None
+    if late is not None and preload_late and (settings.index_dir / encoders.ENCODERS).is_dir():
+        early = Preload(lambda: late_encoder(settings.index_dir, late))
     index = ready_index(settings, notify, progress=progress, sources=sources)
-    return Searcher(index, query_encoder_factory(index), params, late_signal(index))
+    return Searcher(index, query_encoder_factory(index), params,
+                    late_signal(index, settings, early))
 
 
-def late_signal(index: Index) -> LateSignal | None:
-    """The late-interaction signal over the index's stored token vectors (None when the index
-    has none); its encoder loads on the first question that needs it."""
-    if index.passage_tokens is None:
+def late_encoder(index_dir: Path, late: LateModel) -> Any:
+    """The late-interaction encoder: from the optimised graph a build saved under `index_dir`
+    when it is there and intact, else from the model itself (slower to start)."""
+    from myoqa.colbert import ColbertEncoder
+
+    return ColbertEncoder(late.path, graph=encoders.saved_late_graph(index_dir, late))
+
+
+def late_signal(index: Index, settings: Settings, early: Preload | None = None
+                ) -> LateSignal | None:
+    """The late-interaction signal over the index's stored token vectors (None when late
+    interaction is off or the index has none of this model); its encoder is the one loading
+    in `early`, else loads on the first question that needs it."""
+    late = settings.late
+    if (late is None or index.passage_tokens is None or index.manifest.late is None
+            or index.manifest.late.model != late.key):
         return None
 
     def load() -> Any:
-        from myoqa.colbert import ColbertEncoder
+        if early is not None:
+            with contextlib.suppress(Exception):  # e.g. a rebuild replaced its graph: again
+                return early.result()
+        return late_encoder(settings.index_dir, late)
 
-        return ColbertEncoder()
-
-    return LateSignal(index.passage_tokens, load)
+    return LateSignal(index.passage_tokens, Preload(load, start=False).result)

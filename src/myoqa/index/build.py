@@ -60,7 +60,8 @@ class BuildParams:
     model: str
     chunking: ChunkParams = field(default_factory=ChunkParams)
     analyzer: Analyzer = field(default_factory=Analyzer)
-    late_model: str | None = field(default_factory=lambda: default_late_model())
+    late_model: str | None = None
+    """The late-interaction model's key (`colbert.LateModel.key`), None without token vectors."""
 
     def manifest_params(self) -> dict[str, Any]:
         """The settings as JSON-ready data (for stores that keep their own manifest, Milvus)."""
@@ -74,18 +75,6 @@ class EncoderInfo:
 
     folder: Path
     files: dict[str, FileDigest]
-
-
-def default_late_model() -> str | None:
-    """The late-interaction model's key when it is installed (see `myoqa.colbert`), else None:
-    the index is then built without token vectors and search runs without that signal."""
-    from myoqa.colbert import model_key
-    from myoqa.errors import MyoqaError
-
-    try:
-        return model_key()
-    except MyoqaError:
-        return None
 
 
 def _no_progress(_label: str, _total: int) -> Callable[[int], None]:
@@ -108,10 +97,11 @@ def known_vectors(previous: Index | None, encoder: EncoderInfo) -> dict[bytes, n
 
 def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: EncoderInfo,
           previous: Index | None = None, progress: ProgressFactory | None = None,
-          skipped: list[Skipped] | None = None, late_encoder: Any | None = None) -> Index:
+          skipped: list[Skipped] | None = None, late_encoder: Any | None = None,
+          late_info: EncoderInfo | None = None) -> Index:
     """Chunk, tokenize and embed `sources` into an in-memory index, reusing what `previous`
     already embedded with the same encoder; with `late_encoder`, also every passage's
-    late-interaction token vectors (reused likewise)."""
+    late-interaction token vectors (reused likewise), `late_info` naming its saved graph."""
     started = time.perf_counter()
     passages: list[Unit] = []
     spans: list[Unit] = []
@@ -147,14 +137,15 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
                        encoder_dir=info.folder)
     if late_encoder is not None and params.late_model is not None:
         add_token_vectors(index, units[:len(passages)], params.late_model, late_encoder,
-                          previous, progress or _no_progress)
+                          previous, progress or _no_progress, late_info)
     return index
 
 
 def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
-                      previous: Index | None, progress: ProgressFactory) -> None:
+                      previous: Index | None, progress: ProgressFactory,
+                      graph: EncoderInfo | None = None) -> None:
     """Give `index` its passages' late-interaction token vectors, taking those `previous`
-    computed with the same model."""
+    computed with the same model; `graph` is the encoder folder with its optimised graph."""
     known: dict[bytes, np.ndarray] = {}
     if (previous is not None and previous.passage_tokens is not None
             and previous.manifest.late is not None and previous.manifest.late.model == model):
@@ -163,7 +154,8 @@ def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
     found = tokens.encode(texts, encoder, known, progress("late interaction", len(texts)))
     index.passage_tokens = found
     index.manifest = replace(index.manifest, late=LateInfo(
-        model, int(found.vectors.shape[1]), len(found.vectors)))
+        model, int(found.vectors.shape[1]), len(found.vectors),
+        graph.folder.name if graph else "", graph.files if graph else {}))
 
 
 def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],

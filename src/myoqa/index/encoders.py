@@ -3,7 +3,8 @@
 Builds embed passages and spans with it and queries use it, so vectors never depend on which
 of the two paths made them, and once it exists a rebuild needs no torch. It lives in
 `encoders/<model>-<key>/` with the digests of its files; a build's manifest records them too,
-so a damaged or swapped encoder is found before it can change an answer.
+so a damaged or swapped encoder is found before it can change an answer. The late-interaction
+model's optimised onnxruntime graph is kept the same way, in `encoders/late-<key>/`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from myoqa.errors import MyoqaError
 from myoqa.index.manifest import FileDigest, IndexProblem
 from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, write_owned_file
 
+if TYPE_CHECKING:
+    from myoqa.colbert import LateModel
+
 ENCODERS = "encoders"
+LATE_PREFIX = "late-"
 DIGESTS = "digests.json"
 HASH_BLOCK = 1 << 20
 KEY_CHARS = 16
@@ -87,11 +92,7 @@ def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, d
     Exporting loads sentence-transformers (torch): seconds, once per model. An encoder whose
     files no longer match their digests is exported again.
     """
-    root = index_dir / ENCODERS
-    if not root.exists():
-        make_owned_dir(root)
-    elif not owned_dir(root):
-        raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+    root = _encoders_root(index_dir)
     key = model_key(model)
     folder = root / key
     recorded = read_digests(folder)
@@ -101,12 +102,67 @@ def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, d
     from myoqa.embedding import load_model
     from myoqa.onnx_encoder import export_onnx
 
+    return folder, _export(root, key, lambda tmp: export_onnx(load_model(model), tmp))
+
+
+def late_folder(index_dir: Path, late: LateModel) -> Path:
+    """Where the optimised graph of the late-interaction model is kept under `index_dir`: one
+    folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
+    import onnxruntime
+
+    stamp = f"{late.key};onnxruntime={onnxruntime.__version__}"
+    return (index_dir / ENCODERS
+            / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
+
+
+def ensure_late_encoder(index_dir: Path, late: LateModel) -> tuple[Any, Path, dict[str, FileDigest]]:
+    """The late-interaction encoder for a build, its graph folder and its digests: loaded from
+    the optimised graph saved there, or (missing or damaged) saving it while loading."""
+    from myoqa.colbert import MODEL_FILE, ColbertEncoder
+
+    folder = late_folder(index_dir, late)
+    recorded = read_digests(folder)
+    if recorded is not None and encoder_damage(folder, recorded) is None:
+        return ColbertEncoder(late.path, graph=folder / MODEL_FILE), folder, recorded
+    made: list[Any] = []
+
+    def save(tmp: Path) -> None:
+        made.append(ColbertEncoder(late.path, save_graph=tmp / MODEL_FILE))
+
+    files = _export(_encoders_root(index_dir), folder.name, save)
+    return made[0], folder, files
+
+
+def saved_late_graph(index_dir: Path, late: LateModel) -> Path | None:
+    """The optimised graph a build saved for `late`, when its files match their digests."""
+    from myoqa.colbert import MODEL_FILE
+
+    folder = late_folder(index_dir, late)
+    recorded = read_digests(folder)
+    if recorded is None or MODEL_FILE not in recorded or encoder_damage(folder, recorded):
+        return None
+    return folder / MODEL_FILE
+
+
+def _encoders_root(index_dir: Path) -> Path:
+    root = index_dir / ENCODERS
+    if not root.exists():
+        make_owned_dir(root)
+    elif not owned_dir(root):
+        raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+    return root
+
+
+def _export(root: Path, key: str, write: Callable[[Path], None]) -> dict[str, FileDigest]:
+    """Fill a temporary folder with `write`, record its digests, then rename it to root/key
+    (replacing one of ours), so a killed export leaves no half folder in use."""
+    folder = root / key
     tmp = root / f"{TMP_PREFIX}{key}"
     if owned_dir(tmp):
         shutil.rmtree(tmp)
     make_owned_dir(tmp)
     try:
-        export_onnx(load_model(model), tmp)
+        write(tmp)
         found = digests(tmp)
         write_owned_file(tmp / DIGESTS, json.dumps(
             {n: [d.bytes, d.sha256, _stamp(tmp / n)] for n, d in found.items()}) + "\n")
@@ -116,7 +172,7 @@ def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, d
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return folder, found
+    return found
 
 
 def _stamp(path: Path) -> list[int]:

@@ -57,9 +57,12 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
         manifest = read_manifest(build)
     except IndexProblem as problem:
         return Health(State.DAMAGED, problem.message, build, None)
+    late = manifest.late if params.late_model is not None else None
     problem = (damage(build, manifest.files, full)
                or encoder_damage(index_dir / ENCODERS / manifest.model.encoder,
-                                 manifest.model.encoder_files))
+                                 manifest.model.encoder_files)
+               or (encoder_damage(index_dir / ENCODERS / late.encoder, late.encoder_files)
+                   if late is not None and late.encoder else None))
     if problem:
         return Health(State.DAMAGED, problem, build, manifest)
     reason = staleness(manifest, params, hashes)
@@ -67,14 +70,19 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
 
 
 def staleness(manifest: Manifest, params: BuildParams, hashes: dict[str, str]) -> str | None:
-    """Why a build no longer fits its sources or settings, or None when it does."""
+    """Why a build no longer fits its sources or settings, or None when it does.
+
+    With late interaction off, a build's token vectors are left unused, not a reason to
+    rebuild; with it on, a build needs them from the same model, with its saved graph."""
     changed = [name for name, same in (
         ("model", manifest.model.name == params.model),
         ("chunking", manifest.chunking == params.chunking),
         ("analyzer", manifest.analyzer == params.analyzer and manifest.analyzer_rules
          == RULES_VERSION),
         ("late-interaction model",
-         (manifest.late.model if manifest.late else None) == params.late_model)) if not same]
+         params.late_model is None or (manifest.late is not None and manifest.late.encoder != ""
+                                       and manifest.late.model == params.late_model)))
+        if not same]
     if changed:
         return f"settings changed ({', '.join(changed)})"
     built = manifest.source_hashes()

@@ -51,11 +51,14 @@ class ModelInfo:
 @dataclass(frozen=True)
 class LateInfo:
     """The late-interaction token vectors stored with the passages: the model (`colbert.
-    model_key`), their size, and how many there are."""
+    LateModel.key`), their size, how many there are, and the encoder folder holding the
+    model's optimised graph with its files' digests ("" and {} in builds made without one)."""
 
     model: str
     dimension: int
     tokens: int
+    encoder: str = ""
+    encoder_files: dict[str, FileDigest] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -209,4 +212,6 @@ def _late(data: dict[str, Any]) -> LateInfo | None:
         return None
     late = _obj(data, "late")
     return LateInfo(_get(late, "model", str), _get(late, "dimension", int),
-                    _get(late, "tokens", int))
+                    _get(late, "tokens", int),
+                    _get(late, "encoder", str) if "encoder" in late else "",
+                    _digests(_obj(late, "encoder_files")) if "encoder_files" in late else {})

@@ -9,7 +9,6 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from myoqa.config import Settings
 from myoqa.corpus import Skipped, Source, read_corpus, survey
@@ -123,6 +122,11 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
                 with contextlib.suppress(IndexProblem):
                     return _load_current(index_dir, params, hashes)
             folder, files = encoders.ensure_encoder(index_dir, params.model, notify)
+            late, late_info = None, None
+            if settings.late is not None and params.late_model == settings.late.key:
+                late, late_folder, late_files = encoders.ensure_late_encoder(index_dir,
+                                                                             settings.late)
+                late_info = EncoderInfo(late_folder, late_files)
             previous = None
             if not force:
                 with contextlib.suppress(IndexProblem):
@@ -130,19 +134,17 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
             built = build(sources, params, encoder_for(settings, folder),
                           EncoderInfo(folder, files), previous, progress,
                           [manifest.Skipped(s.name, s.reason) for s in skipped],
-                          late_encoder(params))
+                          late, late_info)
             return save(built, index_dir)
     except OSError as exc:
         raise _write_error(index_dir, exc) from None
 
 
-def late_encoder(params: BuildParams) -> Any | None:
-    """The late-interaction encoder a build computes token vectors with (None without one)."""
-    if params.late_model is None:
-        return None
-    from myoqa.colbert import ColbertEncoder
-
-    return ColbertEncoder()
+def build_params(settings: Settings) -> BuildParams:
+    """What a build for `settings` depends on: the model, and the late-interaction model's key
+    when late interaction is on."""
+    return BuildParams(model=settings.model,
+                       late_model=settings.late.key if settings.late else None)
 
 
 def encoder_for(settings: Settings, folder: Path) -> Encoder:
@@ -166,7 +168,7 @@ def ready_index(settings: Settings, notify: Notify, params: BuildParams | None =
 
     An index of a newer format is refused rather than rebuilt (NewerFormat).
     """
-    params = params or BuildParams(model=settings.model)
+    params = params or build_params(settings)
     check_place(settings.index_dir, settings.sources if sources is None else None)
     found = survey(settings.sources, settings.follow_links) if sources is None else None
     hashes = found.hashes if found else {s.name: s.sha256 for s in sources or []}

@@ -159,9 +159,10 @@ def prune(index_dir: Path, keep: set[str]) -> None:
     for path in index_dir.iterdir():
         if path.name in keep:
             try:
-                used.add(read_manifest(path).model.encoder)
+                kept = read_manifest(path)
             except IndexProblem:
                 continue
+            used |= {kept.model.encoder, kept.late.encoder if kept.late else ""}
         elif path.name.startswith((BUILD_PREFIX, TMP_PREFIX)) and owned_dir(path):
             shutil.rmtree(path, ignore_errors=True)
     encoders = index_dir / ENCODERS

@@ -20,7 +20,7 @@ from myoqa.search.answer import Answer, Result
 from myoqa.search.assembly import Assembly, Hit, pick
 from myoqa.search.fusion import fuse
 from myoqa.search.highlight import highlights, span_candidates
-from myoqa.search.late import LateSignal, maxsim, rerank, span_scores
+from myoqa.search.late import LateSignal, Preload, rerank, span_scores
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
 from myoqa.search.unmatched import UNITS, by_initial, unmatched_terms
@@ -61,21 +61,29 @@ class Searcher:
 
     @property
     def dense_ready(self) -> bool:
-        """Whether dense search can run without loading the encoder first."""
-        return self._encoder is not None
+        """Whether hybrid and dense search can run without loading an encoder first (the
+        query encoder, and the late-interaction one when it is used)."""
+        return self._encoder is not None and (self.late is None or self.late.ready)
 
     def load_encoder(self) -> None:
-        """Load the query encoder now (the chat does this in a background worker)."""
+        """Load the query encoders now: the dense one, then (loading on its own thread since
+        the searcher opened, or now) the late-interaction one. The chat does this in a
+        background worker."""
+        self._dense()
+        if self.late is not None:
+            self.late.encoder  # noqa: B018 - loads it
+
+    def _dense(self) -> Any:
         if self._encoder is None:
             if self._encoder_factory is None:
                 raise UsageError("dense search is not available for this index",
                                  "use --mode bm25")
             self._encoder = self._encoder_factory()
+        return self._encoder
 
     def embed(self, text: str) -> np.ndarray:
         """The normalised query vector."""
-        self.load_encoder()
-        return np.asarray(self._encoder.encode([text]), dtype=np.float32)[0]
+        return np.asarray(self._dense().encode([text]), dtype=np.float32)[0]
 
     def search(self, question: str, mode: str = "hybrid", k: int = 5) -> Answer:
         """Top-k passages for `question`, each widened by the neighbours it overlaps."""
@@ -114,6 +122,9 @@ class Searcher:
         if mode == "bm25":
             ids = candidates.top(raw, limit)
             return Scores(ids, raw[ids], lexical[ids], None, None)
+        late = self.late if mode == "hybrid" and self.params.late is not None else None
+        # the two query encoders run at once: onnxruntime leaves Python's lock while it runs
+        late_query = Preload(lambda: late.query(text)) if late is not None else None
         query = self.embed(text)
         best = [signals.nearest_passages(self.index.passage_vectors, query,
                                          candidates.dense_depth(n, limit))]
@@ -124,13 +135,13 @@ class Searcher:
                                          self.index.passage_spans, query, ids,
                                          self.params.span_weight)
         fused = dense if mode == "dense" else fuse(fusion, lexical[ids], dense, raw[ids])
-        if mode == "hybrid" and self.params.late is not None and self.late is not None:
+        if late is not None and late_query is not None and self.params.late is not None:
             how = self.params.late
-            late_query = self.late.query(text)
+            tokens = late_query.result()
             top = candidates.top(fused, how.depth)
-            late = maxsim(late_query, self.late.tokens, ids[top])
-            return Scores(ids, rerank(fused, late, top, how), lexical[ids], dense, query,
-                          late_query, float(late.max(initial=-1.0)))
+            found = late.scores(tokens, ids[top])
+            return Scores(ids, rerank(fused, found, top, how), lexical[ids], dense, query,
+                          tokens, float(found.max(initial=-1.0)))
         return Scores(ids, fused, lexical[ids], dense, query)
 
 

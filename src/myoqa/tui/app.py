@@ -1,8 +1,9 @@
 """`myoqa chat`: ask questions, read ranked and highlighted passages, open them in their source.
 
-The index is opened and the query encoder loaded in background workers, so the input works at once.
-A question asked before the index is open waits on its card; one asked before the encoder is
-ready is answered with BM25 alone, labelled so, and refined in the requested mode when it is.
+The index is opened and the query encoders loaded in background workers, so the input works at
+once. A question asked before the index is open waits on its card; one asked before the encoders
+are ready (the dense one, and the late-interaction one, which starts loading as the index opens)
+is answered with BM25 alone, labelled so, and refined in the requested mode when they are.
 Before every search the sources are checked against the index; when they changed, the index is
 rebuilt in the search's worker (the status line says so) and the question answered from it.
 """
@@ -283,7 +284,9 @@ class ChatApp(App[None]):
     def _ready_message(self) -> str:
         assert self.searcher is not None
         index = self.searcher.index
-        return f"{len(index.passages)} passages from {len(index.texts)} sources"
+        two = (" (Milvus: two signals, late interaction is local only)"
+               if self.settings.backend == "milvus" and self.settings.late else "")
+        return f"{len(index.passages)} passages from {len(index.texts)} sources{two}"
 
     def _index_refreshed(self, searcher: Searcher, why: str) -> None:
         self.dense_ready = searcher.dense_ready
