@@ -334,6 +334,42 @@ def test_file_changed_after_indexing_is_noticed_and_reindexed(seed_settings: Set
     assert top["text"] == (sources / PROSE).read_text(encoding="utf-8")[top["start"]:top["end"]]
 
 
+def _forge_stored_text(index_dir: Path) -> str:
+    """Overwrite a word of the stored source text in the current build, keeping its size (so
+    the size check passes); the forged text."""
+    stored = store.current_build(index_dir) / "sources.json"
+    data = stored.read_bytes()
+    forged = b"X" * len(b"diaphragmatic")
+    assert b"diaphragmatic flutter" in data
+    stored.write_bytes(data.replace(b"diaphragmatic flutter", forged + b" flutter"))
+    assert stored.stat().st_size == len(data)
+    return forged.decode() + " flutter"
+
+
+def test_same_size_edit_of_the_stored_text_is_never_shown(seed_settings: Settings,
+                                                          tmp_path: Path) -> None:
+    index_dir = copy_index(seed_settings, tmp_path)
+    forged = _forge_stored_text(index_dir)
+    proc = run_cli("ask", "diaphragmatic flutter", "--json", "-k", "3", env=cli_env(index_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "sources.json does not match its recorded hash; building the index" in proc.stderr
+    source = (SEEDS / FLUTTER).read_text(encoding="utf-8")
+    for passage in json.loads(proc.stdout)["passages"]:
+        assert forged not in passage["text"]
+        if passage["source"] == FLUTTER:
+            assert passage["text"] == source[passage["start"]:passage["end"]]
+
+
+def test_same_size_edit_of_a_read_only_index_is_refused(
+        seed_settings: Settings, tmp_path: Path, read_only: Callable[[Path], None]) -> None:
+    index_dir = copy_index(seed_settings, tmp_path)
+    _forge_stored_text(index_dir)
+    read_only(index_dir)
+    proc = _run_unprivileged("ask", "diaphragmatic flutter", env=cli_env(index_dir))
+    one_line_error(proc, 1, f"{index_dir} is not writable")
+    assert "does not match its recorded hash" in proc.stderr and "XXXX" not in proc.stdout
+
+
 def test_file_changed_during_a_build_gives_a_consistent_index_then_a_rebuild(
         tmp_path: Path, model_loads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden jerk of a muscle."})
