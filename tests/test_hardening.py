@@ -474,6 +474,35 @@ def test_failed_write_during_a_build_keeps_the_previous_index(
     assert builds(index_dir) == {good.path.name} and not leftovers(index_dir)
 
 
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """For a child process: files stop growing at `limit` bytes, as a nearly full disk stops
+    them (a write across it is cut short, the next fails with an errno)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return apply
+
+
+def test_array_write_cut_short_names_the_system_reason(seed_settings: Settings,
+                                                       tmp_path: Path) -> None:
+    index_dir = copy_index(seed_settings, tmp_path)
+    good = store.current_build(index_dir)
+    span_vectors = (good / "span_vectors.npy").stat().st_size
+    assert (good / "sources.json").stat().st_size < span_vectors // 2
+    proc = subprocess.run([sys.executable, "-m", "myoqa", "index", "--rebuild"],
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **cli_env(index_dir)},
+                          capture_output=True, text=True, timeout=300, check=False,
+                          stdin=subprocess.DEVNULL, preexec_fn=_file_size_limit(span_vectors // 2))
+    line = one_line_error(proc, 1, f"cannot write the index in {index_dir}: "
+                          f"{os.strerror(errno.EFBIG)}", "the previous index is unchanged")
+    assert "requested" not in line
+    assert store.current_build(index_dir) == good and not leftovers(index_dir)
+
+
 def test_interrupt_while_writing_removes_the_partial_build(
         seed_settings: Settings, tmp_path: Path, model_loads: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

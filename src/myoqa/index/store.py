@@ -264,9 +264,19 @@ def _read_json(path: Path, recorded: FileDigest | None = None) -> Any:
         raise IndexProblem(f"index file {path} is damaged ({exc.__class__.__name__})") from None
 
 
+class _PythonWrites:
+    """A file as numpy sees it when given only a `write` method: it then writes through
+    Python, whose failed write is an OSError with its errno (ENOSPC: "no space left"), not
+    C's fwrite, whose short write on a nearly full disk numpy reports as "N requested and M
+    written"."""
+
+    def __init__(self, fh: Any) -> None:
+        self.write = fh.write
+
+
 def _save_array(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
+        np.save(_PythonWrites(fh), array, allow_pickle=False)
         fh.flush()
         os.fsync(fh.fileno())
 
