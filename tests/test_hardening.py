@@ -427,6 +427,24 @@ def test_stale_read_only_index_is_refused_naming_the_directory(
     assert sorted(p.name for p in index_dir.iterdir()) == before
 
 
+def test_unreadable_entry_of_a_model_folder_is_named_not_taken_for_the_index_folder(
+        tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "extra").mkdir(parents=True)
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    (model / "extra" / "notes").write_text("x", encoding="utf-8")
+    (model / "extra").chmod(0o644)  # names listed, entries not reachable
+    try:
+        sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
+        proc = _run_unprivileged("index", "--model", str(model),
+                                 env=cli_env(tmp_path / "index", sources))
+    finally:
+        (model / "extra").chmod(0o755)
+    line = one_line_error(proc, 1, f"cannot read {model / 'extra' / 'notes'}: "
+                          f"{os.strerror(errno.EACCES)}")
+    assert "not writable" not in line
+
+
 def _failing(kind: str, monkeypatch: pytest.MonkeyPatch, full: BinaryIO) -> str:
     """Make one write of a build fail as a full disk (or a dying disk) would; the expected words."""
     enospc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
