@@ -186,6 +186,10 @@ BAD_COLLECTIONS = [
     ({"qrels": "query-id\tcorpus-id\tscore\nq1\td1\tyes\n"},
      "test.tsv:2: score 'yes' is not a whole number"),
     ({"qrels": "q1\td1\t1.5\n"}, "test.tsv:1: score '1.5' is not a whole number"),
+    ({"qrels": "q1\td1\t100000000000000000000000\n"},
+     "test.tsv:1: score '100000000000000000000000' is outside -2147483648…2147483647"),
+    ({"qrels": "q1\td1\t2147483648\n"}, "test.tsv:1: score '2147483648' is outside"),
+    ({"qrels": "q1\td1\t-" + "9" * 5000 + "\n"}, "test.tsv:1: score '-99999999999999999999999…'"),
     ({"qrels": "q1\td1\n"}, "test.tsv:1: has 2 columns"),
     ({"qrels": "q1 0 d1 1 extra\n"}, "test.tsv:1: has 5 columns"),
     ({"qrels": "q1\td1\t1\nq1\td1\t0\n"}, "test.tsv:2: judges q1 d1 again with another score"),
@@ -268,6 +272,15 @@ def test_cli_names_the_bad_line_before_loading_anything(tmp_path: Path) -> None:
     beir_proc = run_cli("eval", "--beir", str(tmp_path / "set.jsonl"),
                         env={"MYOQA_INDEX_DIR": str(tmp_path / "i")})
     one_line_error(beir_proc, 1, "is not a folder")
+    assert not (tmp_path / "i").exists()
+
+
+def test_a_qrels_score_too_large_to_score_is_refused_before_indexing(tmp_path: Path) -> None:
+    folder = _collection(tmp_path / "c", qrels="q1\td1\t100000000000000000000000\nq2\td2\t1\n")
+    proc = run_cli("eval", "--beir", str(folder), "--mode", "bm25",
+                   env={"MYOQA_INDEX_DIR": str(tmp_path / "i")})
+    one_line_error(proc, 1, f"{folder / 'qrels' / 'test.tsv'}:1: score '100000000000000000000000'"
+                   " is outside -2147483648…2147483647")
     assert not (tmp_path / "i").exists()
 
 
