@@ -275,6 +275,24 @@ def test_cli_names_the_bad_line_before_loading_anything(tmp_path: Path) -> None:
     assert not (tmp_path / "i").exists()
 
 
+@pytest.mark.parametrize("place", ["a folder of other files", "inside the sources"])
+def test_beir_eval_refuses_an_index_folder_that_ask_refuses(tmp_path: Path, place: str) -> None:
+    folder = _collection(tmp_path / "c")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    index = tmp_path / "mine" if place == "a folder of other files" else sources / "index"
+    index.mkdir()
+    (index / "notes.txt").write_text("my own notes\n", encoding="utf-8")
+    env = {"MYOQA_SOURCES": str(sources), "MYOQA_INDEX_DIR": str(index)}
+    words = ("already holds files that are not a myoqa index"
+             if place == "a folder of other files" else "is inside the sources folder")
+    ask_line = one_line_error(run_cli("ask", "jerk", env=env), 1, words)
+    eval_line = one_line_error(run_cli("eval", "--beir", str(folder), "--mode", "bm25", env=env),
+                               1, words)
+    assert eval_line == ask_line
+    assert sorted(p.name for p in index.iterdir()) == ["notes.txt"]
+
+
 def test_a_qrels_score_too_large_to_score_is_refused_before_indexing(tmp_path: Path) -> None:
     folder = _collection(tmp_path / "c", qrels="q1\td1\t100000000000000000000000\nq2\td2\t1\n")
     proc = run_cli("eval", "--beir", str(folder), "--mode", "bm25",
