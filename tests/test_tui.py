@@ -826,15 +826,15 @@ async def test_exports_and_history_inside_the_sources_are_refused_by_name(
     async with app.run_test(size=(160, 24), notifications=True) as pilot:
         await settle(pilot)
         await ask(pilot, FLUTTER)
-        assert shown_notes(app) == [
+        assert shown_notes(app) == [(
             f"Questions are not kept for the next session: refusing to write into "
             f"{documents / 'data'}: it is inside the sources folder {documents} (choose a "
-            "folder outside it)"]
+            "folder outside it)")]
         await pilot.press("ctrl+s", "m")
         await pilot.pause()
-        assert shown_notes(app) == [
+        assert shown_notes(app) == [(
             f"Cannot save the transcript: refusing to write into {documents / 'exports'}: it is "
-            f"inside the sources folder {documents} (choose a folder outside it)"]
+            f"inside the sources folder {documents} (choose a folder outside it)")]
     assert sorted(p.name for p in documents.iterdir()) == before
 
 

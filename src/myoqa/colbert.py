@@ -91,8 +91,9 @@ class ColbertEncoder:
     """Query and passage token vectors; onnxruntime and tokenizers are imported on creation."""
 
     def __init__(self, path: Path | None = None, expand_query: bool = False) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from myoqa.onnx_encoder import ort  # imported with its telemetry off
 
         path = path or model_dir() or wheel_dir()
         self.path = path
