@@ -395,8 +395,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     kept = kept_folders(settings.sources, settings.index_dir)
-    export_dir = places.export_dir(args.export_dir, kept)
-    check_folder(export_dir, kept)
+    chosen = args.export_dir or os.environ.get(places.EXPORT_ENV)
+    export_dir = places.export_dir(chosen, kept)
+    if chosen:  # a folder the user named is refused at once; a default one when saving
+        check_folder(export_dir, kept)
     return run_chat(settings, export_dir)
 
 
