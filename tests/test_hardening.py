@@ -285,17 +285,27 @@ def test_sources_a_thousand_folders_deep_are_found(tmp_path: Path) -> None:
 
 
 def test_symlink_loops_and_broken_links(tmp_path: Path) -> None:
+    """Links are not followed inside the sources folder, looping or broken ones included (each
+    is named as skipped); followed out of it (--follow-links), a broken or looping one is an
+    error naming it."""
     sources = write_sources(tmp_path / "src", {"a.txt": "Alpha.", "sub/b.txt": "Beta."})
     (sources / "sub" / "loop").symlink_to("..")
     (sources / "up").symlink_to(".")
-    assert [name for name, _ in corpus.source_paths(sources)] == ["a.txt", "sub/b.txt"]
     (sources / "self.txt").symlink_to("self.txt")
-    with pytest.raises(MyoqaError, match="self.txt: Too many levels of symbolic links"):
-        corpus.load_sources(sources)
-    (sources / "self.txt").unlink()
     (sources / "gone.txt").symlink_to("nowhere.txt")
-    with pytest.raises(MyoqaError, match=r"gone.txt: No such file or directory \(fix or remove"):
-        corpus.source_hashes(sources)
+    for follow in (False, True):
+        paths, skipped = corpus.scan(sources, follow)
+        assert [name for name, _ in paths] == ["a.txt", "sub/b.txt"]
+        assert [s.name for s in skipped] == ["gone.txt", "self.txt", "sub/loop", "up"]
+    (tmp_path / "loop.txt").symlink_to("loop.txt")
+    (sources / "out.txt").symlink_to(tmp_path / "loop.txt")
+    assert "out.txt" in {s.name for s in corpus.survey(sources).skipped}
+    with pytest.raises(MyoqaError, match="out.txt: Too many levels of symbolic links"):
+        corpus.load_sources(sources, follow_links=True)
+    (sources / "out.txt").unlink()
+    (sources / "away.txt").symlink_to(tmp_path / "nowhere.txt")
+    with pytest.raises(MyoqaError, match=r"away.txt: No such file or directory \(fix or remove"):
+        corpus.source_hashes(sources, follow_links=True)
 
 
 def test_fifo_named_like_a_source_is_refused_not_waited_on(tmp_path: Path) -> None:

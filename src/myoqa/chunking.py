@@ -1,14 +1,17 @@
 """Cutting sources into passages (what is shown) and spans (the finer units that mark evidence).
 
 Prose is cut along sentences; a text without sentences (a run of keywords) is cut into overlapping
-word windows. Every unit is a (source, start, end) character range: its text is always
-`source_text[start:end]`, never a copy.
+word windows. No unit crosses a page break (a form feed: a PDF's pages are joined by one), so a
+citation names the one page its text is on. Every unit is a (source, start, end) character range:
+its text is always `source_text[start:end]`, never a copy.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+
+from myoqa.formats import PAGE_BREAK
 
 WORD = re.compile(r"\S+")
 SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
@@ -66,12 +69,24 @@ def windows(ws: list[tuple[int, int]], size: int, stride: int) -> list[tuple[int
     return [(ws[i][0], ws[i + size - 1][1]) for i in starts]
 
 
-def sentences(text: str) -> list[list[tuple[int, int]]]:
-    """Sentences as (start, end) ranges, grouped by paragraph; a heading joins the next paragraph."""
+def pages(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each page of `text`: the runs between page breaks (the whole text when
+    it has none)."""
+    out, start = [], 0
+    while (stop := text.find(PAGE_BREAK, start)) != -1:
+        out.append((start, stop))
+        start = stop + 1
+    return [*out, (start, len(text))]
+
+
+def sentences(text: str, first: int = 0, last: int | None = None) -> list[list[tuple[int, int]]]:
+    """Sentences of text[first:last] as (start, end) ranges, grouped by paragraph; a heading
+    joins the next paragraph."""
+    last = len(text) if last is None else last
     paragraphs: list[list[tuple[int, int]]] = []
-    pos = 0
-    for brk in [*PARAGRAPH_BREAK.finditer(text), None]:
-        stop = brk.start() if brk else len(text)
+    pos = first
+    for brk in [*PARAGRAPH_BREAK.finditer(text, first, last), None]:
+        stop = brk.start() if brk else last
         block = []
         cursor = pos
         for end in [m.end() for m in SENTENCE_END.finditer(text, pos, stop)] + [stop]:
@@ -81,7 +96,7 @@ def sentences(text: str) -> list[list[tuple[int, int]]]:
             cursor = end
         if block:
             paragraphs.append(block)
-        pos = brk.end() if brk else len(text)
+        pos = brk.end() if brk else last
     merged: list[list[tuple[int, int]]] = []
     for block in paragraphs:
         if merged and _is_heading(text, merged[-1]):
@@ -119,19 +134,27 @@ def _pack(text: str, sents: list[tuple[int, int]], max_words: int, overlap: int
 
 
 def chunk(name: str, text: str, params: ChunkParams) -> tuple[list[Unit], list[Unit]]:
-    """(passages, spans) of one source, each in source order; a short source is one passage."""
+    """(passages, spans) of one source, each in source order, each within one page; a short
+    source is one passage per page."""
     ws = words(text)
-    if len(ws) <= params.whole_max_words:
-        passages = [(ws[0][0], ws[-1][1])] if ws else []
-        spans = [u for para in sentences(text) for s, e in para
-                 for u in windows(words(text, s, e), 2 * params.span_words, params.span_words)]
-    elif is_keyword_run(text, params):
-        passages = windows(ws, params.window_words, params.window_stride)
-        spans = windows(ws, params.span_words, params.span_stride)
-    else:
-        passages, spans = [], []
-        for para in sentences(text):
-            passages += _pack(text, para, params.prose_max_words, params.prose_overlap_sentences)
-            for s, e in para:
-                spans += windows(words(text, s, e), 2 * params.span_words, params.span_words)
+    keywords = len(ws) > params.whole_max_words and is_keyword_run(text, params)
+    passages: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] = []
+    for first, last in pages(text):
+        page_words = words(text, first, last)
+        if not page_words:
+            continue
+        if keywords:
+            passages += windows(page_words, params.window_words, params.window_stride)
+            spans += windows(page_words, params.span_words, params.span_stride)
+            continue
+        paragraphs = sentences(text, first, last)
+        if len(ws) <= params.whole_max_words:
+            passages.append((page_words[0][0], page_words[-1][1]))
+        else:
+            for para in paragraphs:
+                passages += _pack(text, para, params.prose_max_words,
+                                  params.prose_overlap_sentences)
+        spans += [u for para in paragraphs for s, e in para
+                  for u in windows(words(text, s, e), 2 * params.span_words, params.span_words)]
     return ([Unit(name, s, e) for s, e in passages], [Unit(name, s, e) for s, e in spans])

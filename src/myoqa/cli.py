@@ -48,6 +48,9 @@ def _place_options(parser: argparse.ArgumentParser) -> None:
                         "else one in the user's cache folder)")
     parser.add_argument("--model", metavar="NAME_OR_PATH",
                         help="embedding model (default: all-MiniLM-L6-v2, or $MYOQA_MODEL)")
+    parser.add_argument("--follow-links", action="store_true", default=None,
+                        help="read links that lead out of the sources folder (default: named as "
+                        "skipped, unless $MYOQA_FOLLOW_LINKS=1)")
 
 
 def _backend_options(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +138,8 @@ def _settings(args: argparse.Namespace) -> Any:
                             milvus_uri=getattr(args, "milvus_uri", None),
                             milvus_token=getattr(args, "milvus_token", None),
                             embed_with=getattr(args, "embed_with", None),
-                            ray_address=getattr(args, "ray_address", None))
+                            ray_address=getattr(args, "ray_address", None),
+                            follow_links=args.follow_links)
 
 
 def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
@@ -280,7 +284,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        hashes = source_hashes(settings.sources)
+        hashes = source_hashes(settings.sources, settings.follow_links)
     except MyoqaError as exc:
         hashes, problem = {}, exc.message
     else:
@@ -291,12 +295,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     m = state.manifest
     if args.json:
         print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
+                     "follow_links": settings.follow_links,
+                     "follow_links_from": settings.follow_links_from,
                      "index_dir": str(settings.index_dir), "index_from": settings.index_from,
                      "model": settings.model, "model_from": settings.model_from,
                      "build": str(state.build) if state.build else None, **state.to_json(),
                      "manifest": m.to_json() if m else None}, indent=2))
     else:
         lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
+                 (f"links:     {'followed' if settings.follow_links else 'not followed'} out of "
+                 f"the sources  ({settings.follow_links_from})"),
                  f"index:     {settings.index_dir}  ({settings.index_from})",
                  f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
         if m:

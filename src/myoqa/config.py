@@ -62,8 +62,8 @@ def user_cache() -> Path:
 class Settings:
     """The places a run depends on, resolved once by the caller, with where each came from:
     sources, index, model, and where the index lives (`backend`: local files, or a Milvus
-    server in `milvus`) and where a build embeds (`embed_with`: this process, or the Ray
-    cluster at `ray_address`)."""
+    server in `milvus`), where a build embeds (`embed_with`: this process, or the Ray
+    cluster at `ray_address`), and whether links leaving the sources folder are read."""
 
     sources: Path
     index_dir: Path
@@ -75,13 +75,15 @@ class Settings:
     milvus: MilvusSettings | None = None
     embed_with: str = "local"
     ray_address: str | None = None
+    follow_links: bool = False
+    follow_links_from: str = "the default"
 
     @classmethod
     def resolve(
         cls, sources: str | Path | None = None, index_dir: str | Path | None = None,
         model: str | None = None, backend: str | None = None, milvus_uri: str | None = None,
         milvus_token: str | None = None, embed_with: str | None = None,
-        ray_address: str | None = None,
+        ray_address: str | None = None, follow_links: bool | None = None,
     ) -> Settings:
         """Flags win over environment variables (MYOQA_SOURCES, MYOQA_BACKEND, …), which win
         over the project, then the defaults."""
@@ -107,10 +109,12 @@ class Settings:
         else:
             name, model_why = DEFAULT_MODEL, "the default"
         backend = resolve_backend(backend)
+        follow, follow_why = _follow_links(follow_links)
         return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
                    milvus=MilvusSettings.resolve(milvus_uri, milvus_token)
                    if backend == "milvus" else None,
-                   embed_with=embed_with or "local", ray_address=ray_address)
+                   embed_with=embed_with or "local", ray_address=ray_address,
+                   follow_links=follow, follow_links_from=follow_why)
 
 
 def cache_index_dir(sources: Path) -> Path:
@@ -119,6 +123,27 @@ def cache_index_dir(sources: Path) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", real.name)[:40] or "sources"
     key = hashlib.sha256(str(real).encode("utf-8", "surrogateescape")).hexdigest()[:KEY_CHARS]
     return user_cache() / "indexes" / f"{slug}-{key}"
+
+
+FOLLOW_LINKS_ENV = "MYOQA_FOLLOW_LINKS"
+_YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _follow_links(flag: bool | None) -> tuple[bool, str]:
+    """Whether links leaving the sources folder are read: --follow-links, else
+    $MYOQA_FOLLOW_LINKS (1/true/yes/on or 0/false/no/off), else not (as git and ripgrep)."""
+    from myoqa.errors import UsageError
+
+    if flag is not None:
+        return flag, "--follow-links"
+    value = os.environ.get(FOLLOW_LINKS_ENV, "").strip().lower()
+    if value in _YES:
+        return True, f"${FOLLOW_LINKS_ENV}"
+    if value in _NO:
+        return False, f"${FOLLOW_LINKS_ENV}" if value else "the default"
+    raise UsageError(f"${FOLLOW_LINKS_ENV} is {os.environ[FOLLOW_LINKS_ENV]!r}, not 1 or 0",
+                     f"set {FOLLOW_LINKS_ENV}=1 to follow links out of the sources folder, "
+                     "or unset it")
 
 
 def _pick(flag: str | Path | None, env: str, option: str) -> tuple[Path | None, str]:

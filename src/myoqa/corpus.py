@@ -3,8 +3,9 @@
 Files are read in blocks after their size is checked, so an oversized file or corpus is refused
 before it is held in memory, and a FIFO or device named like a source is refused, never waited on.
 A source's text is its file decoded as UTF-8 (text, Markdown) or extracted (PDF, HTML, DOCX; see
-formats.py); its fingerprint is always of the file's bytes. Files myoqa does not read, and
-documents that yield no text, are reported as `Skipped`, never dropped silently.
+formats.py); its fingerprint is always of the file's bytes. Files myoqa does not read, links
+it does not follow (see `scan`), and documents that yield no text, are reported as `Skipped`,
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ class Source:
 class Skipped:
     """A file below the sources folder that is not indexed, and why (for notes and `info`).
 
-    `sha256` is set for a file that was read but yielded no text (a scanned or damaged PDF):
-    it is also among the sources, with empty text, so a change to it triggers a rebuild.
+    `sha256` is set for a file that was read but yielded no text (a scanned or damaged PDF), or
+    only part of it: it is also among the sources, so a change to it triggers a rebuild.
+    `group` names what the file is one of ("links"), for notes that count many at once.
     """
 
     name: str
     reason: str
     sha256: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,81 +66,154 @@ class Corpus:
     skipped: list[Skipped]
 
 
+@dataclass(frozen=True)
+class Survey:
+    """What the staleness check sees of a sources folder: each source's SHA-256, and the files
+    left out (documents are hashed, not extracted, so those that yield no text are not among
+    them)."""
+
+    hashes: dict[str, str]
+    skipped: list[Skipped]
+
+
 SUPPORTED = ".txt, .md, .html, .pdf or .docx"
+UNSUPPORTED_GROUP = "files of formats myoqa does not read"
+LINKS_GROUP = "links"
+FOLLOW_HINT = "pass --follow-links or set MYOQA_FOLLOW_LINKS=1 to read it"
 
 
-def source_paths(directory: Path) -> list[tuple[str, Path]]:
+def source_paths(directory: Path, follow_links: bool = False) -> list[tuple[str, Path]]:
     """Every file of a supported format below `directory`, sorted by name."""
-    return scan(directory)[0]
+    return scan(directory, follow_links)[0]
 
 
 def unsupported(name: str) -> Skipped:
     """The note for a file whose format myoqa does not read."""
     dot = name.rfind(".")
     suffix = name[dot:] if dot > name.rfind("/") + 1 else "no suffix"
-    return Skipped(name, f"not a supported format ({suffix})")
+    return Skipped(name, f"not a supported format ({suffix})", group=UNSUPPORTED_GROUP)
 
 
-def scan(directory: Path) -> tuple[list[tuple[str, Path]], list[Skipped]]:
+@dataclass(frozen=True)
+class _Found:
+    """A source file found by the walk; `outside` when it was reached through a link that
+    leaves the sources folder (only with follow_links)."""
+
+    name: str
+    path: Path
+    outside: bool
+
+
+def scan(directory: Path, follow_links: bool = False
+         ) -> tuple[list[tuple[str, Path]], list[Skipped]]:
     """(name, path) of every source below `directory`, and the other files, both by name.
 
-    Hidden files and folders are ignored; symlinked folders are not followed.
+    Hidden files and folders are ignored. Links are not followed (as git and ripgrep do): a
+    link whose target is inside the sources folder is read under its target's own name, so
+    nothing is indexed twice; one that leaves it is named as skipped, unless `follow_links`
+    (then its file, or folder, is read under the link's name, each target once).
     """
     if not directory.exists():
         raise MyoqaError(f"sources directory {directory} does not exist",
                          "pass --sources DIR or set MYOQA_SOURCES")
     if not directory.is_dir():
         raise MyoqaError(f"sources path {directory} is not a directory", "pass --sources DIR")
-    found, other = [], []
-    for root, files in _walk(directory):
-        for name in files:
-            if name.startswith("."):
+    root = directory.resolve()
+    found: list[_Found] = []
+    other: list[Skipped] = []
+    folders_read = {_identity(root): "the sources folder"}
+    stack = [(str(directory), False)]
+    while stack:  # a stack, not recursion: Python 3.11's os.walk overflows 1,000 folders deep
+        folder, outside = stack.pop()
+        subfolders = []
+        for entry in _entries(folder):
+            if entry.name.startswith("."):
                 continue
-            path = Path(root) / name
+            path = Path(entry.path)
             relative = path.relative_to(directory).as_posix()
-            if formats.format_of(name) is None:
+            is_folder, link = _is_folder(entry), entry.is_symlink()
+            leaves = link and not _within(path, root)
+            if link and not leaves:
+                other.append(Skipped(relative, "a link within the sources folder (not followed: "
+                                     "its target is read under its own name)", group=LINKS_GROUP))
+            elif leaves and not follow_links:
+                what = "folder" if is_folder else "file"
+                other.append(Skipped(relative, f"a link to a {what} outside the sources folder "
+                                     f"({FOLLOW_HINT})", group=LINKS_GROUP))
+            elif is_folder:
+                identity = _identity(path) if link or outside else None
+                if identity is not None and identity in folders_read:
+                    other.append(Skipped(relative, f"the same folder as {folders_read[identity]}",
+                                         group=LINKS_GROUP))
+                    continue
+                if identity is not None:
+                    folders_read[identity] = relative
+                subfolders.append((entry.path, outside or link))
+            elif formats.format_of(entry.name) is None:
                 other.append(unsupported(relative))
-                continue
-            try:
-                relative.encode("utf-8")
-            except UnicodeEncodeError:
-                raise MyoqaError(f"source file name {relative!r} is not valid UTF-8",
-                                 "rename the file") from None
-            found.append((relative, path))
-    if not found:
+            else:
+                try:
+                    relative.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise MyoqaError(f"source file name {relative!r} is not valid UTF-8",
+                                     "rename the file") from None
+                found.append(_Found(relative, path, outside or link))
+        stack.extend(reversed(subfolders))
+    sources = _once(found, other) if follow_links else sorted((f.name, f.path) for f in found)
+    if not sources:
         raise MyoqaError(f"sources directory {directory} holds no {SUPPORTED} files",
                          "add source files or pass --sources DIR")
-    return sorted(found), sorted(other, key=lambda s: s.name)
+    return sources, sorted(other, key=lambda s: s.name)
 
 
-def _walk(directory: Path) -> Iterator[tuple[str, list[str]]]:
-    """(folder, file names) for every folder below `directory`, hidden and symlinked folders
-    left out, with a stack instead of recursion: Python 3.11's os.walk recurses, so a tree a
-    thousand folders deep would overflow it."""
-    stack = [str(directory)]
-    while stack:
-        root = stack.pop()
-        try:
-            with os.scandir(root) as listing:
-                entries = list(listing)
-        except OSError:
-            continue
-        kinds = {e.name: _kind(e) for e in entries}
-        yield root, [name for name, kind in kinds.items() if kind == "file"]
-        stack.extend(os.path.join(root, name) for name in sorted(
-            (n for n, kind in kinds.items() if kind == "folder" and not n.startswith(".")),
-            reverse=True))
-
-
-def _kind(entry: os.DirEntry[str]) -> str:
-    """'folder' for a real folder, 'link' for a link to one (not followed), else 'file' (a
-    broken or looping link included: reading it names the problem)."""
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    """The entries of a folder by name; none when it cannot be listed."""
     try:
-        if entry.is_dir():
-            return "link" if entry.is_symlink() else "folder"
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda e: e.name)
     except OSError:
-        pass
-    return "file"
+        return []
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether an entry is a folder or a link to one (a broken or looping link is a file:
+    reading it names the problem)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _within(path: Path, root: Path) -> bool:
+    """Whether a link's target (resolved through every link, even a broken one) lies in `root`."""
+    return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode a path leads to, so one target reached by two links is read once."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _once(found: list[_Found], other: list[Skipped]) -> list[tuple[str, Path]]:
+    """The sources by name, each file once when links are followed: a file reached by two
+    names is read under its own name inside the sources folder, else under the first link's;
+    the other name is skipped."""
+    kept: dict[tuple[int, int], str] = {}
+    sources = []
+    for item in sorted(found, key=lambda f: (f.outside, f.name)):
+        identity = _identity(item.path)
+        if identity is not None and identity in kept:
+            other.append(Skipped(item.name, f"the same file as {kept[identity]}",
+                                 group=LINKS_GROUP))
+            continue
+        if identity is not None:
+            kept[identity] = item.name
+        sources.append((item.name, item.path))
+    return sorted(sources)
 
 
 def _too_big(path: Path, size: int, limit: int) -> MyoqaError:
@@ -157,10 +233,11 @@ def _too_much(directory: Path) -> MyoqaError:
                       "index a smaller selection of files")
 
 
-def _blocks(path: Path, limit: int) -> Iterator[bytes]:
-    """A source file's bytes, block by block, refusing non-regular and oversized files first."""
+def _blocks(path: Path, limit: int, follow_links: bool) -> Iterator[bytes]:
+    """A source file's bytes, block by block, refusing non-regular and oversized files first
+    (and, unless following links, a file that became a link since the folder was listed)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW))
         with open(fd, "rb") as fh:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -179,7 +256,7 @@ def _blocks(path: Path, limit: int) -> Iterator[bytes]:
                          "fix or remove the file") from None
 
 
-def _read(paths: list[tuple[str, Path]], directory: Path, keep_bytes: bool
+def _read(paths: list[tuple[str, Path]], directory: Path, keep_bytes: bool, follow_links: bool
           ) -> Iterator[tuple[str, Path, str, bytes]]:
     """(name, path, SHA-256, bytes if kept) of every source, refusing text files of more than
     MAX_CORPUS_BYTES in all (documents count by their extracted text, in read_corpus)."""
@@ -187,7 +264,8 @@ def _read(paths: list[tuple[str, Path]], directory: Path, keep_bytes: bool
     for name, path in paths:
         digest, kept = hashlib.sha256(), []
         document = _is_document(name)
-        for block in _blocks(path, MAX_DOCUMENT_BYTES if document else MAX_SOURCE_BYTES):
+        for block in _blocks(path, MAX_DOCUMENT_BYTES if document else MAX_SOURCE_BYTES,
+                             follow_links):
             total += 0 if document else len(block)
             if total > MAX_CORPUS_BYTES:
                 raise _too_much(directory)
@@ -214,22 +292,31 @@ def fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def source_hashes(directory: Path) -> dict[str, str]:
-    """Name → SHA-256 of every source, streamed, cheap enough to check before each query."""
-    return {name: sha256 for name, _path, sha256, _data
-            in _read(source_paths(directory), directory, keep_bytes=False)}
+def survey(directory: Path, follow_links: bool = False) -> Survey:
+    """Name → SHA-256 of every source, streamed, and the files left out: cheap enough to check
+    before each query."""
+    paths, skipped = scan(directory, follow_links)
+    return Survey({name: sha256 for name, _path, sha256, _data
+                   in _read(paths, directory, keep_bytes=False, follow_links=follow_links)},
+                  skipped)
 
 
-def read_corpus(directory: Path) -> Corpus:
+def source_hashes(directory: Path, follow_links: bool = False) -> dict[str, str]:
+    """Name → SHA-256 of every source (see `survey`)."""
+    return survey(directory, follow_links).hashes
+
+
+def read_corpus(directory: Path, follow_links: bool = False) -> Corpus:
     """Read every source under `directory`: text formats as UTF-8, documents extracted.
 
     A document that yields no text stays a source with empty text and is also `Skipped` with
-    the reason; a text file that is not UTF-8 is an error (it needs converting, not skipping).
+    the reason (one read in part keeps that part, and is `Skipped` naming what is missing); a text file that is not UTF-8 is an error (it needs converting, not skipping).
     """
-    paths, skipped = scan(directory)
+    paths, skipped = scan(directory, follow_links)
     sources = []
     held = 0
-    for name, path, sha256, data in _read(paths, directory, keep_bytes=True):
+    for name, path, sha256, data in _read(paths, directory, keep_bytes=True,
+                                          follow_links=follow_links):
         fmt = formats.format_of(name)
         if fmt is None or fmt.extract is None:
             sources.append(Source(name=name, text=decode(path, data), sha256=sha256))
@@ -237,6 +324,9 @@ def read_corpus(directory: Path) -> Corpus:
             continue
         try:
             text = fmt.extract(data)
+        except formats.Truncated as exc:
+            skipped.append(Skipped(name, str(exc), sha256))
+            text = exc.text
         except formats.ExtractionError as exc:
             skipped.append(Skipped(name, str(exc), sha256))
             text = ""
@@ -251,6 +341,6 @@ def read_corpus(directory: Path) -> Corpus:
     return Corpus(sources, sorted(skipped, key=lambda s: s.name))
 
 
-def load_sources(directory: Path) -> list[Source]:
+def load_sources(directory: Path, follow_links: bool = False) -> list[Source]:
     """Every source under `directory` with its text (see read_corpus)."""
-    return read_corpus(directory).sources
+    return read_corpus(directory, follow_links).sources

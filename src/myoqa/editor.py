@@ -22,12 +22,14 @@ from myoqa.citation import Place
 from myoqa.errors import MyoqaError
 
 # How each program is told where to start: the argv that goes before (or instead of) the file.
+# The path it is given is absolute (see `command`), so it starts with "/" and no program can read
+# it as an option or, like vim's "+cmd", as a command.
 Jump = Callable[[Path, Place, str], list[str]]
 
 
 def _vim(path: Path, place: Place, line_text: str) -> list[str]:
     column = len(line_text[:place.column - 1].encode("utf-8")) + 1  # vim counts bytes
-    return [f"+call cursor({place.line}, {column})", str(path)]
+    return [f"+call cursor({place.line}, {column})", "--", str(path)]
 
 
 JUMPS: dict[str, Jump] = {
@@ -42,7 +44,7 @@ JUMPS: dict[str, Jump] = {
                     lambda path, place, _line: [f"{path}:{place.line}:{place.column}"]),
     **dict.fromkeys(("code", "codium", "code-insiders"),
                     lambda path, place, _line: ["--goto", f"{path}:{place.line}:{place.column}"]),
-    "less": lambda path, place, _line: [f"+{place.line}g", str(path)],
+    "less": lambda path, place, _line: [f"+{place.line}g", "--", str(path)],
 }
 
 
@@ -67,7 +69,13 @@ def viewer() -> tuple[list[str], str]:
 
 def command(program: list[str], path: Path, place: Place, line_text: str) -> list[str]:
     """The full argv opening `path` at `place` in `program`; a program not known to take a
-    line opens the file at its start."""
+    line opens the file at its start.
+
+    The path is made absolute, so a file named "+!cmd" or "-option" is always a file: vim and
+    less also get "--" before it (both document it as the end of their options); the others
+    only the absolute path, since some (more, micro, hx) do not all take "--".
+    """
+    path = path.absolute()
     jump = JUMPS.get(Path(program[0]).name.lower())
     return [*program, *(jump(path, place, line_text) if jump else [str(path)])]
 

@@ -43,7 +43,7 @@ def is_current(settings: Settings, searcher: Searcher) -> bool:
 
         return milvus_current(settings, searcher)
     return staleness(searcher.index.manifest, BuildParams(model=settings.model),
-                     source_hashes(settings.sources)) is None
+                     source_hashes(settings.sources, settings.follow_links)) is None
 
 
 def open_searcher(settings: Settings, params: SearchParams | None = None,

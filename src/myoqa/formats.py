@@ -13,15 +13,32 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import zipfile
 
 PAGE_BREAK = "\f"
 PAGE_SEPARATOR = "\n" + PAGE_BREAK + "\n"
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn", ".mdwn")
 MAX_DOCX_EXPANDED_BYTES = 256 * 1024 * 1024
+# docx2python holds every XML element of a document as Python objects (about 2.6 KB and 0.2 ms
+# each): a 100 KB file of a million empty paragraphs took 228 s and 2.6 GB. Elements are counted
+# before parsing; a 500-page book has about as many as the limit.
+MAX_DOCX_ELEMENTS = 200_000
 
 
 class ExtractionError(Exception):
     """A file of a known format that yields no usable text; the message says why, for a note."""
+
+
+class Truncated(ExtractionError):
+    """A file whose text could be read only in part: `text` is that part, the message says
+    which part is missing, for a note."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,7 @@ _PREFORMATTED = frozenset(("pre", "listing", "plaintext", "xmp", "textarea"))
 _HTML_WHITESPACE = re.compile(r"[ \t\n\r\f]+")
 _MARKS = re.compile("[\x00-\x04]")
 _CELL_GAP = re.compile(" *\x04[ \x04]*")
+_HTML_TOO_DEEP = re.compile(r"Excessive depth in document: (\d+)")
 
 
 def html_text(data: bytes) -> str:
@@ -112,19 +130,25 @@ def html_text(data: bytes) -> str:
     by a blank line, `<br>` a line break; other whitespace collapses as a browser shows it,
     except inside `<pre>`. Table cells of a row are separated by a tab. UTF-8 is assumed when
     the bytes are valid UTF-8, else the page's own charset declaration decides.
+
+    libxml2 reads elements nested up to 256 deep, 2,048 with `huge_tree` (used here); past
+    that it drops the rest of the page without an error, so that is raised as Truncated
+    with the text before it.
     """
     import lxml.html
     from lxml import etree
 
     try:
         data.decode("utf-8")
-        parser = lxml.html.HTMLParser(encoding="utf-8")
+        parser = lxml.html.HTMLParser(encoding="utf-8", huge_tree=True)
     except UnicodeDecodeError:
-        parser = lxml.html.HTMLParser()
+        parser = lxml.html.HTMLParser(huge_tree=True)
     try:
         root = lxml.html.document_fromstring(data, parser=parser)
     except etree.ParserError:  # nothing but whitespace or comments
         return ""
+    too_deep = next(((e.line, found.group(1)) for e in parser.error_log
+                     if (found := _HTML_TOO_DEEP.search(e.message))), None)
     etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, with_tail=False)
     hidden = root.xpath("//*[@hidden] | //*[contains(translate(@style, ' ', ''), "
                         "'display:none')] | " + " | ".join(f"//{tag}" for tag in _HTML_DROPPED))
@@ -144,7 +168,12 @@ def html_text(data: bytes) -> str:
             pre -= tag in _PREFORMATTED
             parts.append(_PARAGRAPH if tag in _HTML_BLOCKS else "")
             parts.append(_html_run(element.tail, pre > 0))
-    return _html_layout("".join(parts))
+    text = _html_layout("".join(parts))
+    if too_deep is not None:
+        line, depth = too_deep
+        raise Truncated(f"the text from line {line} on (elements nested more than {depth} "
+                        "deep, which the HTML parser does not read)", text)
+    return text
 
 
 def _html_run(text: str | None, preformatted: bool) -> str:
@@ -191,6 +220,7 @@ def docx_text(data: bytes) -> str:
     """
     import io
     import zipfile
+    import zlib
 
     from docx2python import docx2python
 
@@ -198,13 +228,19 @@ def docx_text(data: bytes) -> str:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             expanded = sum(info.file_size for info in archive.infolist())
             names = archive.namelist()
+            if not any(_DOCX_MAIN.fullmatch(name) for name in names):
+                raise ExtractionError("cannot be read as a DOCX (it has no word/document.xml)")
+            if expanded > MAX_DOCX_EXPANDED_BYTES:
+                raise ExtractionError(f"expands to {expanded // 2**20} MiB, over the "
+                                      f"{MAX_DOCX_EXPANDED_BYTES // 2**20} MiB limit for a DOCX")
+            elements = _xml_elements(archive, MAX_DOCX_ELEMENTS)
     except zipfile.BadZipFile:
         raise ExtractionError("cannot be read as a DOCX (it is not a zip archive)") from None
-    if not any(_DOCX_MAIN.fullmatch(name) for name in names):
-        raise ExtractionError("cannot be read as a DOCX (it has no word/document.xml)")
-    if expanded > MAX_DOCX_EXPANDED_BYTES:
-        raise ExtractionError(f"expands to {expanded // 2**20} MiB, over the "
-                              f"{MAX_DOCX_EXPANDED_BYTES // 2**20} MiB limit for a DOCX")
+    except (zlib.error, EOFError, NotImplementedError):
+        raise ExtractionError("cannot be read as a DOCX (a part of it is damaged)") from None
+    if elements > MAX_DOCX_ELEMENTS:
+        raise ExtractionError(f"holds more than {MAX_DOCX_ELEMENTS:,} XML elements, the limit "
+                              "for a DOCX (split it into smaller files)")
     try:
         with docx2python(io.BytesIO(data)) as document:
             text = document.text
@@ -218,6 +254,28 @@ def docx_text(data: bytes) -> str:
     text = _DOCX_NOTE_MARK.sub(r"[\1 \2]", text)
     text = _DOCX_NOTE.sub(r"[\1 \2] ", text)
     return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+_XML_START_TAG = re.compile(rb"<[A-Za-z_]")
+_XML_BLOCK_BYTES = 1024 * 1024
+
+
+def _xml_elements(archive: zipfile.ZipFile, limit: int) -> int:
+    """How many elements the archive's XML parts hold, counted by their start tags while
+    decompressing block by block; counting stops once past `limit`."""
+    count = 0
+    for info in archive.infolist():
+        if not info.filename.endswith((".xml", ".rels")):
+            continue
+        with archive.open(info) as part:
+            tail = b""
+            while block := part.read(_XML_BLOCK_BYTES):
+                chunk = tail + block
+                count += len(_XML_START_TAG.findall(chunk))
+                if count > limit:
+                    return count
+                tail = chunk[-1:]  # a "<" at a block's end is counted with the next block
+    return count
 
 
 FORMATS = (

@@ -2,18 +2,24 @@
 
 Each line must be one JSON object; anything else (bad UTF-8, bad JSON, JSON nested too deeply
 to parse, a list or a number, a field of the wrong type, a repeated id) stops the run with one
-line naming the file, the line and the field, before any work is done.
+line naming the file, the line and the field, before any work is done. So does an input that is
+not a regular file, or one over the size limits.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from myoqa.errors import MyoqaError
 
+MAX_INPUT_BYTES = 256 * 2**20
+MAX_LINE_BYTES = 16 * 2**20
 # The characters a TREC run or qrels line cannot carry inside an id (it splits on whitespace).
 _ID_HINT = "ids must be non-empty and hold no whitespace or control characters"
 
@@ -24,18 +30,28 @@ def line_error(path: Path, line: int, message: str, hint: str = "") -> MyoqaErro
 
 
 def open_lines(path: Path, what: str, hint: str = "") -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-blank line of a UTF-8 file, refusing bad bytes by line."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after the errors
-    except FileNotFoundError:
-        raise MyoqaError(f"{what} {path} is missing", hint) from None
-    except IsADirectoryError:
-        raise MyoqaError(f"{what} {path} is a folder, not a file", hint) from None
-    except OSError as exc:
-        raise MyoqaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    """(line number, text) of each non-blank line of a UTF-8 file, refusing bad bytes by line.
+
+    Only a regular file is read (a FIFO would be waited on, /dev/zero never ends), at most
+    MAX_INPUT_BYTES of it and MAX_LINE_BYTES a line, so no input can make a run hang or grow
+    without bound.
+    """
+    fh = _open_regular(path, what, hint)
     with fh:
+        total = 0
         try:
-            for number, raw in enumerate(fh, 1):
+            for number in itertools.count(1):
+                raw = fh.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                total += len(raw)
+                if total > MAX_INPUT_BYTES:
+                    raise MyoqaError(f"{what} {path} holds more than "
+                                     f"{MAX_INPUT_BYTES // 2**20} MiB, the limit for one file",
+                                     "use a smaller file")
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    raise line_error(path, number, f"is longer than {MAX_LINE_BYTES // 2**20} "
+                                     "MiB, the limit for one line", "split it")
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
@@ -47,6 +63,28 @@ def open_lines(path: Path, what: str, hint: str = "") -> Iterator[tuple[int, str
                     yield number, text
         except OSError as exc:
             raise MyoqaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _open_regular(path: Path, what: str, hint: str) -> BinaryIO:
+    """`path` opened for reading when it is a regular file, else one clear error (opened
+    without waiting, so a FIFO with no writer is refused rather than blocking)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise MyoqaError(f"{what} {path} is missing", hint) from None
+    except IsADirectoryError:
+        raise MyoqaError(f"{what} {path} is a folder, not a file", hint) from None
+    except OSError as exc:
+        raise MyoqaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise MyoqaError(f"{what} {path} is a folder, not a file", hint)
+    raise MyoqaError(f"{what} {path} is not a regular file (a pipe or a device)",
+                     "give a file, or save the input to one first")
 
 
 def read_objects(path: Path, what: str, hint: str = "", line_hint: str = ""

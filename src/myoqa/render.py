@@ -3,7 +3,7 @@
 Terminal text is put into `rich.text.Text` objects (never parsed as markup). Control characters
 are replaced one-for-one by visible symbols, so offsets still line up and no escape sequence
 from a source or a question ever reaches the terminal; a CR that ends a line (CRLF sources) is
-shown as the line end it is.
+shown as the line end it is, and a page break (form feed) as the line break it stands for.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import re
 from rich.text import Text
 
 from myoqa.errors import printable
+from myoqa.formats import PAGE_BREAK
 from myoqa.search import Answer, Result
 
 _BIDI = {cp: "\ufffd" for cp in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
                                   0x2028, 0x2029]}
 _CONTROL = {cp: chr(0x2400 + cp) for cp in range(0x20) if chr(cp) not in "\n\t"}
-_CONTROL.update({0x7F: "\u2421", **{cp: "\ufffd" for cp in range(0x80, 0xA0)}, **_BIDI})
-# Plain output keeps the characters a file of text holds: CRLF line ends and page breaks.
-_PLAIN = {cp: sym for cp, sym in _CONTROL.items() if chr(cp) not in "\r\f"}
+_CONTROL.update({0x7F: "\u2421", **{cp: "\ufffd" for cp in range(0x80, 0xA0)}, **_BIDI,
+                 ord(PAGE_BREAK): "\n"})
+# Plain output keeps the characters a file of text holds: CRLF line ends.
+_PLAIN = {cp: sym for cp, sym in _CONTROL.items() if chr(cp) != "\r"}
 _LONE_CR = re.compile(r"\r(?!\n)")
 
 TERM_STYLE = "bold yellow"
@@ -31,14 +33,15 @@ EVIDENCE_OPEN, EVIDENCE_CLOSE = "\u00ab", "\u00bb"
 def safe(text: str) -> str:
     """`text` with control and bidi-override characters replaced by visible ones, same length.
 
-    The CR of a CRLF line end becomes a space, so the line simply ends there.
+    The CR of a CRLF line end becomes a space, so the line simply ends there; a page break
+    becomes a line break.
     """
     return text.replace("\r\n", " \n").translate(_CONTROL)
 
 
 def plain(text: str) -> str:
     """`text` as it is for plain output, only with the characters a terminal would act on made
-    visible (CRLF line ends, tabs and page breaks are kept); same length."""
+    visible (CRLF line ends and tabs are kept, a page break is a line break); same length."""
     return _LONE_CR.sub("\u240d", text).translate(_PLAIN)
 
 

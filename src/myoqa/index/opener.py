@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from myoqa.config import Settings
-from myoqa.corpus import Skipped, Source, read_corpus, source_hashes
+from myoqa.corpus import Skipped, Source, read_corpus, survey
 from myoqa.errors import MyoqaError
 from myoqa.index import encoders, health, manifest
 from myoqa.index.build import BuildParams, Encoder, EncoderInfo, ProgressFactory, build
@@ -50,15 +50,20 @@ def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
 
 
 def _note_skipped(skipped: list[Skipped], notify: Notify) -> None:
-    """Name each document that yielded no text, and the files of formats myoqa does not read
-    (grouped beyond LISTED_SKIPS; `info` lists them all)."""
-    other = [s for s in skipped if s.sha256 is None]
+    """Name each file that is not indexed, or not whole, and why; files of one group (formats
+    myoqa does not read, links) are counted in one note beyond LISTED_SKIPS (`info` lists them
+    all)."""
+    groups: dict[str, list[Skipped]] = {}
     for s in skipped:
-        if s.sha256 is not None or len(other) <= LISTED_SKIPS:
+        if s.group is not None:
+            groups.setdefault(s.group, []).append(s)
+    for s in skipped:
+        if s.group is None or len(groups[s.group]) <= LISTED_SKIPS:
             notify(f"note: skipped {s.name}: {s.reason}")
-    if len(other) > LISTED_SKIPS:
-        names = ", ".join(s.name for s in other[:LISTED_SKIPS])
-        notify(f"note: skipped {len(other)} files of formats myoqa does not read ({names}, …)")
+    for group, members in groups.items():
+        if len(members) > LISTED_SKIPS:
+            names = ", ".join(s.name for s in members[:LISTED_SKIPS])
+            notify(f"note: skipped {len(members)} {group} ({names}, …)")
 
 
 def _with_text(sources: list[Source], notify: Notify, skipped: list[Skipped]) -> None:
@@ -112,7 +117,7 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
     from_folder = sources is None
     skipped: list[Skipped] = []
     if sources is None:
-        corpus = read_corpus(settings.sources)
+        corpus = read_corpus(settings.sources, settings.follow_links)
         sources, skipped = corpus.sources, corpus.skipped
     _with_text(sources, notify, skipped)
     index_dir = settings.index_dir
@@ -163,14 +168,22 @@ def ready_index(settings: Settings, notify: Notify, params: BuildParams | None =
                 ) -> Index:
     """The current index for `settings`, built or rebuilt first when missing, damaged or stale.
 
+    Files added to the sources folder since the build that it does not index (an unsupported
+    format, a link it does not follow) change nothing indexed, so no rebuild: they are named
+    in a note, each time, until the next build records them.
+
     An index of a newer format is refused rather than rebuilt (NewerFormat).
     """
     params = params or BuildParams(model=settings.model)
     check_place(settings.index_dir, settings.sources if sources is None else None)
-    hashes = (source_hashes(settings.sources) if sources is None
-              else {s.name: s.sha256 for s in sources})
+    found = survey(settings.sources, settings.follow_links) if sources is None else None
+    hashes = found.hashes if found else {s.name: s.sha256 for s in sources or []}
     try:
-        return _load_current(settings.index_dir, params, hashes)
+        index = _load_current(settings.index_dir, params, hashes)
     except IndexProblem as problem:
         notify(f"{problem.message}; building the index in {settings.index_dir}")
-    return build_index(settings, params, notify, progress, sources, force=False)
+        return build_index(settings, params, notify, progress, sources, force=False)
+    if found:
+        noted = {s.name for s in index.manifest.skipped}
+        _note_skipped([s for s in found.skipped if s.name not in noted], notify)
+    return index
