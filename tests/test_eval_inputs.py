@@ -186,6 +186,10 @@ BAD_COLLECTIONS = [
     ({"qrels": "query-id\tcorpus-id\tscore\nq1\td1\tyes\n"},
      "test.tsv:2: score 'yes' is not a whole number"),
     ({"qrels": "q1\td1\t1.5\n"}, "test.tsv:1: score '1.5' is not a whole number"),
+    ({"qrels": "q1\td1\t100000000000000000000000\n"},
+     "test.tsv:1: score '100000000000000000000000' is outside -2147483648…2147483647"),
+    ({"qrels": "q1\td1\t2147483648\n"}, "test.tsv:1: score '2147483648' is outside"),
+    ({"qrels": "q1\td1\t-" + "9" * 5000 + "\n"}, "test.tsv:1: score '-99999999999999999999999…'"),
     ({"qrels": "q1\td1\n"}, "test.tsv:1: has 2 columns"),
     ({"qrels": "q1 0 d1 1 extra\n"}, "test.tsv:1: has 5 columns"),
     ({"qrels": "q1\td1\t1\nq1\td1\t0\n"}, "test.tsv:2: judges q1 d1 again with another score"),
@@ -268,6 +272,33 @@ def test_cli_names_the_bad_line_before_loading_anything(tmp_path: Path) -> None:
     beir_proc = run_cli("eval", "--beir", str(tmp_path / "set.jsonl"),
                         env={"MYOQA_INDEX_DIR": str(tmp_path / "i")})
     one_line_error(beir_proc, 1, "is not a folder")
+    assert not (tmp_path / "i").exists()
+
+
+@pytest.mark.parametrize("place", ["a folder of other files", "inside the sources"])
+def test_beir_eval_refuses_an_index_folder_that_ask_refuses(tmp_path: Path, place: str) -> None:
+    folder = _collection(tmp_path / "c")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    index = tmp_path / "mine" if place == "a folder of other files" else sources / "index"
+    index.mkdir()
+    (index / "notes.txt").write_text("my own notes\n", encoding="utf-8")
+    env = {"MYOQA_SOURCES": str(sources), "MYOQA_INDEX_DIR": str(index)}
+    words = ("already holds files that are not a myoqa index"
+             if place == "a folder of other files" else "is inside the sources folder")
+    ask_line = one_line_error(run_cli("ask", "jerk", env=env), 1, words)
+    eval_line = one_line_error(run_cli("eval", "--beir", str(folder), "--mode", "bm25", env=env),
+                               1, words)
+    assert eval_line == ask_line
+    assert sorted(p.name for p in index.iterdir()) == ["notes.txt"]
+
+
+def test_a_qrels_score_too_large_to_score_is_refused_before_indexing(tmp_path: Path) -> None:
+    folder = _collection(tmp_path / "c", qrels="q1\td1\t100000000000000000000000\nq2\td2\t1\n")
+    proc = run_cli("eval", "--beir", str(folder), "--mode", "bm25",
+                   env={"MYOQA_INDEX_DIR": str(tmp_path / "i")})
+    one_line_error(proc, 1, f"{folder / 'qrels' / 'test.tsv'}:1: score '100000000000000000000000'"
+                   " is outside -2147483648…2147483647")
     assert not (tmp_path / "i").exists()
 
 

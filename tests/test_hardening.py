@@ -344,6 +344,42 @@ def test_file_changed_after_indexing_is_noticed_and_reindexed(seed_settings: Set
     assert top["text"] == (sources / PROSE).read_text(encoding="utf-8")[top["start"]:top["end"]]
 
 
+def _forge_stored_text(index_dir: Path) -> str:
+    """Overwrite a word of the stored source text in the current build, keeping its size (so
+    the size check passes); the forged text."""
+    stored = store.current_build(index_dir) / "sources.json"
+    data = stored.read_bytes()
+    forged = b"X" * len(b"diaphragmatic")
+    assert b"diaphragmatic flutter" in data
+    stored.write_bytes(data.replace(b"diaphragmatic flutter", forged + b" flutter"))
+    assert stored.stat().st_size == len(data)
+    return forged.decode() + " flutter"
+
+
+def test_same_size_edit_of_the_stored_text_is_never_shown(seed_settings: Settings,
+                                                          tmp_path: Path) -> None:
+    index_dir = copy_index(seed_settings, tmp_path)
+    forged = _forge_stored_text(index_dir)
+    proc = run_cli("ask", "diaphragmatic flutter", "--json", "-k", "3", env=cli_env(index_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "sources.json does not match its recorded hash; building the index" in proc.stderr
+    source = (SEEDS / FLUTTER).read_text(encoding="utf-8")
+    for passage in json.loads(proc.stdout)["passages"]:
+        assert forged not in passage["text"]
+        if passage["source"] == FLUTTER:
+            assert passage["text"] == source[passage["start"]:passage["end"]]
+
+
+def test_same_size_edit_of_a_read_only_index_is_refused(
+        seed_settings: Settings, tmp_path: Path, read_only: Callable[[Path], None]) -> None:
+    index_dir = copy_index(seed_settings, tmp_path)
+    _forge_stored_text(index_dir)
+    read_only(index_dir)
+    proc = _run_unprivileged("ask", "diaphragmatic flutter", env=cli_env(index_dir))
+    one_line_error(proc, 1, f"{index_dir} is not writable")
+    assert "does not match its recorded hash" in proc.stderr and "XXXX" not in proc.stdout
+
+
 def test_file_changed_during_a_build_gives_a_consistent_index_then_a_rebuild(
         tmp_path: Path, model_loads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden jerk of a muscle."})
@@ -402,6 +438,24 @@ def test_stale_read_only_index_is_refused_naming_the_directory(
     assert sorted(p.name for p in index_dir.iterdir()) == before
 
 
+def test_unreadable_entry_of_a_model_folder_is_named_not_taken_for_the_index_folder(
+        tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "extra").mkdir(parents=True)
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    (model / "extra" / "notes").write_text("x", encoding="utf-8")
+    (model / "extra").chmod(0o644)  # names listed, entries not reachable
+    try:
+        sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
+        proc = _run_unprivileged("index", "--model", str(model),
+                                 env=cli_env(tmp_path / "index", sources))
+    finally:
+        (model / "extra").chmod(0o755)
+    line = one_line_error(proc, 1, f"cannot read {model / 'extra' / 'notes'}: "
+                          f"{os.strerror(errno.EACCES)}")
+    assert "not writable" not in line
+
+
 def _failing(kind: str, monkeypatch: pytest.MonkeyPatch, full: BinaryIO) -> str:
     """Make one write of a build fail as a full disk (or a dying disk) would; the expected words."""
     enospc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -447,6 +501,35 @@ def test_failed_write_during_a_build_keeps_the_previous_index(
     assert store.current_build(index_dir) == good.path
     assert len(store.load(index_dir).passages) == len(good.passages)
     assert builds(index_dir) == {good.path.name} and not leftovers(index_dir)
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """For a child process: files stop growing at `limit` bytes, as a nearly full disk stops
+    them (a write across it is cut short, the next fails with an errno)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return apply
+
+
+def test_array_write_cut_short_names_the_system_reason(seed_settings: Settings,
+                                                       tmp_path: Path) -> None:
+    index_dir = copy_index(seed_settings, tmp_path)
+    good = store.current_build(index_dir)
+    span_vectors = (good / "span_vectors.npy").stat().st_size
+    assert (good / "sources.json").stat().st_size < span_vectors // 2
+    proc = subprocess.run([sys.executable, "-m", "myoqa", "index", "--rebuild"],
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **cli_env(index_dir)},
+                          capture_output=True, text=True, timeout=300, check=False,
+                          stdin=subprocess.DEVNULL, preexec_fn=_file_size_limit(span_vectors // 2))
+    line = one_line_error(proc, 1, f"cannot write the index in {index_dir}: "
+                          f"{os.strerror(errno.EFBIG)}", "the previous index is unchanged")
+    assert "requested" not in line
+    assert store.current_build(index_dir) == good and not leftovers(index_dir)
 
 
 def test_interrupt_while_writing_removes_the_partial_build(

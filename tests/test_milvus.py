@@ -209,3 +209,18 @@ def test_backend_usage_errors(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("myoqa: error: cannot reach Milvus at http://127.0.0.1:")
     assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["ask", "jerk"], ["index", "--rebuild"]])
+def test_milvus_refuses_an_index_folder_inside_the_sources_as_ask_does(
+        tmp_path: Path, command: list[str]) -> None:
+    """The local index folder (the encoder's home) is checked as the local backend checks it,
+    before the server is reached (none listens here)."""
+    from conftest import free_port, one_line_error, writable_copy
+
+    sources = writable_copy(SEEDS, tmp_path / "sources")
+    proc = run_cli(*command, "--backend", "milvus", "--milvus-uri",
+                   f"http://127.0.0.1:{free_port()}", "--sources", str(sources),
+                   "--index-dir", str(sources / "index"))
+    one_line_error(proc, 1, f"the index folder {sources / 'index'} is inside the sources folder")
+    assert sorted(p.name for p in sources.iterdir()) == [FLUTTER, "001_f6f440b41de63d6e.txt"]

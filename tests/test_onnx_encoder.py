@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from conftest import cli_env, run_cli, unprivileged
 from myoqa import onnx_encoder
+from myoqa.config import Settings
 from myoqa.onnx_encoder import OnnxEncoder, export_onnx
 
 if TYPE_CHECKING:
@@ -158,3 +161,25 @@ def test_query_path_does_not_import_torch(exported_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+
+def test_ask_keeps_no_telemetry_files_and_prints_no_telemetry_warning(
+        seed_settings: Settings, tmp_path: Path, read_only: Callable[[Path], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime's telemetry is off: nothing is written under HOME (it kept a device id and
+    an event store in ~/.cache/Microsoft), and an unwritable HOME gives no warning on each ask."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    env = {**cli_env(seed_settings), "HOME": str(home)}
+    proc = run_cli("ask", "what is diaphragmatic flutter?", "-k", "1", env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert list(home.rglob("*")) == []
+    read_only(home)
+    locked = subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", "ask",
+                             "what is diaphragmatic flutter?", "-k", "1"],
+                            env={**os.environ, **env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                            text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert locked.returncode == 0 and locked.stderr == "", locked.stderr

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import one_line_error, run_cli, unprivileged
+from conftest import FLUTTER, PROSE, cli_env, copy_index, one_line_error, run_cli, unprivileged
 from myoqa import output_files
+from myoqa.config import Settings
 from myoqa.errors import MyoqaError
 from myoqa.output_files import write_output
 
@@ -199,3 +200,97 @@ def test_eval_refuses_an_unwritable_output_before_any_work(tmp_path: Path) -> No
                        env={"MYOQA_INDEX_DIR": str(tmp_path / "index")})
         one_line_error(proc, 1, words)
     assert not (tmp_path / "index").exists(), "refused before the index was opened"
+
+
+# --- one rule: no output inside the sources or the index folder ---------------------------------
+
+def _kept_places(tmp_path: Path) -> tuple[Path, Path, list[output_files.Kept]]:
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "a.txt").write_text("myoclonus is a jerk\n", encoding="utf-8")
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "CURRENT").write_text("build-1\n", encoding="utf-8")
+    return sources, index, output_files.kept_folders(sources, index)
+
+
+@pytest.mark.parametrize("name,where", [
+    ("sources/a.txt", "the sources folder"),
+    ("sources/new.jsonl", "the sources folder"),
+    ("sources/./a.txt", "the sources folder"),
+    ("index/CURRENT", "the index folder"),
+    ("link-to-source", "the sources folder"),
+    ("link-to-index/CURRENT", "the index folder"),
+], ids=["a source", "new file in the sources", "other spelling", "CURRENT", "symlink to a source",
+        "through a linked folder"])
+def test_an_output_inside_the_sources_or_index_is_refused_by_name(
+        tmp_path: Path, name: str, where: str) -> None:
+    sources, index, kept = _kept_places(tmp_path)
+    (tmp_path / "link-to-source").symlink_to(sources / "a.txt")
+    (tmp_path / "link-to-index").symlink_to(index)
+    with pytest.raises(MyoqaError, match=f"refusing to write .*: it is inside {where}"):
+        write_output(tmp_path / name, "run lines", kept=kept)
+    assert (sources / "a.txt").read_text(encoding="utf-8") == "myoclonus is a jerk\n"
+    assert (index / "CURRENT").read_text(encoding="utf-8") == "build-1\n"
+    assert sorted(p.name for p in sources.iterdir()) == ["a.txt"]
+
+
+def test_an_output_folder_inside_the_sources_is_refused_and_one_beside_them_is_not(
+        tmp_path: Path) -> None:
+    sources, _index, kept = _kept_places(tmp_path)
+    with pytest.raises(MyoqaError, match="refusing to write into .*: it is inside the sources"):
+        output_files.check_folder(sources / "myoqa", kept)
+    output_files.check_folder(tmp_path / "sources-exports", kept)
+    write_output(tmp_path / "sources-run.jsonl", "x", kept=kept)
+    assert (tmp_path / "sources-run.jsonl").read_text(encoding="utf-8") == "x"
+
+
+@pytest.fixture()
+def evaluated(seed_settings: Settings, source_copy: Path, tmp_path: Path
+              ) -> tuple[Path, Path, Path]:
+    """A copy of the seeds, a copy of their current index, and a one-question set."""
+    index = copy_index(seed_settings, tmp_path)
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(b'{"id": "q1", "question": "what is myoclonus?", "kind": '
+                          b'"out_of_scope", "evidence": []}\n')
+    return source_copy, index, questions
+
+
+@pytest.mark.parametrize("target", ["source", "link to a source", "CURRENT"])
+def test_eval_run_out_never_replaces_a_source_or_the_index_pointer(
+        evaluated: tuple[Path, Path, Path], tmp_path: Path, target: str) -> None:
+    sources, index, questions = evaluated
+    out = {"source": sources / FLUTTER, "CURRENT": index / "CURRENT",
+           "link to a source": tmp_path / "run.jsonl"}[target]
+    if target == "link to a source":
+        out.symlink_to(sources / FLUTTER)
+    before = {p: p.read_bytes() for p in [*sources.iterdir(), index / "CURRENT"]}
+    proc = run_cli("eval", "--mode", "bm25", "--file", str(questions), "--run-out", str(out),
+                   env=cli_env(index, sources))
+    one_line_error(proc, 1, "refusing to write", "it is inside the",
+                   "the index folder" if target == "CURRENT" else "the sources folder")
+    assert {p: p.read_bytes() for p in [*sources.iterdir(), index / "CURRENT"]} == before
+
+
+def test_beir_trec_out_never_goes_into_the_index_folder(tmp_path: Path) -> None:
+    collection = tmp_path / "c"
+    (collection / "qrels").mkdir(parents=True)
+    (collection / "corpus.jsonl").write_text('{"_id": "d1", "text": "a brief jerk"}\n',
+                                             encoding="utf-8")
+    (collection / "queries.jsonl").write_text('{"_id": "q1", "text": "jerk"}\n', encoding="utf-8")
+    (collection / "qrels" / "test.tsv").write_text("q1\td1\t1\n", encoding="utf-8")
+    index = tmp_path / "index"
+    proc = run_cli("eval", "--beir", str(collection), "--mode", "bm25",
+                   "--trec-out", str(index / "beir" / "c" / "CURRENT"),
+                   env={"MYOQA_INDEX_DIR": str(index)})
+    one_line_error(proc, 1, "refusing to write", "it is inside the index folder")
+    assert not index.exists(), "refused before any work"
+
+
+def test_bench_out_inside_the_sources_is_refused_before_measuring(
+        source_copy: Path, tmp_path: Path) -> None:
+    proc = run_cli("bench", "--steps", "scale", "--sizes", "", "--out", str(source_copy / "bench"),
+                   env=cli_env(tmp_path / "index", source_copy), timeout=120)
+    one_line_error(proc, 1, "refusing to write into", "it is inside the sources folder")
+    assert sorted(p.name for p in source_copy.iterdir()) == [FLUTTER, PROSE]
+    assert not (tmp_path / "index").exists()

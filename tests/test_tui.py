@@ -811,3 +811,78 @@ def test_chat_without_a_terminal_refuses_at_once(tmp_path: Path) -> None:
     assert logged.stderr.startswith("myoqa: error: the chat needs a terminal: its error output "
                                     "is not a terminal")
     assert not (tmp_path / "index").exists()
+
+
+def _documents_as_sources(own_places: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's documents folder, which is also the sources folder, and no export folder set."""
+    import platformdirs
+
+    documents = shutil.copytree(Settings.resolve().sources, own_places / "Documents")
+    monkeypatch.delenv("MYOQA_EXPORT_DIR")
+    monkeypatch.setattr(platformdirs, "user_documents_path", lambda: documents)
+    return documents
+
+
+def _chat_over(searcher: Searcher, documents: Path, own_places: Path,
+               export_dir: Path | None = None) -> ChatApp:
+    settings = Settings.resolve(sources=documents, index_dir=own_places / "index")
+    return ChatApp(settings, factory=lambda _current, _notify, _progress: searcher,
+                   export_dir=export_dir, cursor_blink=False)
+
+
+async def test_default_exports_leave_documents_that_are_the_sources(
+        searcher: Searcher, own_places: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = _documents_as_sources(own_places, monkeypatch)
+    before = sorted(p.name for p in documents.iterdir())
+    app = _chat_over(searcher, documents, own_places)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await ask(pilot, FLUTTER)
+        await pilot.press("ctrl+s", "m")
+        await pilot.pause()
+        await pilot.press("f2")
+        await pilot.pause()
+    assert sorted(p.name for p in documents.iterdir()) == before
+    saved = sorted(p.suffix for p in (own_places / "data" / "exports").iterdir())
+    assert saved == [".md", ".svg"]
+
+
+async def test_exports_and_history_inside_the_sources_are_refused_by_name(
+        searcher: Searcher, own_places: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = _documents_as_sources(own_places, monkeypatch)
+    before = sorted(p.name for p in documents.iterdir())
+    monkeypatch.setenv("MYOQA_DATA_DIR", str(documents / "data"))
+    app = _chat_over(searcher, documents, own_places, export_dir=documents / "exports")
+    async with app.run_test(size=(160, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await ask(pilot, FLUTTER)
+        assert shown_notes(app) == [(
+            f"Questions are not kept for the next session: refusing to write into "
+            f"{documents / 'data'}: it is inside the sources folder {documents} (choose a "
+            "folder outside it)")]
+        await pilot.press("ctrl+s", "m")
+        await pilot.pause()
+        assert shown_notes(app) == [(
+            f"Cannot save the transcript: refusing to write into {documents / 'exports'}: it is "
+            f"inside the sources folder {documents} (choose a folder outside it)")]
+    assert sorted(p.name for p in documents.iterdir()) == before
+
+
+def test_chat_refuses_an_export_folder_inside_the_sources_before_it_opens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from myoqa import cli
+    from myoqa.tui import app as tui_app
+    from myoqa.tui import terminal
+
+    opened: list[Path | None] = []
+    monkeypatch.setattr(terminal, "require_terminal", lambda: None)
+    monkeypatch.setattr(tui_app, "run_chat", lambda _settings, folder: opened.append(folder) or 0)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    code = cli.main(["chat", "--sources", str(sources), "--index-dir", str(tmp_path / "index"),
+                     "--export-dir", str(sources / "exports")])
+    assert code == 1 and opened == []
+    assert capsys.readouterr().err == (
+        f"myoqa: error: refusing to write into {sources / 'exports'}: it is inside the sources "
+        f"folder {sources} (choose a folder outside it)\n")

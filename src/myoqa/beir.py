@@ -36,6 +36,9 @@ QRELS_HINT = ("qrels lines are `query-id corpus-id score` (tab- or space-separat
 _HEADER_WORDS = ({"query-id", "query_id", "qid", "query"}, {"corpus-id", "corpus_id", "doc-id",
                  "doc_id", "docid", "docno", "doc"}, {"score", "relevance", "rel", "label"})
 _SCORE = re.compile(r"-?[0-9]+")
+# ir_measures (pytrec_eval) keeps a relevance in a C int: past these it misreads it, or fails.
+MIN_SCORE, MAX_SCORE = -(2**31), 2**31 - 1
+SHOWN_SCORE_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -113,18 +116,32 @@ def load_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
         qid, doc, score = parts[0], parts[-2], parts[-1]
         for ident in (qid, doc):
             jsonl.check_id(ident, path, number)
-        if not _SCORE.fullmatch(score):
-            raise jsonl.line_error(path, number, f"score {score!r} is not a whole number",
-                                   QRELS_HINT)
-        if (qid, doc) in judged and qrels[qid][doc] != int(score):
+        value = _score(score, path, number)
+        if (qid, doc) in judged and qrels[qid][doc] != value:
             raise jsonl.line_error(path, number, f"judges {qid} {doc} again with another score "
                                    f"(line {judged[qid, doc]})")
         judged.setdefault((qid, doc), number)
         first_line.setdefault(qid, number)
-        qrels.setdefault(qid, {})[doc] = int(score)
+        qrels.setdefault(qid, {})[doc] = value
     if not qrels:
         raise MyoqaError(f"BEIR qrels {path} hold no judgements", QRELS_HINT)
     return qrels, first_line
+
+
+def _score(text: str, path: Path, number: int) -> int:
+    """A judgement's relevance: a whole number that ir_measures can hold, checked here, before
+    the collection is indexed, rather than failing (or being misread) once it is scored."""
+    shown = text if len(text) <= SHOWN_SCORE_CHARS else text[:SHOWN_SCORE_CHARS] + "…"
+    if not _SCORE.fullmatch(text):
+        raise jsonl.line_error(path, number, f"score {shown!r} is not a whole number",
+                               QRELS_HINT)
+    digits = text.lstrip("-").lstrip("0") or "0"  # leading zeros do not count
+    value = int(digits) * (-1 if text.startswith("-") else 1) \
+        if len(digits) <= len(str(MAX_SCORE)) else None
+    if value is None or not MIN_SCORE <= value <= MAX_SCORE:
+        raise jsonl.line_error(path, number, f"score {shown!r} is outside {MIN_SCORE}…"
+                               f"{MAX_SCORE}", "relevance grades are small whole numbers")
+    return value
 
 
 def _is_header(parts: list[str]) -> bool:

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 from myoqa.colbert import ENV, OFF
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.errors import MyoqaError, UsageError
-from myoqa.output_files import write_output
+from myoqa.output_files import Kept, check_folder, kept_folders, write_output
 
 QUESTION = "which drugs are used to treat myoclonus?"
 MED = PROJECT_ROOT / "eval" / "datasets" / "med"
@@ -36,11 +36,13 @@ RESULTS_FILE = "latest.json"
 PLOT_FILE = "scale.png"
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse, before minutes of measuring, a results folder that cannot be one."""
+def check_out_dir(out_dir: Path, kept: Sequence[Kept] = ()) -> None:
+    """Refuse, before minutes of measuring, a results folder that cannot be one, or one inside
+    the sources or index folder (`kept`)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"bench --out {out_dir} is not a folder",
                          f"name a folder for {RESULTS_FILE} and {PLOT_FILE}")
+    check_folder(out_dir, kept)
 
 
 def _child(cmd: list[str], what: str, env: dict[str, str] | None = None
@@ -317,7 +319,7 @@ def scale(sizes: list[int], queries: int) -> list[dict[str, Any]]:
     return out
 
 
-def plot(points: list[dict[str, Any]], path: Path) -> None:
+def plot(points: list[dict[str, Any]], path: Path, kept: Sequence[Kept] = ()) -> None:
     """Query latency and peak memory against corpus size."""
     import matplotlib
 
@@ -337,7 +339,7 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    write_output(path, png.getvalue())
+    write_output(path, png.getvalue(), kept=kept)
 
 
 def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
@@ -369,9 +371,10 @@ def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
     except OSError as exc:
         raise MyoqaError(f"cannot create the results folder {out_dir}: "
                          f"{exc.strerror or exc}") from None
-    write_output(out_dir / RESULTS_FILE, json.dumps(results, indent=1))
+    kept = kept_folders(settings.sources, settings.index_dir)
+    write_output(out_dir / RESULTS_FILE, json.dumps(results, indent=1), kept=kept)
     if results.get("scale"):
-        plot(results["scale"], out_dir / PLOT_FILE)
+        plot(results["scale"], out_dir / PLOT_FILE, kept)
     return results
 
 

@@ -400,11 +400,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from myoqa import bench
     from myoqa.config import project_file
+    from myoqa.output_files import kept_folders
 
     out = (Path(args.out) if args.out
            else project_file("eval", "bench", what="bench folder", option="--out DIR"))
-    bench.check_out_dir(out)
-    results = bench.run(_settings(args), out, args.sizes, args.repeats,
+    settings = _settings(args)
+    bench.check_out_dir(out, kept_folders(settings.sources, settings.index_dir))
+    results = bench.run(settings, out, args.sizes, args.repeats,
                         lambda m: print(m, file=sys.stderr), args.steps)
     print(json.dumps(results, indent=1) if args.json else bench.table(results))
     return ExitCode.OK
@@ -415,10 +417,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from myoqa.tui.terminal import require_terminal
 
     require_terminal()
+    from myoqa.output_files import check_folder, kept_folders
     from myoqa.tui import places
     from myoqa.tui.app import run_chat
 
-    return run_chat(_settings(args), places.export_dir(args.export_dir))
+    settings = _settings(args)
+    kept = kept_folders(settings.sources, settings.index_dir)
+    chosen = args.export_dir or os.environ.get(places.EXPORT_ENV)
+    export_dir = places.export_dir(chosen, kept)
+    if chosen:  # a folder the user named is refused at once; a default one when saving
+        check_folder(export_dir, kept)
+    return run_chat(settings, export_dir)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

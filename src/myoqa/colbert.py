@@ -113,8 +113,9 @@ class ColbertEncoder:
                  save_graph: Path | None = None) -> None:
         """The model in `path` (its tokenizer, and its graph unless `graph` names the optimised
         graph a build saved, loaded with optimisation off); `save_graph` writes that graph."""
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from myoqa.onnx_encoder import ort  # imported with its telemetry off
 
         self.path = path
         self.expand_query = expand_query

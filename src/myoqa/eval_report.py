@@ -16,7 +16,8 @@ from myoqa.config import Settings, project_file
 from myoqa.engine import open_searcher
 from myoqa.errors import ExitCode, json_text, printable
 from myoqa.evaluation import Count, GroupSummary
-from myoqa.output_files import check_output, write_output
+from myoqa.index.ownership import check_place
+from myoqa.output_files import check_output, kept_folders, write_output
 from myoqa.render import safe
 from myoqa.search import SearchParams
 
@@ -97,8 +98,9 @@ def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[
     question_file = (Path(args.file) if args.file else project_file(
         "eval", "questions.jsonl", what="question set", option="--file F"))
     run_out = Path(args.run_out) if args.run_out else None
+    kept = kept_folders(settings.sources, settings.index_dir)
     if run_out:
-        check_output(run_out, inputs=[question_file])
+        check_output(run_out, inputs=[question_file], kept=kept)
     questions = evaluation.load_questions(question_file)
     searcher = open_searcher(settings, progress=progress)
     outcomes = {}
@@ -110,7 +112,7 @@ def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[
     if run_out:
         write_output(run_out, "".join(json.dumps(row, ensure_ascii=False) + "\n"
                                       for row in evaluation.run_lines(outcomes[main_mode])),
-                     inputs=[question_file])
+                     inputs=[question_file], kept=kept)
     if args.json:
         print(json_text({
             "file": str(question_file), "k": args.k, "modes": modes, "model": settings.model,
@@ -146,8 +148,10 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
     directory = Path(args.beir)
     trec_out = Path(args.trec_out) if args.trec_out else None
     inputs = beir.input_files(directory)
+    kept = kept_folders(index_dir=settings.index_dir)
     if trec_out:
-        check_output(trec_out, inputs=inputs)
+        check_output(trec_out, inputs=inputs, kept=kept)
+    check_place(settings.index_dir, settings.sources)  # the folder `ask` would accept, no other
     collection = beir.load(directory)
     index_dir = beir_index_dir(settings, directory)
     searcher = open_searcher(replace(settings, index_dir=index_dir), progress=progress,
@@ -159,7 +163,8 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
         tick = progress(f"beir {mode}", len(collection.judged_queries)) if progress else None
         results[mode], run = beir.evaluate(searcher, collection, mode, tick)
         if trec_out and mode == main_mode:
-            write_output(trec_out, beir.trec_lines(run, f"myoqa-{mode}"), inputs=inputs)
+            write_output(trec_out, beir.trec_lines(run, f"myoqa-{mode}"), inputs=inputs,
+                         kept=kept)
     if args.json:
         print(json_text({
             "collection": str(directory), "documents": len(collection.documents),

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# onnxruntime (1.29 and later) starts its telemetry when imported: it keeps a device id in the
+# user's cache folder, warns on every run when HOME is not writable, and may reach out to the
+# network. myoqa runs offline and writes nothing there, so it is off unless the user set it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 from tokenizers import Tokenizer
 

@@ -4,8 +4,12 @@ A regular (or missing) file is replaced atomically: the data goes to a temporary
 is synced, and renamed into place, so an interrupted or failed write leaves the old file whole,
 and the old file's permission bits are kept. A symlink is written through: its final target is
 replaced atomically beside itself and the link stays a link. A device, FIFO or socket (and
-`/dev/stdout`, `/dev/fd/N`) is opened and written directly, never replaced. A path that is one
-of the run's inputs is refused before anything is written.
+`/dev/stdout`, `/dev/fd/N`) is opened and written directly, never replaced.
+
+One rule keeps every output off what a run reads or owns: a path that is, or resolves to, one of
+the run's inputs (its question file), or that lands inside a kept folder (the sources folder,
+the index folder), is refused by name before anything is written. Eval runs, bench results,
+chat transcripts, screenshots and the question history all go through it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import secrets
 import stat
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from myoqa.errors import MyoqaError
@@ -26,6 +31,22 @@ _FD_PATH = re.compile(r"/(?:dev/(?:fd/(\d+)|(stdout)|(stderr))|proc/(self|\d+)/f
 _NEW_FILE_MODE = 0o666  # less the umask, as for any new file
 _TEMP_NAME_TRIES = 100
 _WRITE_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A folder no output may land in, and what it is, to name it ("the sources folder")."""
+
+    path: Path
+    what: str
+
+
+def kept_folders(sources: Path | None = None, index_dir: Path | None = None) -> list[Kept]:
+    """The folders a run's outputs stay out of: the sources it reads (a file written there
+    would be indexed as a source) and the index folder it owns (a file written there could
+    replace CURRENT or a build's file)."""
+    kept = [Kept(sources, "the sources folder")] if sources is not None else []
+    return kept + ([Kept(index_dir, "the index folder")] if index_dir is not None else [])
 
 
 def _fail(path: Path, reason: str, hint: str = "") -> MyoqaError:
@@ -61,8 +82,25 @@ def _fd_number(path: Path) -> int | None:
     return 1 if out else 2 if err else int(fd or proc_fd)
 
 
-def check_output(path: Path, *, inputs: Sequence[Path] = ()) -> None:
-    """Refuse, before any work, an output that equals an input, is a folder, or has no folder.
+def holder(path: Path, kept: Sequence[Kept]) -> Kept | None:
+    """The kept folder that `path`, resolved through its links, is or is inside, or None."""
+    target = _final_target(Path(path))
+    return next((place for place in kept
+                 if target.is_relative_to(os.path.realpath(place.path))), None)
+
+
+def check_folder(folder: Path, kept: Sequence[Kept]) -> None:
+    """Refuse an output folder (chat exports, bench results) that is, or is inside, a kept
+    folder, before anything is written into it."""
+    place = holder(folder, kept)
+    if place is not None:
+        raise MyoqaError(f"refusing to write into {folder}: it is inside {place.what} "
+                         f"{place.path}", "choose a folder outside it")
+
+
+def check_output(path: Path, *, inputs: Sequence[Path] = (), kept: Sequence[Kept] = ()) -> None:
+    """Refuse, before any work, an output that is or resolves to an input, lands inside a kept
+    folder, is a folder, or has no folder.
 
     `write_output` calls this too; commands call it early so that a long run does not end in
     an error about its output file.
@@ -75,6 +113,11 @@ def check_output(path: Path, *, inputs: Sequence[Path] = ()) -> None:
     if _fd_number(path) is not None:
         return
     target = _final_target(path)
+    place = holder(path, kept)
+    if place is not None:
+        where = "" if str(target) == os.path.abspath(path) else f" (the link points to {target})"
+        raise MyoqaError(f"refusing to write {path}: it is inside {place.what} "
+                         f"{place.path}{where}", "choose an output file outside it")
     info = _stat(path, target)
     if info is None and not target.parent.is_dir():
         where = "" if target == path.absolute() else f" (where the link {path} points)"
@@ -96,14 +139,16 @@ def _stat(path: Path, target: Path) -> os.stat_result | None:
         raise _fail(path, exc.strerror or str(exc)) from None
 
 
-def write_output(path: Path, data: str | bytes, *, inputs: Sequence[Path] = ()) -> None:
+def write_output(path: Path, data: str | bytes, *, inputs: Sequence[Path] = (),
+                 kept: Sequence[Kept] = ()) -> None:
     """Write `data` (text is UTF-8) to the user-named `path`, safely for whatever it is.
 
-    Raises MyoqaError, naming the path, for an input given as output, a folder, a missing
-    folder, or a failed write; the previous content is then unchanged.
+    Raises MyoqaError, naming the path, for an input given as output, a path inside a kept
+    folder, a folder, a missing folder, or a failed write; the previous content is then
+    unchanged.
     """
     path = Path(path)
-    check_output(path, inputs=inputs)
+    check_output(path, inputs=inputs, kept=kept)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     fd = _fd_number(path)
     if fd is not None:

@@ -28,8 +28,16 @@ LISTED_SKIPS = 3
 
 
 def _write_error(index_dir: Path, exc: OSError) -> MyoqaError:
-    """The one-line reason a build could not be written; the previous index is untouched."""
+    """The one-line reason a build could not be written; the previous index is untouched.
+
+    An error about a file outside the index folder (an unreadable entry of a model folder) is
+    about reading that file, and says so, not that the index folder is not writable.
+    """
     kept = "the previous index is unchanged"
+    if exc.filename and not Path(os.path.abspath(exc.filename)).is_relative_to(
+            os.path.abspath(index_dir)):
+        return MyoqaError(f"cannot read {exc.filename}: {exc.strerror or exc}",
+                          f"make it readable, or move it away; {kept}")
     if exc.errno in READ_ONLY:
         return MyoqaError(f"cannot write the index: {index_dir} is not writable",
                           f"make it writable or pass --index-dir DIR; {kept}")

@@ -14,6 +14,7 @@ No file is loaded with pickle.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -31,11 +32,12 @@ import numpy as np
 from myoqa.bm25 import Postings
 from myoqa.index import tokens
 from myoqa.index.encoders import ENCODERS, digests
-from myoqa.index.manifest import IndexProblem, Manifest
+from myoqa.index.manifest import FileDigest, IndexProblem, Manifest
 from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir
 from myoqa.index.tables import Index, UnitTable
 
 MANIFEST = "manifest.json"
+SOURCES = "sources.json"  # the text every shown passage is cut from
 BUILD_PREFIX = "build-"
 POINTER = ".pointer"
 ARRAYS = ("passages", "spans", "passage_spans", "span_vectors", "bm25_indptr", "bm25_docs",
@@ -107,7 +109,7 @@ def save(index: Index, index_dir: Path) -> Index:
     tmp = index_dir / f"{TMP_PREFIX}{final.name}"
     try:
         make_owned_dir(tmp)
-        _write_json(tmp / "sources.json", {"names": names, "texts": [index.texts[n]
+        _write_json(tmp / SOURCES, {"names": names, "texts": [index.texts[n]
                                                                      for n in names]})
         _write_json(tmp / "bm25_vocab.json", index.postings.vocab)
         arrays = {"passages": index.passages.array(), "spans": index.spans.array(),
@@ -178,7 +180,7 @@ def load(index_dir: Path) -> Index:
 
     build_dir = current_build(index_dir)
     manifest = read_manifest(build_dir)
-    stored = _read_json(build_dir / "sources.json")
+    stored = _read_json(build_dir / SOURCES, manifest.files.get(SOURCES))
     vocab = _read_json(build_dir / "bm25_vocab.json")
     arrays = {name: _load_array(build_dir / f"{name}.npy", mmap=name == "span_vectors")
               for name in ARRAYS}
@@ -248,19 +250,34 @@ def _write_json(path: Path, data: Any) -> None:
     _write_text(path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, recorded: FileDigest | None = None) -> Any:
+    """A JSON index file; with `recorded`, only if its bytes hash as the manifest recorded
+    (the stored source text is checked so on every load: what is shown is what was indexed)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        if recorded is not None and hashlib.sha256(data).hexdigest() != recorded.sha256:
+            raise IndexProblem(f"index file {path} does not match its recorded hash")
+        return json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise IndexProblem(f"index file {path} is missing") from None
     except (OSError, ValueError, RecursionError) as exc:
         raise IndexProblem(f"index file {path} is damaged ({exc.__class__.__name__})") from None
 
 
+class _PythonWrites:
+    """A file as numpy sees it when given only a `write` method: it then writes through
+    Python, whose failed write is an OSError with its errno (ENOSPC: "no space left"), not
+    C's fwrite, whose short write on a nearly full disk numpy reports as "N requested and M
+    written"."""
+
+    def __init__(self, fh: Any) -> None:
+        self.write = fh.write
+
+
 def _save_array(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
+        np.save(_PythonWrites(fh), array, allow_pickle=False)
         fh.flush()
         os.fsync(fh.fileno())
 

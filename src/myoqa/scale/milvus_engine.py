@@ -16,7 +16,7 @@ from myoqa.errors import MyoqaError, printable
 from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.opener import encoder_for
-from myoqa.index.ownership import claim
+from myoqa.index.ownership import check_place, claim
 from myoqa.scale.milvus_search import MilvusSearcher, load_build
 from myoqa.scale.milvus_settings import MilvusSettings, alias_name
 from myoqa.scale.milvus_store import (
@@ -67,6 +67,7 @@ def build_milvus(settings: Settings, params: BuildParams,
     `settings.embed_with` says), then upload them as a new build of their alias."""
     milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
+    check_place(settings.index_dir, settings.sources if sources is None else None)
     sources = load_sources(settings.sources) if sources is None else sources
     if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
@@ -91,6 +92,7 @@ def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: 
     """A client, the current build's manifest and its alias; built first when missing or
     stale. Without a local sources folder the stored build is used as it is."""
     params = params or BuildParams(model=settings.model)
+    check_place(settings.index_dir, settings.sources if sources is None else None)
     milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
     if sources is not None:

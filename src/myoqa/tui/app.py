@@ -29,7 +29,7 @@ from myoqa import __version__
 from myoqa.config import Settings
 from myoqa.errors import ExitCode, MyoqaError, printable
 from myoqa.followup import contextualize
-from myoqa.output_files import write_output
+from myoqa.output_files import kept_folders, write_output
 from myoqa.render import safe
 from myoqa.search import MODES
 from myoqa.tui import places, transcript
@@ -126,7 +126,8 @@ class ChatApp(App[None]):
         super().__init__()
         self.settings = settings or Settings.resolve()
         self.factory = factory or searcher_factory(self.settings)
-        self.export_dir = export_dir or places.export_dir()
+        self.kept = kept_folders(self.settings.sources, self.settings.index_dir)
+        self.export_dir = export_dir or places.export_dir(kept=self.kept)
         self.history_path = history_path or places.data_dir() / HISTORY_FILE
         self.history_problem = ""
         self.cursor_blink = cursor_blink
@@ -375,7 +376,7 @@ class ChatApp(App[None]):
         if self.history_problem:
             return
         try:
-            remember(self.history_path, question)
+            remember(self.history_path, question, self.kept)
         except (OSError, MyoqaError) as exc:
             self.history_problem = reason(exc)
             self.tell(f"Questions are not kept for the next session: {self.history_problem}",
@@ -547,8 +548,8 @@ class ChatApp(App[None]):
         its answers were made."""
         if fmt is not None:
             turns = [card.turn for card in self.cards]
-            self._save("transcript", lambda: transcript.export(turns, self._export_header(), fmt,
-                                                               self.export_dir))
+            self._save("transcript", lambda: transcript.export(
+                turns, self._export_header(), fmt, self.export_dir, self.kept))
 
     def _save(self, what: str, write: Callable[[], Path]) -> None:
         """Run `write`, then say where the file went or why it could not be written."""
@@ -574,8 +575,9 @@ class ChatApp(App[None]):
 
         def write() -> Path:
             path = transcript.free_path(
-                self.export_dir, f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}", "svg")
-            write_output(path, svg)
+                self.export_dir, f"myoqa-screenshot-{datetime.now():%Y%m%d-%H%M%S}", "svg",
+                self.kept)
+            write_output(path, svg, kept=self.kept)
             return path
 
         self._save("screenshot", write)

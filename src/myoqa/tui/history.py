@@ -4,9 +4,10 @@ sessions in a small JSON file in the user's data folder."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from myoqa.output_files import write_output
+from myoqa.output_files import Kept, check_folder, write_output
 
 
 class History:
@@ -63,12 +64,14 @@ def load_history(path: Path) -> tuple[list[str], str]:
     return questions[-HISTORY_LIMIT:], ""
 
 
-def remember(path: Path, question: str) -> None:
+def remember(path: Path, question: str, kept: Sequence[Kept] = ()) -> None:
     """Add `question` to the history file (re-read first, so that two chats both keep theirs),
-    keeping the newest HISTORY_LIMIT questions; written atomically. Raises MyoqaError."""
+    keeping the newest HISTORY_LIMIT questions; written atomically, never inside a `kept`
+    folder (the sources, the index). Raises MyoqaError."""
     entries, _note = load_history(path)
     history = History(entries)
     history.add(question)
+    check_folder(path.parent, kept)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": HISTORY_FORMAT, "questions": history.entries[-HISTORY_LIMIT:]}
-    write_output(path, json.dumps(data, ensure_ascii=False, indent=0) + "\n")
+    write_output(path, json.dumps(data, ensure_ascii=False, indent=0) + "\n", kept=kept)

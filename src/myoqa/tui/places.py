@@ -8,7 +8,10 @@ documents folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+from myoqa.output_files import Kept, holder
 
 APP_NAME = "myoqa"
 DATA_ENV = "MYOQA_DATA_DIR"
@@ -26,16 +29,20 @@ def data_dir() -> Path:
     return platformdirs.user_data_path(APP_NAME, appauthor=False)
 
 
-def export_dir(chosen: str | Path | None = None) -> Path:
+def export_dir(chosen: str | Path | None = None, kept: Sequence[Kept] = ()) -> Path:
     """Where exports go: `chosen` (the --export-dir flag), else $MYOQA_EXPORT_DIR, else a
     `myoqa` folder in the user's documents folder when that exists, else `exports` in the
-    data folder."""
+    data folder. A default inside a `kept` folder (documents that are the sources) gives way
+    to the next; a chosen folder is returned as it is, for the caller to refuse by name
+    (`output_files.check_folder`)."""
     chosen = chosen or os.environ.get(EXPORT_ENV)
     if chosen:
         return Path(chosen).expanduser()
     import platformdirs
 
     documents = platformdirs.user_documents_path()
-    if documents.is_dir() and documents != Path.home():
-        return documents / APP_NAME
+    mine = documents / APP_NAME
+    if documents.is_dir() and documents != Path.home() and holder(mine, kept) is None:
+        return mine
     return data_dir() / "exports"
+

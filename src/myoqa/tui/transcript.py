@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from myoqa.output_files import write_output
+from myoqa.output_files import Kept, check_folder, write_output
 from myoqa.render import ABSTENTION, safe
 
 if TYPE_CHECKING:
@@ -155,19 +156,23 @@ def to_json(turns: list[Turn], header: ExportHeader) -> str:
     return json.dumps(data, ensure_ascii=True, indent=1) + "\n"
 
 
-def export(turns: list[Turn], header: ExportHeader, fmt: str, directory: Path) -> Path:
+def export(turns: list[Turn], header: ExportHeader, fmt: str, directory: Path,
+           kept: Sequence[Kept] = ()) -> Path:
     """Write the transcript in `fmt` ("markdown" or "json") to
     `myoqa-transcript-YYYYmmdd-HHMMSS.<ext>` in `directory` (created if missing), never over an
-    existing file; returns the path written. Raises MyoqaError or OSError."""
+    existing file nor inside a `kept` folder; returns the path written. Raises MyoqaError or
+    OSError."""
     text = to_markdown(turns, header) if fmt == "markdown" else to_json(turns, header)
     path = free_path(directory, f"myoqa-transcript-{header.exported_at:%Y%m%d-%H%M%S}",
-                     EXPORT_FORMATS[fmt])
-    write_output(path, text)
+                     EXPORT_FORMATS[fmt], kept)
+    write_output(path, text, kept=kept)
     return path
 
 
-def free_path(directory: Path, stem: str, suffix: str) -> Path:
-    """`directory/stem.suffix`, or with -2, -3 … when that exists; the folder is created."""
+def free_path(directory: Path, stem: str, suffix: str, kept: Sequence[Kept] = ()) -> Path:
+    """`directory/stem.suffix`, or with -2, -3 … when that exists; the folder is created,
+    unless it is inside a `kept` folder (refused by name, before it is made)."""
+    check_folder(directory, kept)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{stem}.{suffix}"
     number = 2
