@@ -14,7 +14,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +109,7 @@ def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, d
 def late_folder(index_dir: Path, late: LateModel) -> Path:
     """Where the optimised graph of the late-interaction model is kept under `index_dir`: one
     folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
-    stamp = f"{late.key};onnxruntime={version('onnxruntime')}"
+    stamp = f"{late.key};onnxruntime={package_version('onnxruntime')}"
     return (index_dir / ENCODERS
             / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
 
