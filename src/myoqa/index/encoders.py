@@ -11,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from myoqa.errors import MyoqaError
+from myoqa.faultpoints import pause
 from myoqa.index.manifest import FileDigest, IndexProblem
-from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, write_owned_file
+from myoqa.index.ownership import (
+    TMP_PREFIX,
+    make_owned_dir,
+    owned_dir,
+    remove_owned,
+    write_owned_file,
+)
 
 ENCODERS = "encoders"
 DIGESTS = "digests.json"
@@ -88,10 +94,11 @@ def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, d
     files no longer match their digests is exported again.
     """
     root = index_dir / ENCODERS
-    if not root.exists():
-        make_owned_dir(root)
-    elif not owned_dir(root):
-        raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+    if not owned_dir(root):
+        remove_owned(root)  # empty, or holding only a proof a kill cut short
+        if root.exists() or root.is_symlink():
+            raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+        make_owned_dir(root, "encoders proof")
     key = model_key(model)
     folder = root / key
     recorded = read_digests(folder)
@@ -101,20 +108,18 @@ def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, d
     from myoqa.embedding import load_model
     from myoqa.onnx_encoder import export_onnx
 
+    remove_owned(folder)  # damaged, or without readable digests
     tmp = root / f"{TMP_PREFIX}{key}"
-    if owned_dir(tmp):
-        shutil.rmtree(tmp)
-    make_owned_dir(tmp)
+    make_owned_dir(tmp, "export proof")
     try:
         export_onnx(load_model(model), tmp)
         found = digests(tmp)
         write_owned_file(tmp / DIGESTS, json.dumps(
             {n: [d.bytes, d.sha256, _stamp(tmp / n)] for n, d in found.items()}) + "\n")
-        if owned_dir(folder):
-            shutil.rmtree(folder)
+        pause("export written")
         tmp.rename(folder)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_owned(tmp)
         raise
     return folder, found
 
