@@ -4,6 +4,7 @@ incremental builds that give the same answers as full ones."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,12 @@ def _swap(a: Path, b: Path) -> None:
     tmp.rename(b)
 
 
+def _more_passages(manifest: Path) -> None:
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["counts"]["passages"] += 1
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+
+
 def _encoder(index_dir: Path) -> Path:
     return index_dir / ENCODERS / read_manifest(current_build(index_dir)).model.encoder
 
@@ -144,6 +151,10 @@ DAMAGE = {
     "manifest not json": (lambda d, b: (b / "manifest.json").write_text("{"), "manifest.json"),
     "CURRENT names a missing build": (lambda d, b: (d / "CURRENT").write_text("build-gone\n"),
                                       "build-gone"),
+    "CURRENT a FIFO": (lambda d, b: ((d / "CURRENT").unlink(), os.mkfifo(d / "CURRENT")),
+                       "CURRENT: not a regular file"),
+    "manifest counts altered": (lambda d, b: _more_passages(b / "manifest.json"),
+                                "do not match its manifest's counts"),
 }
 
 

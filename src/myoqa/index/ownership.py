@@ -7,10 +7,12 @@ pruning can tell its own entries from anything a user put there, and never remov
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from myoqa.errors import MyoqaError
@@ -26,6 +28,7 @@ MARKER_TMP = re.compile(re.escape(f"{TMP_PREFIX}{MARKER}-") + r"[0-9]+")
 OWNER_TMP = re.compile(re.escape(f"{TMP_PREFIX}{OWNER}-") + r"[0-9]+")
 FIXED = frozenset({MARKER, "CURRENT", ".lock"})
 LISTED_NAMES = 3
+SMALL_FILE = 4096  # bytes: the most a marker, proof or CURRENT holds
 NESTED = "beir"
 
 
@@ -103,7 +106,7 @@ def _legacy_index(index_dir: Path) -> bool:
     """Whether the folder holds an index of a myoqa from before the marker (CURRENT naming a
     build with a manifest); it is adopted, and its unmarked builds are left alone."""
     try:
-        name = (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+        name = read_small(index_dir / "CURRENT").strip()
     except (OSError, UnicodeDecodeError):
         return False
     return name.startswith("build-") and "/" not in name and (
@@ -211,10 +214,25 @@ def owned_dir(path: Path) -> bool:
     if path.is_symlink() or not path.is_dir():
         return False
     try:
-        name = (path / OWNER).read_text(encoding="utf-8").strip()
+        name = read_small(path / OWNER).strip()
     except (OSError, UnicodeDecodeError):
         return False
     return bool(name) and path.name in (name, TMP_PREFIX + name)
+
+
+def read_small(path: Path) -> str:
+    """The text of a small file myoqa wrote (CURRENT, a proof), read without ever waiting: a
+    FIFO, device or other file that is not a regular one, or one too large, is an OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > SMALL_FILE:
+            raise OSError(errno.EFBIG, "too large for its role", str(path))
+        return os.read(fd, SMALL_FILE).decode("utf-8")
+    finally:
+        os.close(fd)
 
 
 def write_owned_file(path: Path, text: str) -> None:

@@ -32,7 +32,7 @@ from myoqa.faultpoints import pause
 from myoqa.index import tokens
 from myoqa.index.encoders import ENCODERS, digests
 from myoqa.index.manifest import IndexProblem, Manifest
-from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, remove_owned
+from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, read_small, remove_owned
 from myoqa.index.tables import Index, UnitTable
 
 MANIFEST = "manifest.json"
@@ -63,10 +63,12 @@ def current_build(index_dir: Path) -> Path:
     """The build folder CURRENT names, or IndexProblem if there is none."""
     pointer = index_dir / "CURRENT"
     try:
-        name = pointer.read_text(encoding="utf-8").strip()
+        name = read_small(pointer).strip()
     except FileNotFoundError:
         raise IndexProblem(f"no index in {index_dir}", "run `myoqa index`") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise IndexProblem(f"cannot read {pointer}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise IndexProblem(f"cannot read {pointer}: {exc}") from None
     build_dir = index_dir / name
     if not name.startswith(BUILD_PREFIX) or "/" in name or not build_dir.is_dir():
