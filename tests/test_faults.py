@@ -1,9 +1,10 @@
 """Processes killed, interrupted and run side by side: the index always stays whole and loadable.
 
-Each test runs real `python -m myoqa` processes with the real model. Kills and interrupts are
-timed by what a process is doing (the encoder mapped, a .tmp- build or encoder folder appeared, a new
-build switched in, the query encoder's weights mapped), so they land in the same phases on a slow
-machine as on a fast one. Builds that only need to be builds use a one-file corpus.
+Each test runs real `python -m myoqa` processes with the real model. Kills and interrupts at an
+exact instant stop the process at a named step first (MYOQA_TEST_PAUSE, see myoqa.faultpoints), so
+they land there on a busy machine as on an idle one; the others are timed by what a process is
+doing (the encoder mapped, a .tmp- build appeared, a new build switched in). Builds that only need
+to be builds use a one-file corpus.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, PROSE, SEEDS, cli_env, copy_index, leftovers
+from conftest import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
 from myoqa.config import Settings
 from myoqa.engine import query_encoder_factory
+from myoqa.faultpoints import PAUSE_ENV
 from myoqa.index import Index
 from myoqa.index.encoders import ENCODERS
 from myoqa.index.store import current_build, load
@@ -32,6 +35,7 @@ from myoqa.index.store import current_build, load
 pytestmark = pytest.mark.slow
 
 KILLS_PER_PHASE = 3
+HANG_GUARD = 600  # seconds: only ends a hung test, never a measurement
 TINY = "Myoclonus is a brief, involuntary twitching of a muscle or a group of muscles.\n"
 
 
@@ -45,6 +49,23 @@ def _start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+
+
+def _paused(step: str, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A myoqa process stopped at `step` (see myoqa.faultpoints), waiting for a signal."""
+    proc = _start(*args, env={**env, PAUSE_ENV: step})
+    guard = threading.Timer(HANG_GUARD, proc.kill)
+    guard.start()
+    said = []
+    try:
+        for line in proc.stderr:
+            if line == f"myoqa: test pause at {step}\n":
+                return proc
+            said.append(line)
+    finally:
+        guard.cancel()
+    proc.wait()
+    raise AssertionError(f"myoqa {' '.join(args)} ended before {step!r}: {''.join(said)}")
 
 
 def _tiny_sources(folder: Path, extra: dict[str, str] | None = None) -> Path:
@@ -96,11 +117,6 @@ def _all_leftovers(index_dir: Path) -> list[str]:
     return leftovers(index_dir) + leftovers(index_dir / ENCODERS)
 
 
-def _exporting(proc: subprocess.Popen[str], index_dir: Path) -> bool:
-    """Whether a first build has started exporting the encoder (torch loaded, or files written)."""
-    return _mapped(proc, "libtorch") or bool(_names(index_dir / ENCODERS, ".tmp-"))
-
-
 def _reached(phase: str, proc: subprocess.Popen[str], index_dir: Path,
              before: set[str]) -> Callable[[], bool]:
     """Whether a build has got to `phase`."""
@@ -141,55 +157,80 @@ def test_sigkill_at_any_point_of_a_build_leaves_a_whole_index(seed_settings: Set
     assert sum(landed.values()) >= kills // 2, "most kills must land while the build runs"
 
 
-INTERRUPTS = {
-    "first index while exporting the encoder": ("first index", _exporting),
-    "index while writing files": ("index", lambda p, d: bool(_names(d, ".tmp-"))),
-    "ask while rebuilding a stale index": ("ask", lambda p, d: bool(_names(d, ".tmp-"))),
-    "eval while searching": ("eval", lambda p, d: _mapped(p, "model.onnx.data")),
+FIRST_BUILD = ("marker write", "encoders proof", "export proof", "export written", "build proof",
+               "build written", "current switch")
+SIGNALS = {"SIGKILL": signal.SIGKILL, "Ctrl-C": signal.SIGINT}
+
+
+def _stop(step: str, how: str, *args: str, env: dict[str, str], index_dir: Path) -> None:
+    """Run myoqa to `step`, then kill or interrupt it there; an interrupted one exits 130 and
+    leaves nothing partial (past `current switch` Ctrl-C waits until the build is in)."""
+    proc = _paused(step, *args, env=env)
+    proc.send_signal(SIGNALS[how])
+    _out, err = proc.communicate(timeout=HANG_GUARD)
+    if how == "Ctrl-C":
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert err.splitlines()[-1] == "myoqa: interrupted", err
+        assert not _all_leftovers(index_dir)
+
+
+@pytest.mark.parametrize("how", SIGNALS)
+def test_stopped_at_each_step_of_a_first_build_the_next_run_goes_on(tmp_path: Path,
+                                                                    how: str) -> None:
+    """SIGKILL or Ctrl-C at each named step of a first build, one after another in one folder,
+    then in the middle of pruning: each next run accepts what the last one left (it gets to a
+    later step), and the next build leaves one whole index and nothing else. Before, a kill
+    between making a folder and writing its proof left a folder every command refused."""
+    index_dir = tmp_path / "index"
+    env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
+    for step in FIRST_BUILD:
+        _stop(step, how, "index", env=env, index_dir=index_dir)
+        if how == "Ctrl-C" and step != "current switch":
+            assert not (index_dir / "CURRENT").exists() and not builds(index_dir)
+    for args in (["index"], ["index", "--rebuild"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 0, proc.stderr
+    assert len(builds(index_dir)) == 2
+    _stop("removal", how, "index", "--rebuild", env=env, index_dir=index_dir)
+    final = run_cli("index", "--rebuild", env=env)
+    assert final.returncode == 0, final.stderr
+    assert _check_whole(index_dir).texts == {"tiny.txt": TINY}
+    assert not _all_leftovers(index_dir) and len(builds(index_dir)) == 2
+    assert len([p for p in (index_dir / ENCODERS).iterdir() if p.name != ".owner"]) == 1
+
+
+INTERRUPTS = {  # the command, and the step it is stopped at (else: while it searches)
+    "index while writing files": ("index", "build proof"),
+    "ask while rebuilding a stale index": ("ask", "build written"),
+    "eval while searching": ("eval", None),
 }
 
 
 @pytest.mark.parametrize("case", INTERRUPTS)
 def test_ctrl_c_exits_130_without_traceback_or_partial_files(seed_settings: Settings,
                                                              tmp_path: Path, case: str) -> None:
-    command, reached = INTERRUPTS[case]
-    first = command == "first index"
-    index_dir = tmp_path / "index" if first else copy_index(seed_settings, tmp_path)
-    before = None if first else current_build(index_dir)
+    command, step = INTERRUPTS[case]
+    index_dir = copy_index(seed_settings, tmp_path)
+    before = current_build(index_dir)
     run_out = tmp_path / "run.jsonl"
     if command == "eval":
         env, args = cli_env(index_dir, SEEDS), ["eval", "--run-out", str(run_out)]
     else:
         env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
         args = ["ask", "myoclonus"] if command == "ask" else ["index", "--rebuild"]
-    proc = _start(*args, env=env)
-    assert _wait_until(lambda: reached(proc, index_dir), proc), proc.communicate()
+    if step:
+        proc = _paused(step, *args, env=env)
+    else:
+        proc = _start(*args, env=env)
+        assert _wait_until(lambda: _mapped(proc, "model.onnx.data"), proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert err.splitlines()[-1] == "myoqa: interrupted" and "Traceback" not in err, err
     assert not _all_leftovers(index_dir) and not run_out.exists()
-    if first:
-        assert not (index_dir / "CURRENT").exists() and not _names(index_dir, "build-")
-        return
     assert current_build(index_dir) == before
     assert {p.name for p in _names(index_dir, "build-")} == {before.name}
     _check_whole(index_dir)
-
-
-def test_sigkill_during_the_first_export_leaves_nothing_the_next_build_trips_on(
-        tmp_path: Path) -> None:
-    index_dir = tmp_path / "index"
-    env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
-    proc = _start("index", env=env)
-    assert _wait_until(lambda: _exporting(proc, index_dir), proc), proc.communicate()
-    proc.kill()
-    proc.communicate()
-    assert not (index_dir / "CURRENT").exists()
-    final = subprocess.run([sys.executable, "-m", "myoqa", "index"], capture_output=True,
-                           text=True, env={**os.environ, **env}, check=False)
-    assert final.returncode == 0, final.stderr
-    assert _check_whole(index_dir).texts == {"tiny.txt": TINY} and not _all_leftovers(index_dir)
 
 
 def _holds_lock(index_dir: Path) -> bool:

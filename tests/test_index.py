@@ -4,6 +4,7 @@ incremental builds that give the same answers as full ones."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,12 @@ def _swap(a: Path, b: Path) -> None:
     tmp.rename(b)
 
 
+def _more_passages(manifest: Path) -> None:
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["counts"]["passages"] += 1
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+
+
 def _encoder(index_dir: Path) -> Path:
     return index_dir / ENCODERS / read_manifest(current_build(index_dir)).model.encoder
 
@@ -144,6 +151,10 @@ DAMAGE = {
     "manifest not json": (lambda d, b: (b / "manifest.json").write_text("{"), "manifest.json"),
     "CURRENT names a missing build": (lambda d, b: (d / "CURRENT").write_text("build-gone\n"),
                                       "build-gone"),
+    "CURRENT a FIFO": (lambda d, b: ((d / "CURRENT").unlink(), os.mkfifo(d / "CURRENT")),
+                       "CURRENT: not a regular file"),
+    "manifest counts altered": (lambda d, b: _more_passages(b / "manifest.json"),
+                                "do not match its manifest's counts"),
 }
 
 
@@ -290,6 +301,45 @@ def test_an_index_folder_is_only_created_empty_or_missing(tmp_path: Path,
     with pytest.raises(MyoqaError, match="not a myoqa index"):
         ready_index(Settings.resolve(sources, write_sources(tmp_path / "full", {"x": "y"})),
                     **QUIET)
+
+
+def test_a_marker_a_kill_cut_short_is_taken_as_myoqas(tmp_path: Path,
+                                                       model_loads: list[str]) -> None:
+    """An older myoqa killed while writing the marker left only its temporary file; that folder
+    was refused as "not a myoqa index" until deleted by hand. Another file of that name is not
+    myoqa's and still refused."""
+    sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden jerk."})
+    stuck = write_sources(tmp_path / "stuck", {f".tmp-{MARKER}-4242": '{"myo'})
+    assert ready_index(Settings.resolve(sources, stuck), **QUIET).texts == {
+        "a.txt": "Myoclonus is a sudden jerk."}
+    assert (stuck / MARKER).is_file() and not leftovers(stuck)
+    other = write_sources(tmp_path / "other", {f".tmp-{MARKER}-4242": "my notes\n"})
+    with pytest.raises(MyoqaError, match="not a myoqa index"):
+        ready_index(Settings.resolve(sources, other), **QUIET)
+    assert _user_files(other) == {f".tmp-{MARKER}-4242": b"my notes\n"}
+
+
+@pytest.mark.parametrize("left", ["encoders/ without its proof", "an encoder's folder without"])
+def test_folders_a_kill_left_before_their_proof_are_replaced_or_pruned(
+        tmp_path: Path, model_loads: list[str], left: str) -> None:
+    """A kill between making a folder and writing its proof left `encoders/` unproven ("was not
+    made by myoqa"), or an encoder's temporary folder in the way of the export ("File exists"),
+    and a temporary build that no build removed; each is myoqa's and goes, a user's folder stays."""
+    from myoqa.index.encoders import model_key
+
+    sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden jerk."})
+    settings = Settings.resolve(sources, tmp_path / "index")
+    encoder = ({f"{ENCODERS}/.tmp-.owner-77": "enc"} if left.startswith("encoders/") else
+               {f"{ENCODERS}/.owner": f"{ENCODERS}\n",
+                f"{ENCODERS}/.tmp-{model_key(settings.model)}/.owner": ""})
+    index_dir = write_sources(settings.index_dir, {
+        MARKER: "", **encoder, ".tmp-build-20260101T000000-0123abcd/.tmp-.owner-9": "",
+        ".tmp-mine/notes.txt": "mine\n"})
+    index = build_index(settings, BuildParams(model=settings.model), **QUIET)
+    assert index.texts == {"a.txt": "Myoclonus is a sudden jerk."} and model_loads
+    assert leftovers(index_dir) == [".tmp-mine"] and not leftovers(index_dir / ENCODERS)
+    assert (index_dir / ".tmp-mine" / "notes.txt").read_text() == "mine\n"
+    assert (index_dir / ENCODERS / ".owner").read_text() == f"{ENCODERS}\n"
 
 
 def test_damaged_index_is_rebuilt_on_the_next_question(seed_settings: Settings, tmp_path: Path,

@@ -12,15 +12,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Callable
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from myoqa.errors import MyoqaError
+from myoqa.faultpoints import pause
 from myoqa.index.manifest import FileDigest, IndexProblem
-from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, write_owned_file
+from myoqa.index.ownership import (
+    TMP_PREFIX,
+    make_owned_dir,
+    owned_dir,
+    remove_owned,
+    write_owned_file,
+)
 
 if TYPE_CHECKING:
     from myoqa.colbert import LateModel
@@ -144,11 +150,14 @@ def saved_late_graph(index_dir: Path, late: LateModel) -> Path | None:
 
 
 def _encoders_root(index_dir: Path) -> Path:
+    """The index's `encoders/` folder, made with its proof when missing (or when only a proof a
+    kill cut short is there); a folder myoqa did not make is refused."""
     root = index_dir / ENCODERS
-    if not root.exists():
-        make_owned_dir(root)
-    elif not owned_dir(root):
-        raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+    if not owned_dir(root):
+        remove_owned(root)  # empty, or holding only a proof a kill cut short
+        if root.exists() or root.is_symlink():
+            raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+        make_owned_dir(root, "encoders proof")
     return root
 
 
@@ -156,20 +165,18 @@ def _export(root: Path, key: str, write: Callable[[Path], None]) -> dict[str, Fi
     """Fill a temporary folder with `write`, record its digests, then rename it to root/key
     (replacing one of ours), so a killed export leaves no half folder in use."""
     folder = root / key
+    remove_owned(folder)  # damaged, or without readable digests
     tmp = root / f"{TMP_PREFIX}{key}"
-    if owned_dir(tmp):
-        shutil.rmtree(tmp)
-    make_owned_dir(tmp)
+    make_owned_dir(tmp, "export proof")
     try:
         write(tmp)
         found = digests(tmp)
         write_owned_file(tmp / DIGESTS, json.dumps(
             {n: [d.bytes, d.sha256, _stamp(tmp / n)] for n, d in found.items()}) + "\n")
-        if owned_dir(folder):
-            shutil.rmtree(folder)
+        pause("export written")
         tmp.rename(folder)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_owned(tmp)
         raise
     return found
 

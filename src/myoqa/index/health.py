@@ -10,7 +10,7 @@ from myoqa.analysis import RULES_VERSION
 from myoqa.index.build import BuildParams
 from myoqa.index.encoders import ENCODERS, damage, encoder_damage
 from myoqa.index.manifest import IndexProblem, Manifest
-from myoqa.index.store import current_build, read_manifest
+from myoqa.index.store import current_build, load, read_manifest
 
 LISTED_CHANGES = 3
 
@@ -45,8 +45,10 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
     """The state of the current build in `index_dir` for these settings and source hashes.
 
     Files are checked against the manifest's sizes always and hashes when `full` (`status`);
-    the encoder always against its hashes (cheaply, see `encoder_damage`). A manifest of a
-    newer format raises NewerFormat: it is refused, never rebuilt.
+    the encoder always against its hashes (cheaply, see `encoder_damage`). When `full`, the
+    build is also loaded, as `ask` does before searching it, so both apply one rule (a manifest
+    whose counts disagree with its arrays is damaged for both). A manifest of a newer format
+    raises NewerFormat: it is refused, never rebuilt.
     """
     try:
         build = current_build(index_dir)
@@ -65,6 +67,11 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
                    if late is not None and late.encoder else None))
     if problem:
         return Health(State.DAMAGED, problem, build, manifest)
+    if full:
+        try:
+            load(index_dir)
+        except IndexProblem as damaged:
+            return Health(State.DAMAGED, damaged.message, build, manifest)
     reason = staleness(manifest, params, hashes)
     return Health(State.STALE if reason else State.CURRENT, reason, build, manifest)
 

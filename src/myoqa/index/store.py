@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -30,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from myoqa.bm25 import Postings
+from myoqa.faultpoints import pause
 from myoqa.index import tokens
 from myoqa.index.encoders import ENCODERS, digests
 from myoqa.index.manifest import FileDigest, IndexProblem, Manifest
-from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir
+from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, read_small, remove_owned
 from myoqa.index.tables import Index, UnitTable
 
 MANIFEST = "manifest.json"
@@ -65,10 +65,12 @@ def current_build(index_dir: Path) -> Path:
     """The build folder CURRENT names, or IndexProblem if there is none."""
     pointer = index_dir / "CURRENT"
     try:
-        name = pointer.read_text(encoding="utf-8").strip()
+        name = read_small(pointer).strip()
     except FileNotFoundError:
         raise IndexProblem(f"no index in {index_dir}", "run `myoqa index`") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise IndexProblem(f"cannot read {pointer}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise IndexProblem(f"cannot read {pointer}: {exc}") from None
     build_dir = index_dir / name
     if not name.startswith(BUILD_PREFIX) or "/" in name or not build_dir.is_dir():
@@ -108,7 +110,7 @@ def save(index: Index, index_dir: Path) -> Index:
     final = index_dir / f"{BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = index_dir / f"{TMP_PREFIX}{final.name}"
     try:
-        make_owned_dir(tmp)
+        make_owned_dir(tmp, "build proof")
         _write_json(tmp / SOURCES, {"names": names, "texts": [index.texts[n]
                                                                      for n in names]})
         _write_json(tmp / "bm25_vocab.json", index.postings.vocab)
@@ -128,16 +130,17 @@ def save(index: Index, index_dir: Path) -> Index:
         _write_text(tmp / POINTER, final.name + "\n")
         for path in [*tmp.rglob("*"), tmp]:
             _sync(path)
+        pause("build written")
         if guard:  # Ctrl-C from here on waits until CURRENT is switched and leftovers are gone
             signal.signal(signal.SIGINT, hold)
         os.rename(tmp, final)
+        pause("current switch")
         os.replace(final / POINTER, index_dir / "CURRENT")
     except BaseException:
         if guard:
             signal.signal(signal.SIGINT, hold)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if owned_dir(final):
-            shutil.rmtree(final, ignore_errors=True)
+        remove_owned(tmp)
+        remove_owned(final)
         raise
     else:
         _sync(index_dir)
@@ -152,7 +155,7 @@ def save(index: Index, index_dir: Path) -> Index:
 
 def prune(index_dir: Path, keep: set[str]) -> None:
     """Remove our builds but `keep`, what interrupted or killed builds left, and encoders no
-    kept build uses; entries myoqa did not make are never touched.
+    kept build uses; entries myoqa did not make are never touched (see `remove_owned`).
 
     `save` calls it holding `build_lock`; `keep` is the new build and the one it replaced,
     which a reader may still be loading.
@@ -165,13 +168,13 @@ def prune(index_dir: Path, keep: set[str]) -> None:
             except IndexProblem:
                 continue
             used |= {kept.model.encoder, kept.late.encoder if kept.late else ""}
-        elif path.name.startswith((BUILD_PREFIX, TMP_PREFIX)) and owned_dir(path):
-            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith((BUILD_PREFIX, TMP_PREFIX)):
+            remove_owned(path)
     encoders = index_dir / ENCODERS
     if owned_dir(encoders):
         for path in encoders.iterdir():
-            if path.name not in used and owned_dir(path):
-                shutil.rmtree(path, ignore_errors=True)
+            if path.name not in used:
+                remove_owned(path)
 
 
 def load(index_dir: Path) -> Index:
