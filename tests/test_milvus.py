@@ -24,6 +24,7 @@ from myoqa.index.ownership import claim
 from myoqa.scale.milvus_engine import (
     encoder_dir,
     library_alias,
+    library_identity,
     made_from,
     open_milvus_searcher,
 )
@@ -49,7 +50,8 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
     params = BuildParams(model=settings.model)
     alias = library_alias(settings, params, settings.milvus, sources)
     listed = sources if sources is not None else load_sources(settings.sources)
-    upload(connect(settings.milvus), index, alias, settings.milvus,
+    upload(connect(settings.milvus), index, alias, library_identity(settings, sources),
+           settings.milvus,
            made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
     if not encoder_dir(settings).exists():
         import shutil

@@ -81,7 +81,7 @@ class Settings:
         cls, sources: str | Path | None = None, index_dir: str | Path | None = None,
         model: str | None = None, backend: str | None = None, milvus_uri: str | None = None,
         milvus_token: str | None = None, embed_with: str | None = None,
-        ray_address: str | None = None,
+        ray_address: str | None = None, milvus_collection: str | None = None,
     ) -> Settings:
         """Flags win over environment variables (MYOQA_SOURCES, MYOQA_BACKEND, …), which win
         over the project, then the defaults."""
@@ -108,7 +108,8 @@ class Settings:
             name, model_why = DEFAULT_MODEL, "the default"
         backend = resolve_backend(backend)
         return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
-                   milvus=MilvusSettings.resolve(milvus_uri, milvus_token)
+                   milvus=MilvusSettings.resolve(milvus_uri, milvus_token,
+                                                 collection=milvus_collection)
                    if backend == "milvus" else None,
                    embed_with=embed_with or "local", ray_address=ray_address)
 
