@@ -76,7 +76,11 @@ def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = Non
         except (MilvusException, OSError, ValueError) as exc:
             if settings.is_file and _lite_busy(settings.uri):
                 continue  # another process opened it between our wait and our open
-            raise connection_error(exc, settings.uri) from None
+            if unreachable(exc):
+                raise connection_error(exc, settings.uri) from None
+            raise MyoqaError(f"Milvus at {settings.uri} refused the connection ({_reason(exc)})",
+                             "check --milvus-uri: a database name follows the port, as in "
+                             "http://host:19530/NAME; check --milvus-token") from None
 
 
 def unreachable(exc: BaseException) -> bool:

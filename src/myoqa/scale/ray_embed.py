@@ -29,6 +29,8 @@ THREADS_PER_WORKER = 1
 CONNECT_SECONDS = 10.0  # Ray itself retries an address that does not answer for minutes
 RAY_HEAD_PORT = 6379  # Ray's default port for an address given without one
 RAY_CLIENT_PREFIX = "ray://"
+RAY_CORE_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"  # what Ray's C++ core prints on stderr
+RAY_DATA_CONSOLE = "console"  # the name of Ray Data's own stderr log handler
 ADDRESS_HINT = "check --ray-address (host:port of the Ray head), or leave it out to run Ray here"
 
 
@@ -52,6 +54,7 @@ def start_ray(address: str | None) -> None:
     """Join the Ray cluster at `address` (or `auto`), or start a local one with every core.
     An address that does not answer within CONNECT_SECONDS is one clear error, not Ray's
     endless retries; Ray's own log lines stay off the terminal."""
+    os.environ.setdefault(RAY_CORE_LOG_LEVEL, "fatal")  # read when ray.init starts its core
     import ray
 
     for name in ("ray", "ray.data"):  # progress is myoqa's own; Ray's chatter stays quiet
@@ -120,6 +123,11 @@ class RayEncoder:
         import ray
 
         start_ray(self.address)
+        import ray.data  # sets up Ray Data's own logging, which is quieted next
+
+        for handler in logging.getLogger("ray.data").handlers:  # its console, not its file
+            if handler.name == RAY_DATA_CONSOLE:
+                handler.setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
