@@ -64,7 +64,7 @@ def library_alias(settings: Settings, params: BuildParams, milvus: MilvusSetting
     if milvus.collection:
         return milvus.collection
     library = library_identity(settings, sources)
-    name = settings.sources.name if sources is None else library
+    name = Path(library).name if sources is None else library
     return alias_name(name, library, made_from(params, milvus))
 
 
