@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,8 +62,6 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
            settings.milvus,
            made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
     if not encoder_dir(settings).exists():
-        import shutil
-
         claim(settings.index_dir)
         shutil.copytree(index.encoder_dir.parent, encoder_dir(settings).parent)
     return alias
@@ -103,14 +102,15 @@ def test_ask_json_through_milvus_from_environment(seeds_on_server: Settings,
 
 
 def test_file_uri_serves_a_client_without_the_sources(tmp_path: Path, seed_settings: Settings,
-                                                      searcher: Searcher) -> None:
-    """The in-process milvus-lite file: a client with neither the sources folder nor an index
-    folder answers from the stored snapshots, with the same exact text, and keeps the ONNX
-    query encoder it exported for its next questions."""
-    settings = on_milvus(seed_settings, str(tmp_path / "myoqa.db"))
+                                                      source_copy: Path, searcher: Searcher
+                                                      ) -> None:
+    """The in-process milvus-lite file: a client naming the library's folder without having it
+    (another machine), nor an index folder, answers from the stored snapshots, with the same
+    exact text, and keeps the ONNX query encoder it exported for its next questions."""
+    settings = on_milvus(replace(seed_settings, sources=source_copy), str(tmp_path / "myoqa.db"))
     publish(settings, searcher.index)
-    elsewhere = replace(settings, sources=tmp_path / "absent" / SEEDS.name,
-                        index_dir=tmp_path / "client")
+    shutil.rmtree(source_copy)
+    elsewhere = replace(settings, index_dir=tmp_path / "client")
     remote = open_milvus_searcher(elsewhere, notify=fail)
     question = "what is diaphragmatic flutter?"
     assert remote.search(question).to_json() == searcher.search(question).to_json()
@@ -404,3 +404,31 @@ def test_status_and_info_through_milvus(tmp_path: Path, seeds_on_server: Setting
     assert missing.returncode == 1
     assert "state:     missing" in missing.stdout
     assert missing.stderr.startswith("myoqa: error: no myoqa index named ")
+
+
+def test_a_milvus_lite_file_open_elsewhere_is_waited_for(tmp_path: Path) -> None:
+    """milvus-lite serves a file to one process at a time: a second one says it waits, and goes
+    on when the first closes it (before: "cannot reach Milvus … Open local milvus failed")."""
+    uri = str(tmp_path / "lib.db")
+    code = ("import sys\nfrom pymilvus import MilvusClient\n"
+            f"MilvusClient(uri={uri!r}).list_collections()\nprint('open', flush=True)\n"
+            "sys.stdin.read()\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline() == "open\n"
+    status = subprocess.Popen([sys.executable, "-m", "myoqa", "status",
+                               *on_cli(SEEDS, tmp_path / "idx", uri)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert status.stderr is not None
+    assert status.stderr.readline() == (f"myoqa: another process has the milvus-lite database "
+                                        f"{uri} open; waiting for it\n")
+    holder.stdin.close()
+    holder.wait()
+    out, err = status.communicate(timeout=KILL_WAIT_SECONDS)
+    assert status.returncode == 1
+    assert "state:     missing" in out
+    assert err.startswith("myoqa: error: no myoqa index named ")

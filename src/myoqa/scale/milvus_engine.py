@@ -259,7 +259,7 @@ def milvus_status(settings: Settings) -> MilvusStatus:
     alias = library_alias(settings, params, milvus, None)
     library = library_identity(settings, None)
     hashes = _local_hashes(settings, None)
-    client = connect(milvus)
+    client = connect(milvus, _stderr)
     with reported(milvus.uri):
         manifest = None
         try:

@@ -54,6 +54,7 @@ LITE_MARK = "collections"  # a folder every milvus-lite database holds
 BUILD_NAME = r"b\d{8}t\d{6}_[0-9a-f]{6}"
 
 Tick = Callable[[int], None]
+_LITE_OPENED: set[str] = set()  # milvus-lite files this process runs (it holds their LOCK)
 
 
 def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = None) -> Any:
@@ -66,12 +67,15 @@ def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = Non
     for name in ("pymilvus", "milvus_lite"):  # errors reach the user as one line
         logging.getLogger(name).setLevel(logging.CRITICAL)
     told = False
+    mine = settings.is_file and os.path.abspath(settings.uri) in _LITE_OPENED
     while True:
-        if settings.is_file:
+        if settings.is_file and not mine:
             told = _wait_for_lite(settings.uri, notify, told)
         try:
             client = MilvusClient(uri=settings.uri, token=settings.token, timeout=CALL_SECONDS)
             client.list_collections()  # a wrong database name is found here, not after a build
+            if settings.is_file:
+                _LITE_OPENED.add(os.path.abspath(settings.uri))
             return client
         except (MilvusException, OSError, ValueError) as exc:
             if settings.is_file and _lite_busy(settings.uri):
