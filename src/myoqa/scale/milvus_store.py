@@ -159,21 +159,16 @@ def _wait_for_lite(uri: str, notify: Callable[[str], None] | None, told: bool) -
     """Check the path, then wait while another process has the database open; return whether
     the user was told of the wait."""
     _check_lite(uri)
-    try:
-        fd = os.open(_lite_lock(uri), os.O_RDONLY)
-    except OSError:
+    if not _lite_busy(uri):
         return told
+    if not told and notify is not None:
+        notify(f"another process has the milvus-lite database {uri} open; waiting for it")
+    fd = os.open(_lite_lock(uri), os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            if not told and notify is not None:
-                notify(f"another process has the milvus-lite database {uri} open; waiting for it")
-            told = True
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released at once: milvus-lite takes it next
     finally:
         os.close(fd)
-    return told
+    return True
 
 
 def _reason(exc: BaseException) -> str:
