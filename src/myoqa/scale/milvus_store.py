@@ -72,7 +72,10 @@ def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = Non
         if settings.is_file and not mine:
             told = _wait_for_lite(settings.uri, notify, told)
         try:
-            client = MilvusClient(uri=settings.uri, token=settings.token, timeout=CALL_SECONDS)
+            # dedicated: a connection pymilvus shares per URI, idle long enough, can fail to
+            # recover ("Fail connecting to server") although the server is up
+            client = MilvusClient(uri=settings.uri, token=settings.token, timeout=CALL_SECONDS,
+                                  dedicated=True)
             client.list_collections()  # a wrong database name is found here, not after a build
             if settings.is_file:
                 _LITE_OPENED.add(os.path.abspath(settings.uri))
