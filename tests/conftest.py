@@ -3,6 +3,7 @@ session, and the small helpers every test file uses (one copy of each, here)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -272,32 +273,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Milvus server for the session: `milvus-lite server` on 127.0.0.1 and a free port,
-    stopped at the end."""
-    data = tmp_path_factory.mktemp("milvus")
+@contextlib.contextmanager
+def milvus_server(data: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`milvus-lite server` on 127.0.0.1 and a free port, its files in `data`: its URI and
+    process (a test may kill it), stopped at the end."""
     port = free_port()
-    log = open(data.parent / "milvus-server.log", "w")  # noqa: SIM115 (open for the session)
+    log = open(data / "milvus-server.log", "w")  # noqa: SIM115 (open while it runs)
     server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
                                str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while True:
-        assert server.poll() is None, "milvus-lite server exited at start"
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        assert time.monotonic() < deadline, "milvus-lite server did not start listening"
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
     try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    log.close()
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            assert server.poll() is None, "milvus-lite server exited at start"
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "milvus-lite server did not start listening"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus server for the session (see `milvus_server`)."""
+    with milvus_server(tmp_path_factory.mktemp("milvus")) as (uri, _server):
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -6,29 +6,36 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, MED, SEEDS, run_cli
+from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, write_sources
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.corpus import load_sources
 from myoqa.engine import query_encoder_factory
+from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, Index
 from myoqa.index.ownership import claim
+from myoqa.scale import milvus_lock
 from myoqa.scale.milvus_engine import (
     encoder_dir,
     library_alias,
+    library_identity,
     made_from,
     open_milvus_searcher,
 )
+from myoqa.scale.milvus_lock import BuildLock, Holder, lock_name
 from myoqa.scale.milvus_settings import MilvusSettings
 from myoqa.scale.milvus_store import connect, current_collection, upload
 from myoqa.search import MODES, Searcher
@@ -38,6 +45,8 @@ QUESTIONS = [json.loads(line)["question"] for line in
              if line.strip()]
 KILL_WAIT_SECONDS = 600
 MED_NDCG_TARGET = 0.78
+JERKS = {"jerks.txt": "Myoclonus is a brief, shock-like jerk of a muscle or a group of muscles. "
+                      "Clonazepam and levetiracetam are used to treat it.\n"}
 
 
 def on_milvus(settings: Settings, uri: str) -> Settings:
@@ -51,11 +60,10 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
     params = BuildParams(model=settings.model)
     alias = library_alias(settings, params, settings.milvus, sources)
     listed = sources if sources is not None else load_sources(settings.sources)
-    upload(connect(settings.milvus), index, alias, settings.milvus,
+    upload(connect(settings.milvus), index, alias, library_identity(settings, sources),
+           settings.milvus,
            made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
     if not encoder_dir(settings).exists():
-        import shutil
-
         claim(settings.index_dir)
         shutil.copytree(index.encoder_dir.parent, encoder_dir(settings).parent)
     return alias
@@ -103,14 +111,15 @@ def test_ask_json_through_milvus_from_environment(seeds_on_server: Settings,
 
 
 def test_file_uri_serves_a_client_without_the_sources(tmp_path: Path, seed_settings: Settings,
-                                                      searcher: Searcher) -> None:
-    """The in-process milvus-lite file: a client with neither the sources folder nor an index
-    folder answers from the stored snapshots, with the same exact text, and keeps the ONNX
-    query encoder it exported for its next questions."""
-    settings = on_milvus(seed_settings, str(tmp_path / "myoqa.db"))
+                                                      source_copy: Path, searcher: Searcher
+                                                      ) -> None:
+    """The in-process milvus-lite file: a client naming the library's folder without having it
+    (another machine), nor an index folder, answers from the stored snapshots, with the same
+    exact text, and keeps the ONNX query encoder it exported for its next questions."""
+    settings = on_milvus(replace(seed_settings, sources=source_copy), str(tmp_path / "myoqa.db"))
     publish(settings, searcher.index)
-    elsewhere = replace(settings, sources=tmp_path / "absent" / SEEDS.name,
-                        index_dir=tmp_path / "client")
+    shutil.rmtree(source_copy)
+    elsewhere = replace(settings, index_dir=tmp_path / "client")
     remote = open_milvus_searcher(elsewhere, notify=fail)
     question = "what is diaphragmatic flutter?"
     assert remote.search(question).to_json() == two_signals(searcher).search(question).to_json()
@@ -207,7 +216,8 @@ def test_backend_usage_errors(tmp_path: Path) -> None:
     proc = run_cli("ask", "x", "--backend", "milvus", "--milvus-uri",
                    f"http://127.0.0.1:{free_port()}", "--index-dir", str(tmp_path))
     assert proc.returncode == 1
-    assert proc.stderr.startswith("myoqa: error: cannot reach Milvus at http://127.0.0.1:")
+    assert proc.stderr.startswith("myoqa: error: cannot reach the Milvus server at "
+                                  "http://127.0.0.1:")
     assert len(proc.stderr.splitlines()) == 1
 
 
@@ -224,3 +234,225 @@ def test_milvus_refuses_an_index_folder_inside_the_sources_as_ask_does(
                    "--index-dir", str(sources / "index"))
     one_line_error(proc, 1, f"the index folder {sources / 'index'} is inside the sources folder")
     assert sorted(p.name for p in sources.iterdir()) == [FLUTTER, "001_f6f440b41de63d6e.txt"]
+
+
+def on_cli(sources: Path, index_dir: Path, uri: str) -> list[str]:
+    """The flags that point `myoqa` at a library kept in Milvus."""
+    return ["--sources", str(sources), "--index-dir", str(index_dir), "--backend", "milvus",
+            "--milvus-uri", uri]
+
+
+def test_two_folders_of_one_name_are_two_libraries(tmp_path: Path) -> None:
+    """`other/msrc` and `msrc` get their own aliases (they shared one, each ask rebuilding over
+    the other); a link to a folder names the same library as the folder."""
+    one = write_sources(tmp_path / "other" / "msrc", JERKS)
+    two = write_sources(tmp_path / "msrc", JERKS)
+    (tmp_path / "link").symlink_to(one)
+
+    def alias(sources: Path) -> str:
+        settings = on_milvus(Settings.resolve(sources=sources, index_dir=tmp_path / "i"),
+                             str(tmp_path / "m.db"))
+        return library_alias(settings, BuildParams(model=settings.model), settings.milvus, None)
+
+    assert alias(one) != alias(two)
+    assert alias(tmp_path / "link") == alias(one)
+    assert alias(one).startswith("myoqa_msrc_")
+
+
+def test_a_build_never_replaces_another_library(tmp_path: Path, seeds_on_server: Settings,
+                                                searcher: Searcher) -> None:
+    """A library whose `--collection` holds another library's build is refused before any
+    embedding, by `index --rebuild` and by `ask`; that build stays current. A client without
+    the sources naming another folder called `seeds` does not get the seeds' text."""
+    uri = seeds_on_server.milvus.uri
+    shared = replace(seeds_on_server, milvus=MilvusSettings.resolve(uri, collection="shared"))
+    alias = publish(shared, searcher.index)
+    client = connect(shared.milvus)
+    before = current_collection(client, alias)
+    other = write_sources(tmp_path / SEEDS.name, JERKS)
+    where = [*on_cli(other, seeds_on_server.index_dir, uri), "--collection", alias]
+    for command in (["index", "--rebuild"], ["ask", "clonazepam"]):
+        proc = run_cli(*command, *where)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == (
+            f"myoqa: error: the Milvus collection {alias} holds another library "
+            f"({SEEDS.resolve()}), not {other.resolve()} (pass another --collection NAME for "
+            "this one)\n")
+    assert current_collection(client, alias) == before
+
+    elsewhere = replace(seeds_on_server, sources=tmp_path / "gone" / SEEDS.name)
+    with pytest.raises(MyoqaError):
+        open_milvus_searcher(elsewhere, notify=lambda _m: None)
+
+
+def test_three_asks_on_a_new_library_build_it_once(tmp_path: Path, seed_settings: Settings,
+                                                   milvus_uri: str) -> None:
+    """Three asks at once on a library Milvus does not hold yet: one builds it, the others wait
+    for that build (they failed with "collection … does not exist") and all three answer."""
+    library = write_sources(tmp_path / "lib", JERKS)
+    asks = [subprocess.Popen([sys.executable, "-m", "myoqa", "ask", "--json", "clonazepam",
+                              *on_cli(library, seed_settings.index_dir, milvus_uri)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"}) for _ in range(3)]
+    done = [(ask.communicate(timeout=KILL_WAIT_SECONDS), ask.returncode) for ask in asks]
+    assert [code for _out, code in done] == [0, 0, 0], [err for (_o, err), _c in done]
+    errs = [err for (_out, err), _code in done]
+    assert sum("building the index in Milvus" in err for err in errs) == 1, errs
+    for (out, _err), _code in done:
+        assert "Clonazepam" in json.loads(out)["passages"][0]["text"]
+
+
+def test_a_rebuild_waits_for_the_lock_and_a_dead_holders_lock_is_taken_over(
+        tmp_path: Path, seed_settings: Settings, milvus_uri: str) -> None:
+    """`index --rebuild` waits while another process holds the library's build lock, then
+    builds; a lock left by a killed process of this machine is taken over at once."""
+    library = write_sources(tmp_path / "lib", JERKS)
+    settings = on_milvus(Settings.resolve(sources=library, index_dir=seed_settings.index_dir),
+                         milvus_uri)
+    alias = library_alias(settings, BuildParams(model=settings.model), settings.milvus, None)
+    client = connect(settings.milvus)
+    command = [sys.executable, "-m", "myoqa", "index", "--rebuild",
+               *on_cli(library, seed_settings.index_dir, milvus_uri)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with BuildLock(client, alias, fail):
+        build = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+        assert build.stderr is not None
+        line = build.stderr.readline()
+        assert line.startswith("myoqa: another myoqa (") and "waiting for it" in line, line
+        assert current_collection(client, alias) is None
+    _out, err = build.communicate(timeout=KILL_WAIT_SECONDS)
+    assert build.returncode == 0, err
+    first = current_collection(client, alias)
+    assert first is not None
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = BuildLock(client, alias, fail)
+    killed.me = Holder(socket.gethostname(), int(gone.stdout), "killed")
+    assert killed._create()
+    proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=env, timeout=KILL_WAIT_SECONDS, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "waiting" not in proc.stderr
+    assert current_collection(client, alias) not in (None, first)
+    assert lock_name(alias) not in client.list_collections()
+
+
+def test_a_silent_holder_elsewhere_loses_the_lock_after_its_lease(
+        milvus_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder on another machine whose beat stops (killed there) loses the lock once the
+    lease passes; it then finds it no longer holds it before switching an alias."""
+    monkeypatch.setattr(milvus_lock, "LEASE_SECONDS", 0.0)
+    client = connect(MilvusSettings.resolve(milvus_uri))
+    alias = f"lease_{uuid.uuid4().hex[:8]}"
+    elsewhere = BuildLock(client, alias, fail)
+    elsewhere.me = Holder("another-machine", 1, "silent")
+    assert elsewhere._create()
+    with BuildLock(client, alias, fail) as mine:
+        assert mine.holds()
+        with pytest.raises(MyoqaError, match="took over the build"):
+            elsewhere.check()
+    assert lock_name(alias) not in client.list_collections()
+
+
+def test_a_server_stopped_between_questions_is_one_line(tmp_path: Path, seed_settings: Settings,
+                                                        searcher: Searcher) -> None:
+    """A Milvus server killed while the chat or an ask uses it: "cannot reach the Milvus
+    server at URI (…)", not "unexpected MilvusException … this is a bug"."""
+    with milvus_server(tmp_path) as (uri, server):
+        settings = on_milvus(seed_settings, uri)
+        publish(settings, searcher.index)
+        remote = open_milvus_searcher(settings, notify=fail)
+        assert remote.search("jerks").results
+        server.kill()
+        server.wait()
+        with pytest.raises(MyoqaError) as caught:
+            remote.search("what is diaphragmatic flutter?")
+        assert str(caught.value).startswith(f"cannot reach the Milvus server at {uri} (")
+        proc = run_cli("ask", "jerks", *on_cli(SEEDS, seed_settings.index_dir, uri))
+        assert proc.returncode == 1
+        assert proc.stderr.startswith(f"myoqa: error: cannot reach the Milvus server at {uri} (")
+        assert len(proc.stderr.splitlines()) == 1
+
+
+def test_milvus_uri_naming_a_file_or_another_folder_is_refused(tmp_path: Path) -> None:
+    """`--milvus-uri junk.db` naming an ordinary file, or a folder of the user's that is not a
+    milvus-lite database: one line (it was a traceback), and nothing in them changes."""
+    junk = tmp_path / "junk.db"
+    junk.write_text("precious\n", encoding="utf-8")
+    notes = tmp_path / "notes.db"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine\n", encoding="utf-8")
+    for uri, what in ((junk, "names a file"), (notes, "names a folder that is not")):
+        for command in (["ask", "jerks"], ["status"]):
+            proc = run_cli(*command, *on_cli(SEEDS, tmp_path / "idx", str(uri)))
+            assert proc.returncode == 1, proc.stderr
+            assert proc.stderr.startswith(f"myoqa: error: --milvus-uri {uri} {what}")
+            assert len(proc.stderr.splitlines()) == 1
+    assert junk.read_text(encoding="utf-8") == "precious\n"
+    assert [p.name for p in notes.iterdir()] == ["keep.txt"]
+
+
+def test_a_wrong_database_is_reported_before_embedding(tmp_path: Path, milvus_uri: str) -> None:
+    """A database name the server does not have: one line before the sources are embedded
+    (it came after a full local build)."""
+    library = write_sources(tmp_path / "lib", JERKS)
+    uri = f"{milvus_uri}/nosuch"
+    proc = run_cli("index", *on_cli(library, tmp_path / "idx", uri))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"myoqa: error: Milvus at {uri} refused the connection "
+                                  "(database 'nosuch' does not exist)")
+    assert len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "idx").exists()
+
+
+def test_status_and_info_through_milvus(tmp_path: Path, seeds_on_server: Settings,
+                                        searcher: Searcher) -> None:
+    """`status --backend milvus` (a usage error before) reports the library's collection and
+    build; a library Milvus does not hold is `missing`, exit 1."""
+    uri = seeds_on_server.milvus.uri
+    where = on_cli(SEEDS, seeds_on_server.index_dir, uri)
+    proc = run_cli("status", "--json", *where)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["state"] == "current" and status["backend"] == "milvus"
+    assert status["collection"] == library_alias(seeds_on_server, BuildParams(
+        model=seeds_on_server.model), seeds_on_server.milvus, None)
+    assert status["library"] == str(SEEDS.resolve())
+    assert status["manifest"]["passages"] == len(searcher.index.passages)
+    info = run_cli("info", *where)
+    assert info.returncode == 0 and "state:     current" in info.stdout
+    missing = run_cli("status", *on_cli(tmp_path / "gone", seeds_on_server.index_dir, uri))
+    assert missing.returncode == 1
+    assert "state:     missing" in missing.stdout
+    assert missing.stderr.startswith("myoqa: error: no myoqa index named ")
+
+
+def test_a_milvus_lite_file_open_elsewhere_is_waited_for(tmp_path: Path) -> None:
+    """milvus-lite serves a file to one process at a time: a second one says it waits, and goes
+    on when the first closes it (before: "cannot reach Milvus … Open local milvus failed")."""
+    uri = str(tmp_path / "lib.db")
+    code = ("import sys\nfrom pymilvus import MilvusClient\n"
+            f"MilvusClient(uri={uri!r}).list_collections()\nprint('open', flush=True)\n"
+            "sys.stdin.read()\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline() == "open\n"
+    status = subprocess.Popen([sys.executable, "-m", "myoqa", "status",
+                               *on_cli(SEEDS, tmp_path / "idx", uri)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert status.stderr is not None
+    assert status.stderr.readline() == (f"myoqa: another process has the milvus-lite database "
+                                        f"{uri} open; waiting for it\n")
+    holder.stdin.close()
+    holder.wait()
+    out, err = status.communicate(timeout=KILL_WAIT_SECONDS)
+    assert status.returncode == 1
+    assert "state:     missing" in out
+    assert err.startswith("myoqa: error: no myoqa index named ")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SEEDS, run_cli
+from conftest import SEEDS, free_port, run_cli
 from myoqa.index import Index
 from myoqa.index.store import load
 from myoqa.search import Searcher
@@ -78,6 +78,7 @@ def test_index_embed_with_ray_answers_as_locally(tmp_path: Path, searcher: Searc
     proc = run_cli("index", "--embed-with", "ray", "--ray-address", ray_address,
                    "--index-dir", str(index_dir), timeout=900)
     assert proc.returncode == 0, proc.stderr
+    assert all(line.startswith("myoqa: ") for line in proc.stderr.splitlines()), proc.stderr
     built = load(index_dir)
     n = len(built.passages) + len(built.spans)
     cosine = (vectors_of(built, np.arange(n)) * vectors_of(searcher.index, np.arange(n))).sum(1)
@@ -111,3 +112,16 @@ def test_ray_embedding_feeds_milvus(tmp_path: Path, searcher: Searcher, ray_addr
     remote = json.loads(ask.stdout)
     assert [(p["source"], p["start"], p["end"]) for p in remote["passages"]] == [
         (p["source"], p["start"], p["end"]) for p in local["passages"]]
+
+
+def test_an_address_nothing_answers_is_one_line(tmp_path: Path) -> None:
+    """`--ray-address 127.0.0.1:PORT` with nothing listening: one line at once, before the
+    sources are read (Ray retried for minutes, printing lines about another address)."""
+    address = f"127.0.0.1:{free_port()}"
+    proc = run_cli("index", "--embed-with", "ray", "--ray-address", address, "--index-dir",
+                   str(tmp_path / "idx"), timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"myoqa: error: cannot reach Ray at {address} (Connection refused) "
+                           "(check --ray-address (host:port of the Ray head), or leave it out "
+                           "to run Ray here)\n")
+    assert not (tmp_path / "idx").exists()

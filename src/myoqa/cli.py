@@ -62,6 +62,9 @@ def _backend_options(parser: argparse.ArgumentParser) -> None:
                         help="Milvus server (http://host:19530) or a milvus-lite file "
                         "($MYOQA_MILVUS_URI)")
     parser.add_argument("--milvus-token", metavar="T", help="Milvus token ($MYOQA_MILVUS_TOKEN)")
+    parser.add_argument("--collection", metavar="NAME",
+                        help="Milvus alias of this library (default: named after the sources "
+                        "folder and its path; $MYOQA_MILVUS_COLLECTION)")
 
 
 def build_parser() -> Parser:
@@ -100,6 +103,7 @@ def build_parser() -> Parser:
                               "state (current, stale, damaged)")
         info.add_argument("--json", action="store_true", help="print it as JSON (see README)")
         _place_options(info)
+        _backend_options(info)
 
     ev = sub.add_parser("eval", help="measure retrieval quality on a question set or BEIR folder")
     ev.add_argument("--file", metavar="F", help="question set (default: eval/questions.jsonl)")
@@ -138,6 +142,7 @@ def _settings(args: argparse.Namespace) -> Any:
                             backend=getattr(args, "backend", None),
                             milvus_uri=getattr(args, "milvus_uri", None),
                             milvus_token=getattr(args, "milvus_token", None),
+                            milvus_collection=getattr(args, "collection", None),
                             embed_with=getattr(args, "embed_with", None),
                             ray_address=getattr(args, "ray_address", None),
                             follow_links=args.follow_links)
@@ -270,6 +275,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     from myoqa.index.opener import build_index, build_params, ready_index
 
     settings = _settings(args)
+    if settings.embed_with == "ray" and settings.ray_address not in (None, "auto"):
+        from myoqa.scale.ray_embed import check_reachable
+
+        check_reachable(settings.ray_address)  # before the sources are read and chunked
     progress = _progress_factory(True)
     if settings.backend == "milvus":
         from myoqa.scale.milvus_engine import index_milvus
@@ -298,6 +307,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from myoqa.index.opener import build_params
 
     settings = _settings(args)
+    if settings.backend == "milvus":
+        return _info_milvus(settings, args.json)
     try:
         hashes = source_hashes(settings.sources, settings.follow_links)
     except MyoqaError as exc:
@@ -344,6 +355,32 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise MyoqaError(state.reason or "no index", "run `myoqa index`")
     if state.state is State.DAMAGED:
         raise MyoqaError(f"the index is damaged: {state.reason}", REBUILD_HINT)
+    return ExitCode.OK
+
+
+def _info_milvus(settings: Settings, as_json: bool) -> int:
+    """`info`/`status` of a library kept in Milvus (see cmd_info)."""
+    from myoqa.scale.milvus_engine import milvus_status
+
+    status = milvus_status(settings)
+    m = status.manifest
+    if as_json:
+        print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
+                     "model": settings.model, "model_from": settings.model_from,
+                     **status.to_json()}, indent=2))
+    else:
+        lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
+                 f"index:     {status.collection} in Milvus at {status.uri}",
+                 f"state:     {status.state}" + (f": {status.reason}" if status.reason else "")]
+        if m:
+            lines += [f"build:     {m.build} of {m.library}",
+                      f"built:     {m.built_at} in {m.build_seconds} s",
+                      f"model:     {m.model} (dimension {m.dimension}, {m.dense_index})",
+                      f"passages:  {m.passages}, spans: {m.spans}, sources: {m.sources}"]
+        for line in lines:
+            print(printable(line))
+    if status.state in ("missing", "damaged"):
+        raise MyoqaError(status.reason or "no index", "run `myoqa index --backend milvus`")
     return ExitCode.OK
 
 

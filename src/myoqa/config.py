@@ -88,7 +88,7 @@ class Settings:
         model: str | None = None, backend: str | None = None, milvus_uri: str | None = None,
         milvus_token: str | None = None, embed_with: str | None = None,
         ray_address: str | None = None, follow_links: bool | None = None,
-        late: str | None = None,
+        late: str | None = None, milvus_collection: str | None = None,
     ) -> Settings:
         """Flags win over environment variables (MYOQA_SOURCES, MYOQA_BACKEND, …), which win
         over the project, then the defaults. `late` is `on`, `off` or a folder, as
@@ -121,7 +121,8 @@ class Settings:
         late_model, late_why = (colbert.resolve(late, "the late setting") if late
                                 else colbert.resolve(os.environ.get(colbert.ENV)))
         return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
-                   milvus=MilvusSettings.resolve(milvus_uri, milvus_token)
+                   milvus=MilvusSettings.resolve(milvus_uri, milvus_token,
+                                                 collection=milvus_collection)
                    if backend == "milvus" else None,
                    embed_with=embed_with or "local", ray_address=ray_address,
                    follow_links=follow, follow_links_from=follow_why,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,17 @@ from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.opener import encoder_for
 from myoqa.index.ownership import check_place, claim
+from myoqa.scale.milvus_lock import BuildLock
 from myoqa.scale.milvus_search import MilvusSearcher, load_build
 from myoqa.scale.milvus_settings import MilvusSettings, alias_name
 from myoqa.scale.milvus_store import (
     MilvusManifest,
     StaleMilvusIndex,
+    check_owner,
     connect,
     current_collection,
     read_manifest,
+    reported,
     upload,
 )
 from myoqa.scale.milvus_store import staleness as stale_reason
@@ -42,16 +47,25 @@ def made_from(params: BuildParams, milvus: MilvusSettings) -> dict[str, Any]:
     return {**params.manifest_params(), "dense_index": milvus.dense_index}
 
 
+def library_identity(settings: Settings, sources: list[Source] | None) -> str:
+    """What a library is, recorded in each of its builds: its sources folder's resolved path,
+    or (for sources given as a list, such as a BEIR collection) a digest of their names."""
+    if sources is None:
+        return os.path.realpath(settings.sources)
+    names = "\n".join(sorted(s.name for s in sources)).encode("utf-8")
+    return "set_" + hashlib.sha256(names).hexdigest()[:10]
+
+
 def library_alias(settings: Settings, params: BuildParams, milvus: MilvusSettings,
                   sources: list[Source] | None) -> str:
-    """The alias of this library: named by its sources folder, or (for sources given as a list,
-    such as a BEIR collection) by a digest of their names; and by the settings."""
-    if sources is None:
-        library = settings.sources.name
-    else:
-        names = "\n".join(sorted(s.name for s in sources)).encode("utf-8")
-        library = "set_" + hashlib.sha256(names).hexdigest()[:10]
-    return alias_name(library, made_from(params, milvus))
+    """The alias of this library: `--collection`, else named by its sources folder and a digest
+    of the folder's resolved path and the settings (two folders called `msrc` are two
+    libraries)."""
+    if milvus.collection:
+        return milvus.collection
+    library = library_identity(settings, sources)
+    name = Path(library).name if sources is None else library
+    return alias_name(name, library, made_from(params, milvus))
 
 
 def encoder_dir(settings: Settings) -> Path:
@@ -62,22 +76,35 @@ def encoder_dir(settings: Settings) -> Path:
 
 def build_milvus(settings: Settings, params: BuildParams,
                  progress: ProgressFactory | None = None,
-                 sources: list[Source] | None = None) -> MilvusManifest:
+                 sources: list[Source] | None = None, notify: Notify = _stderr
+                 ) -> MilvusManifest:
     """Chunk and embed the sources with the local build code (embedding here or on Ray, as
-    `settings.embed_with` says), then upload them as a new build of their alias."""
+    `settings.embed_with` says), then upload them as a new build of their alias, holding the
+    library's build lock."""
     milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
     check_place(settings.index_dir, settings.sources if sources is None else None)
-    sources = load_sources(settings.sources) if sources is None else sources
+    library = library_identity(settings, sources)
+    client = connect(milvus, notify)
+    with reported(milvus.uri), BuildLock(client, alias, notify) as lock:
+        check_owner(client, alias, library)
+        return _build(client, settings, params, progress, sources, alias, library, lock)
+
+
+def _build(client: Any, settings: Settings, params: BuildParams,
+           progress: ProgressFactory | None, sources: list[Source] | None, alias: str,
+           library: str, lock: BuildLock) -> MilvusManifest:
+    """Build and upload, the lock held (checked again before the alias moves)."""
+    milvus = _milvus(settings)
+    sources = load_sources(settings.sources, settings.follow_links) if sources is None else sources
     if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
-    client = connect(milvus)
     claim(settings.index_dir)
     folder, files = encoders.ensure_encoder(settings.index_dir, params.model, _stderr)
     built = build(sources, params, encoder_for(settings, folder), EncoderInfo(folder, files),
                   None, progress)
-    return upload(client, built, alias, milvus, made_from(params, milvus),
-                  {s.name: s.sha256 for s in sources}, progress)
+    return upload(client, built, alias, library, milvus, made_from(params, milvus),
+                  {s.name: s.sha256 for s in sources}, progress, lock.check)
 
 
 def _milvus(settings: Settings) -> MilvusSettings:
@@ -86,31 +113,51 @@ def _milvus(settings: Settings) -> MilvusSettings:
     return settings.milvus
 
 
+def _local_hashes(settings: Settings, sources: list[Source] | None) -> dict[str, str] | None:
+    """The sources' hashes, or None for a client without the sources folder."""
+    if sources is not None:
+        return {s.name: s.sha256 for s in sources}
+    if settings.sources.is_dir():
+        return source_hashes(settings.sources, settings.follow_links)
+    return None
+
+
+def _staleness(client: Any, alias: str, library: str, made: dict[str, Any],
+               hashes: dict[str, str] | None) -> str | None:
+    """Why the library's build must be (re)built, or None; an out-of-date build of another
+    library is refused, never replaced."""
+    try:
+        manifest = read_manifest(client, alias)
+    except StaleMilvusIndex as problem:
+        return problem.message
+    reason = stale_reason(client, manifest, made, hashes)
+    if reason is not None and manifest.library != library:
+        check_owner(client, alias, library)
+    return reason
+
+
 def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: Notify = _stderr,
                  progress: ProgressFactory | None = None,
                  sources: list[Source] | None = None) -> tuple[Any, MilvusManifest, str]:
     """A client, the current build's manifest and its alias; built first when missing or
-    stale. Without a local sources folder the stored build is used as it is."""
+    stale (once, however many clients ask at the same time). Without a local sources folder
+    the stored build is used as it is."""
     params = params or BuildParams(model=settings.model)
     check_place(settings.index_dir, settings.sources if sources is None else None)
     milvus = _milvus(settings)
     alias = library_alias(settings, params, milvus, sources)
-    if sources is not None:
-        hashes: dict[str, str] | None = {s.name: s.sha256 for s in sources}
-    elif settings.sources.is_dir():
-        hashes = source_hashes(settings.sources)
-    else:
-        hashes = None
-    client = connect(milvus)
-    try:
-        manifest = read_manifest(client, alias)
-        reason = stale_reason(client, manifest, made_from(params, milvus), hashes)
-    except StaleMilvusIndex as problem:
-        reason = problem.message
-    if reason is not None:
-        notify(f"{reason}; building the index in Milvus ({alias})")
-        build_milvus(settings, params, progress, sources)
-    return client, load_build(client, alias), alias
+    library = library_identity(settings, sources)
+    hashes = _local_hashes(settings, sources)
+    made = made_from(params, milvus)
+    client = connect(milvus, notify)
+    with reported(milvus.uri):
+        if _staleness(client, alias, library, made, hashes) is not None:
+            with BuildLock(client, alias, notify) as lock:
+                reason = _staleness(client, alias, library, made, hashes)  # built meanwhile?
+                if reason is not None:
+                    notify(f"{reason}; building the index in Milvus ({alias})")
+                    _build(client, settings, params, progress, sources, alias, library, lock)
+        return client, load_build(client, alias), alias
 
 
 def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest
@@ -152,7 +199,7 @@ def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
     client, manifest, alias = ready_milvus(settings, notify=notify, progress=progress,
                                            sources=sources)
     return MilvusSearcher(client, manifest, query_encoder_factory(settings, alias, manifest),
-                          params)
+                          params, uri=_milvus(settings).uri)
 
 
 def index_milvus(settings: Settings, rebuild: bool,
@@ -177,7 +224,54 @@ def is_current(settings: Settings, searcher: Any) -> bool:
     manifest: MilvusManifest = searcher.manifest
     alias = library_alias(settings, params, milvus, None)
     client = searcher.client
-    if current_collection(client, alias) != manifest.collections["passages"]:
-        return False
-    hashes = source_hashes(settings.sources) if settings.sources.is_dir() else None
-    return stale_reason(client, manifest, made_from(params, milvus), hashes) is None
+    with reported(milvus.uri):
+        if current_collection(client, alias) != manifest.collections["passages"]:
+            return False
+        hashes = (source_hashes(settings.sources, settings.follow_links)
+                  if settings.sources.is_dir() else None)
+        return stale_reason(client, manifest, made_from(params, milvus), hashes) is None
+
+
+@dataclass(frozen=True)
+class MilvusStatus:
+    """What `myoqa status --backend milvus` reports: which collection serves the library, and
+    whether its build is current, stale (why), damaged or missing."""
+
+    uri: str
+    collection: str
+    library: str
+    state: str
+    reason: str | None
+    manifest: MilvusManifest | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The backend's part of `status --json` (the local keys where they mean the same)."""
+        return {"backend": "milvus", "milvus_uri": self.uri, "collection": self.collection,
+                "library": self.library, "state": self.state,
+                "stale": self.reason if self.state == "stale" else None,
+                "damaged": self.reason if self.state in ("damaged", "missing") else None,
+                "build": self.manifest.build if self.manifest else None,
+                "manifest": asdict(self.manifest) if self.manifest else None}
+
+
+def milvus_status(settings: Settings) -> MilvusStatus:
+    """The state of the library's build in Milvus for the sources here (a client without the
+    sources folder sees the stored build as current)."""
+    params = BuildParams(model=settings.model)
+    milvus = _milvus(settings)
+    alias = library_alias(settings, params, milvus, None)
+    library = library_identity(settings, None)
+    hashes = _local_hashes(settings, None)
+    client = connect(milvus, _stderr)
+    with reported(milvus.uri):
+        manifest = None
+        try:
+            manifest = read_manifest(client, alias)
+            reason = stale_reason(client, manifest, made_from(params, milvus), hashes)
+            state = "current" if reason is None else "stale"
+            if reason is not None and manifest.library != library:
+                reason = f"{reason}; the collection holds another library ({manifest.library})"
+        except StaleMilvusIndex as problem:
+            reason = problem.message
+            state = "missing" if current_collection(client, alias) is None else "damaged"
+    return MilvusStatus(milvus.uri, alias, library, state, reason, manifest)

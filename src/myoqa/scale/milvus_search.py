@@ -26,7 +26,7 @@ from myoqa.chunking import ChunkParams, Unit
 from myoqa.index import Index, UnitTable
 from myoqa.index.manifest import Counts, Manifest, ModelInfo
 from myoqa.scale.milvus_settings import dense_search_params
-from myoqa.scale.milvus_store import BATCH_ROWS, MilvusManifest, read_manifest
+from myoqa.scale.milvus_store import BATCH_ROWS, MilvusManifest, read_manifest, reported
 from myoqa.search import Answer, Scores, Searcher, SearchParams
 
 CACHED_SOURCES = 64
@@ -208,9 +208,10 @@ class MilvusSearcher:
     chat and the evaluation use on a local index."""
 
     def __init__(self, client: Any, manifest: MilvusManifest,
-                 encoder_factory: Callable[[], Any] | None, params: SearchParams | None = None
-                 ) -> None:
+                 encoder_factory: Callable[[], Any] | None, params: SearchParams | None = None,
+                 uri: str = "Milvus") -> None:
         self.client = client
+        self.uri = uri
         self.manifest = manifest
         self.params = params or SearchParams()
         self.analyzer = Analyzer(stem=manifest.analyzer["stem"],
@@ -251,12 +252,12 @@ class MilvusSearcher:
     def search(self, question: str, mode: str = "hybrid", k: int = 5) -> Answer:
         """Top-k passages for `question`, exactly as a local index answers over these
         candidates."""
-        with self._lock:
+        with self._lock, reported(self.uri):
             return _CandidateSearcher(self).search(question, mode, k)
 
     def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
         """Scores of the candidate passages for `text`, by passage id in the collection."""
-        with self._lock:
+        with self._lock, reported(self.uri):
             view = _CandidateSearcher(self)
             scored = view.score(text, mode, terms)
             ids = view.global_ids[scored.ids]

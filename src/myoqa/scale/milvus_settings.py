@@ -1,8 +1,9 @@
 """Where the Milvus backend stores an index and how: server address, names and index types.
 
-A library is stored under one alias, `myoqa_<library>_<settings digest>`, that names the current
-build; every build writes its own collections, so a rebuild never changes what readers use until
-the alias is switched to it.
+A library is stored under one alias that names its current build: `--collection NAME`, else
+`myoqa_<folder name>_<digest of the folder's resolved path and the settings>`, so two folders of
+the same name are two libraries. Every build writes its own collections, so a rebuild never
+changes what readers use until the alias is switched to it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ IVF_PROBED_SHARE = 4
 DISKANN_SEARCH_LIST_MIN = 100
 NAME_CHARS = re.compile(r"[^A-Za-z0-9_]+")
 LIBRARY_NAME_MAX = 40
+COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+LITE_SUFFIX = ".db"  # pymilvus runs milvus-lite in the process for a URI ending so
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,18 @@ class MilvusSettings:
     uri: str
     token: str = ""
     dense_index: str = DEFAULT_DENSE_INDEX
+    collection: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        """Whether the URI names a milvus-lite database on this machine (one process at a time)."""
+        return self.uri.endswith(LITE_SUFFIX)
 
     @classmethod
     def resolve(cls, uri: str | None = None, token: str | None = None,
-                dense_index: str | None = None) -> MilvusSettings:
-        """Flags win over MYOQA_MILVUS_URI / _TOKEN / _INDEX; a URI is required."""
+                dense_index: str | None = None, collection: str | None = None
+                ) -> MilvusSettings:
+        """Flags win over MYOQA_MILVUS_URI / _TOKEN / _INDEX / _COLLECTION; a URI is required."""
         uri = uri or os.environ.get("MYOQA_MILVUS_URI")
         if not uri:
             raise UsageError("the milvus backend needs a server",
@@ -54,8 +64,13 @@ class MilvusSettings:
         if kind not in DENSE_INDEXES:
             raise UsageError(f"unknown Milvus index type {kind!r}",
                              f"choose one of {', '.join(DENSE_INDEXES)}")
+        name = collection or os.environ.get("MYOQA_MILVUS_COLLECTION") or ""
+        if name and not COLLECTION_NAME.fullmatch(name):
+            raise UsageError(f"{name!r} cannot name a Milvus collection",
+                             "use up to 100 letters, digits and underscores, not starting with a "
+                             "digit")
         return cls(uri=uri, token=token or os.environ.get("MYOQA_MILVUS_TOKEN") or "",
-                   dense_index=kind)
+                   dense_index=kind, collection=name)
 
 
 def resolve_backend(backend: str | None) -> str:
@@ -87,8 +102,10 @@ def dense_search_params(kind: str, build: dict[str, Any], depth: int) -> dict[st
     return {}
 
 
-def alias_name(library: str, made_from: dict[str, Any]) -> str:
-    """`myoqa_<library>_<digest>`: a library indexed with other settings gets its own alias."""
-    slug = NAME_CHARS.sub("_", library).strip("_")[:LIBRARY_NAME_MAX] or "library"
-    digest = hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:10]
+def alias_name(name: str, library: str, made_from: dict[str, Any]) -> str:
+    """`myoqa_<name>_<digest>`: the digest covers the library's identity (its resolved path) and
+    the settings, so another folder of the same name, or other settings, get their own alias."""
+    slug = NAME_CHARS.sub("_", name).strip("_")[:LIBRARY_NAME_MAX] or "library"
+    digest = hashlib.sha256(json.dumps([library, made_from], sort_keys=True).encode()
+                            ).hexdigest()[:10]
     return f"myoqa_{slug}_{digest}"

@@ -14,14 +14,18 @@ left. The build the alias replaced stays for readers still on it, older ones are
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +38,7 @@ from myoqa.scale.milvus_settings import (
 )
 
 MANIFEST_PROPERTY = "myoqa.manifest"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: the manifest names its library
 PARTS = ("passages", "spans", "texts", "vocab")
 VARCHAR_MAX = 65535
 SNAPSHOT_CHARS = 16000  # four UTF-8 bytes at most per character: under VARCHAR_MAX bytes
@@ -43,22 +47,131 @@ HASH_CHARS = 64
 BATCH_ROWS = 1000
 PAD_DIM = 2  # Milvus wants a vector field in every collection; texts and vocab carry a tiny one
 REBUILD_HINT = "run `myoqa index --backend milvus --rebuild`"
+CALL_SECONDS = 30
+UNAVAILABLE = 2  # pymilvus's code for a server it cannot connect to
+LITE_LOCK = "LOCK"  # milvus-lite's advisory lock in its database folder
+LITE_MARK = "collections"  # a folder every milvus-lite database holds
+BUILD_NAME = r"b\d{8}t\d{6}_[0-9a-f]{6}"
 
 Tick = Callable[[int], None]
+_LITE_OPENED: set[str] = set()  # milvus-lite files this process runs (it holds their LOCK)
 
 
-def connect(settings: MilvusSettings) -> Any:
-    """A MilvusClient, or one clear error when the server cannot be reached."""
+def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = None) -> Any:
+    """A MilvusClient whose server and database answered, or one clear error. A milvus-lite
+    file serves one process at a time: another one using it is waited for."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's own keep-alive chatter on stderr
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # errors reach the user as one line
+    for name in ("pymilvus", "milvus_lite"):  # errors reach the user as one line
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    told = False
+    mine = settings.is_file and os.path.abspath(settings.uri) in _LITE_OPENED
+    while True:
+        if settings.is_file and not mine:
+            told = _wait_for_lite(settings.uri, notify, told)
+        try:
+            # dedicated: a connection pymilvus shares per URI, idle long enough, can fail to
+            # recover ("Fail connecting to server") although the server is up
+            client = MilvusClient(uri=settings.uri, token=settings.token, timeout=CALL_SECONDS,
+                                  dedicated=True)
+            client.list_collections()  # a wrong database name is found here, not after a build
+            if settings.is_file:
+                _LITE_OPENED.add(os.path.abspath(settings.uri))
+            return client
+        except (MilvusException, OSError, ValueError) as exc:
+            if settings.is_file and _lite_busy(settings.uri):
+                continue  # another process opened it between our wait and our open
+            if unreachable(exc):
+                raise connection_error(exc, settings.uri) from None
+            raise MyoqaError(f"Milvus at {settings.uri} refused the connection ({_reason(exc)})",
+                             "check --milvus-uri: a database name follows the port, as in "
+                             "http://host:19530/NAME; check --milvus-token") from None
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a failed Milvus call means the server could not be reached (or stopped)."""
+    from pymilvus.exceptions import MilvusException
+
+    return (not isinstance(exc, MilvusException) or getattr(exc, "code", None) == UNAVAILABLE
+            or any(word in _reason(exc).lower() for word in ("connect", "unavailable",
+                                                              "deadline")))
+
+
+def connection_error(exc: BaseException, uri: str) -> MyoqaError:
+    """One line for a failed Milvus call: the server gone or unreachable, or what it refused."""
+    reason = _reason(exc)
+    if unreachable(exc):
+        return MyoqaError(f"cannot reach the Milvus server at {uri} ({reason})",
+                          "check --milvus-uri and that the server is running")
+    return MyoqaError(f"Milvus at {uri} refused a request ({reason})",
+                      "check --milvus-uri and its database name; if the index is damaged, "
+                      f"{REBUILD_HINT}")
+
+
+@contextlib.contextmanager
+def reported(uri: str) -> Iterator[None]:
+    """Turn a Milvus failure inside the block (the server stopped mid-question, a dropped
+    collection) into one clear error."""
+    from pymilvus.exceptions import MilvusException
+
     try:
-        return MilvusClient(uri=settings.uri, token=settings.token, timeout=30)
-    except (MilvusException, OSError, ValueError) as exc:
-        raise MyoqaError(f"cannot reach Milvus at {settings.uri} ({_reason(exc)})",
-                         "check --milvus-uri and that the server is running") from None
+        yield
+    except MilvusException as exc:
+        raise connection_error(exc, uri) from None
+
+
+def _lite_lock(uri: str) -> Path:
+    return Path(uri) / LITE_LOCK
+
+
+def _check_lite(uri: str) -> None:
+    """A milvus-lite URI must name a new path or a milvus-lite database folder: milvus-lite
+    would write its files into any folder, and fails with a traceback on a file."""
+    path = Path(uri)
+    if not path.exists() and not path.is_symlink():
+        if not path.parent.is_dir():
+            raise MyoqaError(f"the folder of the milvus-lite database {uri} does not exist",
+                             "create it, or pass another --milvus-uri")
+        return
+    if not path.is_dir():
+        raise MyoqaError(f"--milvus-uri {uri} names a file, not a milvus-lite database",
+                         "pass a new path ending in .db, or an http:// server")
+    if any(path.iterdir()) and not (path / LITE_MARK).is_dir():
+        raise MyoqaError(f"--milvus-uri {uri} names a folder that is not a milvus-lite database",
+                         "pass a new path ending in .db, or an http:// server")
+
+
+def _lite_busy(uri: str) -> bool:
+    """Whether another process has the milvus-lite database open (holds its LOCK)."""
+    try:
+        fd = os.open(_lite_lock(uri), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _wait_for_lite(uri: str, notify: Callable[[str], None] | None, told: bool) -> bool:
+    """Check the path, then wait while another process has the database open; return whether
+    the user was told of the wait."""
+    _check_lite(uri)
+    if not _lite_busy(uri):
+        return told
+    if not told and notify is not None:
+        notify(f"another process has the milvus-lite database {uri} open; waiting for it")
+    fd = os.open(_lite_lock(uri), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released at once: milvus-lite takes it next
+    finally:
+        os.close(fd)
+    return True
 
 
 def _reason(exc: BaseException) -> str:
@@ -80,6 +193,7 @@ class MilvusManifest:
     """What a Milvus build was made from (checked for staleness) and where its parts are."""
 
     build: str
+    library: str
     collections: dict[str, str]
     model: str
     dimension: int
@@ -153,7 +267,9 @@ def current_collection(client: Any, alias: str) -> str | None:
 
     try:
         return client.describe_alias(alias)["collection_name"] or None
-    except MilvusException:
+    except MilvusException as exc:
+        if unreachable(exc):
+            raise
         return None
 
 
@@ -307,19 +423,35 @@ def _raw_idf(postings: Any) -> np.ndarray:
     return np.log(n - df + 0.5) - np.log(df + 0.5)
 
 
-def upload(client: Any, index: Any, alias: str, settings: MilvusSettings,
+def check_owner(client: Any, alias: str, library: str) -> None:
+    """Refuse to build `library` under an alias whose current build holds another library
+    (a build whose manifest cannot be read is damaged, and may be replaced)."""
+    try:
+        held = read_manifest(client, alias).library
+    except StaleMilvusIndex:
+        return
+    if held != library:
+        raise MyoqaError(f"the Milvus collection {alias} holds another library ({held}), not "
+                         f"{library}", "pass another --collection NAME for this one")
+
+
+def upload(client: Any, index: Any, alias: str, library: str, settings: MilvusSettings,
            made_from: dict[str, Any], hashes: dict[str, str],
-           progress: Callable[[str, int], Tick] | None = None) -> MilvusManifest:
-    """Write `index` (an in-memory build) as a new build under `alias`, switch the alias to it,
-    and drop older builds; return its manifest."""
+           progress: Callable[[str, int], Tick] | None = None,
+           holds: Callable[[], None] | None = None) -> MilvusManifest:
+    """Write `index` (an in-memory build of `library`) as a new build under `alias`, switch
+    the alias to it, and drop older builds; return its manifest. `holds` raises when this
+    process no longer holds the library's build lock; it is asked before the alias moves."""
     from pymilvus.exceptions import MilvusException
 
     started = time.perf_counter()
     build = f"b{time.strftime('%Y%m%dt%H%M%S')}_{uuid.uuid4().hex[:6]}"
     names = {part: f"{alias}_{build}_{part}" for part in PARTS}
     n = len(index.passages)
+    check_owner(client, alias, library)
     manifest = MilvusManifest(
-        build=build, collections=names, model=made_from["model"], dimension=index.dimension,
+        build=build, library=library, collections=names, model=made_from["model"],
+        dimension=index.dimension,
         chunking=made_from["chunking"], analyzer=made_from["analyzer"],
         sources=len(index.texts), sources_digest=sources_digest(hashes), passages=n,
         spans=len(index.spans), bm25=bm25_stats(index), dense_index=settings.dense_index,
@@ -345,13 +477,19 @@ def upload(client: Any, index: Any, alias: str, settings: MilvusSettings,
         final = replace(manifest, build_seconds=round(time.perf_counter() - started, 3))
         client.alter_collection_properties(names["passages"],
                                            {MANIFEST_PROPERTY: final.to_json()})
+        if holds is not None:
+            holds()
         if replaced is None:
             client.create_alias(names["passages"], alias)
         else:
             client.alter_alias(names["passages"], alias)
-    except MilvusException as exc:
+    except (MilvusException, MyoqaError) as exc:
         for name in names.values():
             _drop(client, name)
+        if isinstance(exc, MyoqaError):
+            raise
+        if unreachable(exc):
+            raise connection_error(exc, settings.uri) from None
         raise MyoqaError(f"Milvus refused the build of {alias} ({_reason(exc)})",
                          "the previous index is unchanged") from None
     keep = {build} | ({_build_of(alias, replaced)} if replaced else set())
@@ -374,8 +512,9 @@ def prune(client: Any, alias: str, keep: set[str]) -> list[str]:
     """Drop every collection of `alias` whose build is not in `keep` (what killed or replaced
     builds left); return the dropped names."""
     dropped = []
+    ours = re.compile(re.escape(alias) + f"_({BUILD_NAME})_({'|'.join(PARTS)})")
     for name in client.list_collections():
-        if not name.startswith(alias + "_"):
+        if not ours.fullmatch(name):  # another alias may start with this one
             continue
         if _build_of(alias, name) not in keep:
             _drop(client, name)

@@ -8,9 +8,13 @@ sentence-transformers' to cosine ≥ 0.9999 (tested), so either backend can take
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,12 @@ from myoqa.onnx_encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, WEIGHTS_
 ENCODER_FILES = (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE, CONFIG_FILE)
 BATCH_TEXTS = 64
 THREADS_PER_WORKER = 1
+CONNECT_SECONDS = 10.0  # Ray itself retries an address that does not answer for minutes
+RAY_HEAD_PORT = 6379  # Ray's default port for an address given without one
+RAY_CLIENT_PREFIX = "ray://"
+RAY_CORE_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"  # what Ray's C++ core prints on stderr
+RAY_DATA_CONSOLE = "console"  # the name of Ray Data's own stderr log handler
+ADDRESS_HINT = "check --ray-address (host:port of the Ray head), or leave it out to run Ray here"
 
 
 class _Embedder:
@@ -41,20 +51,58 @@ class _Embedder:
 
 
 def start_ray(address: str | None) -> None:
-    """Join the Ray cluster at `address` (or `auto`), or start a local one with every core."""
+    """Join the Ray cluster at `address` (or `auto`), or start a local one with every core.
+    An address that does not answer within CONNECT_SECONDS is one clear error, not Ray's
+    endless retries; Ray's own log lines stay off the terminal."""
+    os.environ.setdefault(RAY_CORE_LOG_LEVEL, "fatal")  # read when ray.init starts its core
     import ray
 
     for name in ("ray", "ray.data"):  # progress is myoqa's own; Ray's chatter stays quiet
         logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized():
         return
+    if address and address != "auto":
+        check_reachable(address)
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
-                 include_dashboard=False, configure_logging=False)
+        with _stderr_muted():
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                     include_dashboard=False, configure_logging=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise MyoqaError(f"cannot start or join Ray at {address or 'this machine'} "
-                         f"({str(exc).splitlines()[0][:200]})",
-                         "check --ray-address, or leave it out to run Ray here") from None
+                         f"({str(exc).splitlines()[0][:200]})", ADDRESS_HINT) from None
+
+
+@contextlib.contextmanager
+def _stderr_muted() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null inside the block: Ray's C++ core writes its
+    connection warnings there before any of its log settings apply."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def check_reachable(address: str) -> None:
+    """Raise one clear error unless something listens at `address` (host:port, or
+    ray://host:port) within CONNECT_SECONDS."""
+    host, _, port = address.removeprefix(RAY_CLIENT_PREFIX).rpartition(":")
+    if not host:
+        host, port = port, str(RAY_HEAD_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise MyoqaError(f"--ray-address {address!r} is not host:port", ADDRESS_HINT)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            return
+    except OSError as exc:
+        reason = (f"no answer within {CONNECT_SECONDS:.0f} s" if isinstance(exc, TimeoutError)
+                  else exc.strerror or str(exc))
+        raise MyoqaError(f"cannot reach Ray at {address} ({reason})", ADDRESS_HINT) from None
 
 
 class RayEncoder:
@@ -75,6 +123,11 @@ class RayEncoder:
         import ray
 
         start_ray(self.address)
+        import ray.data  # sets up Ray Data's own logging, which is quieted next
+
+        for handler in logging.getLogger("ray.data").handlers:  # its console, not its file
+            if handler.name == RAY_DATA_CONSOLE:
+                handler.setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
