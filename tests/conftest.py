@@ -54,6 +54,13 @@ def searcher(seed_settings: Settings) -> Searcher:
     return s
 
 
+def two_signals(local: Searcher) -> Searcher:
+    """`local` without late interaction: what the Milvus backend answers with (README)."""
+    from myoqa.engine import query_encoder_factory
+
+    return Searcher(local.index, query_encoder_factory(local.index), local.params)
+
+
 @pytest.fixture()
 def source_copy(tmp_path: Path) -> Path:
     """A private copy of the seeds that a test may change."""

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, write_sources
+from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, write_sources
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.corpus import load_sources
-from myoqa.engine import query_encoder_factory
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, Index
 from myoqa.index.ownership import claim
@@ -71,11 +70,6 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
 
 def fail(message: str) -> None:
     raise AssertionError(f"unexpected rebuild: {message}")
-
-
-def two_signals(local: Searcher) -> Searcher:
-    """`local` without late interaction: what the Milvus backend answers with (README)."""
-    return Searcher(local.index, query_encoder_factory(local.index), local.params)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SEEDS, free_port, run_cli
+from conftest import SEEDS, free_port, run_cli, two_signals
 from myoqa.index import Index
 from myoqa.index.store import load
 from myoqa.search import Searcher
@@ -86,7 +86,7 @@ def test_index_embed_with_ray_answers_as_locally(tmp_path: Path, searcher: Searc
     question = "what is diaphragmatic flutter?"
     ask = run_cli("ask", "--json", question, "--index-dir", str(index_dir))
     assert ask.returncode == 0, ask.stderr
-    local = searcher.search(question).to_json()
+    local = two_signals(searcher).search(question).to_json()
     remote = json.loads(ask.stdout)
     assert [(p["source"], p["start"], p["end"]) for p in remote["passages"]] == [
         (p["source"], p["start"], p["end"]) for p in local["passages"]]
@@ -108,7 +108,7 @@ def test_ray_embedding_feeds_milvus(tmp_path: Path, searcher: Searcher, ray_addr
     ask = run_cli("ask", "--json", question, *where)
     assert ask.returncode == 0, ask.stderr
     assert "building" not in ask.stderr
-    local = searcher.search(question).to_json()
+    local = two_signals(searcher).search(question).to_json()
     remote = json.loads(ask.stdout)
     assert [(p["source"], p["start"], p["end"]) for p in remote["passages"]] == [
         (p["source"], p["start"], p["end"]) for p in local["passages"]]

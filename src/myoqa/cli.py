@@ -203,10 +203,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     k = max(args.k, args.open or 0)
     check_request(question, args.mode, k)
     settings = _settings(args)
-    _note_two_signals(settings)
     searcher = open_searcher(settings, progress=_progress_factory(not args.json),
                              preload_late=args.mode == "hybrid")
     answer = searcher.search(question, args.mode, k)
+    _note_two_signals(settings)
     if args.json:
         print(_json(answer.to_json()))
         return ExitCode.OK
@@ -246,7 +246,7 @@ MILVUS_TWO_SIGNALS = ("the Milvus backend answers with two signals, BM25 and den
 
 def _note_two_signals(settings: Settings) -> None:
     """Say that the Milvus backend leaves late interaction out, so the difference from the
-    local index is never silent."""
+    local index is never silent (once the answer is given: an error stays one line)."""
     if settings.backend == "milvus" and settings.late is not None:
         print(f"myoqa: note: {MILVUS_TWO_SIGNALS}", file=sys.stderr)
 
@@ -283,8 +283,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if settings.backend == "milvus":
         from myoqa.scale.milvus_engine import index_milvus
 
-        _note_two_signals(settings)
         print(printable(index_milvus(settings, args.rebuild, progress)))
+        _note_two_signals(settings)
         return ExitCode.OK
     if args.rebuild:
         built = build_index(settings, build_params(settings), stderr_notify, progress)
@@ -397,11 +397,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
     settings = _settings(args)
-    _note_two_signals(settings)
     progress = _progress_factory(not args.json)
     if args.beir:
-        return run_beir_eval(settings, args, modes, progress)
-    return run_question_eval(settings, args, modes, progress)
+        code = run_beir_eval(settings, args, modes, progress)
+    else:
+        code = run_question_eval(settings, args, modes, progress)
+    _note_two_signals(settings)
+    return code
 
 
 def _sizes(value: str) -> list[int]:
