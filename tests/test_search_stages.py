@@ -19,7 +19,13 @@ from myoqa.search.fusion import fuse
 from myoqa.search.highlight import answerable, is_heading, snap
 from myoqa.search.late import TokenVectors, maxsim, rerank, span_scores
 from myoqa.search.signals import normalised_bm25
-from myoqa.search.unmatched import by_initial, unmatched_terms
+from myoqa.search.unmatched import (
+    by_initial,
+    content_words,
+    missing_terms,
+    note,
+    unmatched_terms,
+)
 
 TEXT = " ".join(f"w{i}" for i in range(40))
 """One source of 40 one-token words; word i spans characters [3i, 3i + 2) for i < 10."""
@@ -130,14 +136,54 @@ def _unmatched(question: str, source_words: str) -> list[str]:
                            lambda initial: grouped.get(initial, []))
 
 
-def test_unmatched_terms_are_specific_words_no_source_uses() -> None:
+def test_every_content_word_no_source_contains_is_named() -> None:
+    """Issue 18 item 4: everyday words are named too; stopwords, question words and generic
+    verbs never are."""
     sources = "Treatment of myoclonus: clonazepam and valproate; the prognosis varies."
     assert _unmatched("is propranolol a treatment for myoclonus?", sources) == ["propranolol"]
-    assert _unmatched("what is the dose of valproate in mg?", sources) == ["mg"]
-    # paraphrases and everyday words are not reported; nor is a misspelling of a source word
-    assert _unmatched("what medicine helps, and what is the outlook?", sources) == []
-    assert _unmatched("side effects of clonazapam", sources) == []
+    assert _unmatched("what is the dose of valproate in mg?", sources) == ["dose", "mg"]
+    assert _unmatched("Does smoking make myoclonus worse?", sources) == ["smoking", "worse"]
+    assert _unmatched("what medicine helps, and what is the outlook?", sources) == [
+        "medicine", "outlook"]
     assert _unmatched("propranolol or Propranolol, 2018", sources) == ["propranolol"]
+
+
+def test_a_misspelt_rare_word_is_not_named_but_a_common_look_alike_is() -> None:
+    sources = "Clonazepam helps; plan the treatment."
+    assert _unmatched("side effects of clonazapam", sources) == ["side", "effects"]
+    assert _unmatched("can I take clonazepam on a plane?", sources) == ["plane"]
+
+
+def test_content_words_leave_out_stopwords_question_and_generic_words() -> None:
+    words = content_words("What drugs can help me? Does it make the twitching better, or is "
+                          "something else best to take?", Analyzer())
+    assert words == [("drugs", "drug"), ("twitching", "twitch")]
+
+
+@pytest.mark.parametrize("question,sources", [
+    ("why is he twitching", "a twitch of the face"),
+    ("does it get worse", "drugs may worsen symptoms"),
+    ("can children get it", "a child may have it"),
+    ("what is the long-term outlook", "the longterm outlook varies"),
+])
+def test_a_word_is_found_by_its_stem_or_a_close_form(question: str, sources: str) -> None:
+    assert _unmatched(question, sources) == []
+
+
+def test_a_short_word_is_not_found_inside_a_longer_one() -> None:
+    assert _unmatched("can I fly with it", "a fling") == ["fly"]
+
+
+def test_a_passage_lacks_the_content_words_it_does_not_contain() -> None:
+    question = "Does smoking make the twitching worse in children?"
+    assert missing_terms(question, Analyzer(), "Twitches in a child may worsen.") == ["smoking"]
+    assert missing_terms(question, Analyzer(), "Nothing here.") == [
+        "smoking", "twitching", "worse", "children"]
+
+
+def test_the_note_says_the_missing_words_are_a_lexical_fact() -> None:
+    assert note(["smoking"]) == "no source mentions smoking (no source contains the word, in any form)"
+    assert note(["fly", "plane"]).startswith("no source mentions fly or plane (no source contains these words")
 
 
 @pytest.mark.parametrize("found,expected", [

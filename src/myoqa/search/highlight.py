@@ -39,14 +39,19 @@ class Highlight:
 
 
 def highlights(text: str, candidates: list[tuple[int, int, float]], analyzer: Analyzer,
-               weights: dict[str, float], lexical_weight: float, answerable_only: bool = True
-               ) -> list[Highlight]:
+               weights: dict[str, float], lexical_weight: float, answerable_only: bool = True,
+               lexical_only: bool = False) -> list[Highlight]:
     """The passage's marks, in order: each word whose term is one of the question's, and the
-    evidence span (see `best_span`), chosen among the `answerable` candidates."""
+    evidence span (see `best_span`), chosen among the `answerable` candidates. When the spans
+    have no similarity to go by (`lexical_only`, BM25 alone), only a span holding a question
+    word can be evidence: a passage without one has no evidence mark."""
     matches = analyzer.matches(text, weights)
     marks = [Highlight(s, e, "term") for _, s, e in matches]
     if answerable_only:
         candidates = answerable(text, candidates)
+    if lexical_only:
+        candidates = [c for c in candidates
+                      if any(s >= c[0] and e <= c[1] for _, s, e in matches)]
     evidence = best_span(matches, candidates, weights, lexical_weight)
     return sorted(marks + ([evidence] if evidence else []), key=lambda h: h.start)
 

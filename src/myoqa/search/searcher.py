@@ -4,7 +4,7 @@ highlights, with abstention. The model-free stages live in their own modules."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from myoqa.search.highlight import highlights, span_candidates
 from myoqa.search.late import LateSignal, maxsim, rerank, span_scores
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
-from myoqa.search.unmatched import UNITS, by_initial, unmatched_terms
+from myoqa.search.unmatched import UNITS, by_initial, missing_terms, note, unmatched_terms
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,14 @@ class Scores:
     query: np.ndarray | None
     late_query: np.ndarray | None = None
     late_best: float | None = None
+
+
+def answering(scored: Scores) -> Scores:
+    """BM25's candidates without those that score 0: a passage holding no word of the question
+    is no answer, only a filler of the list."""
+    keep = scored.fused > 0
+    return replace(scored, ids=scored.ids[keep], fused=scored.fused[keep],
+                   lexical=scored.lexical[keep])
 
 
 class Searcher:
@@ -82,12 +90,14 @@ class Searcher:
         cleaned, notes = searched_text(check_request(question, mode, k), mode)
         terms = query_terms(self.analyzer, cleaned)
         scored = self.score(cleaned, mode, terms)
+        if mode == "bm25":
+            scored = answering(scored)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
         unmatched = unmatched_terms(cleaned, self.analyzer,
                                     lambda term: self.bm25.idf(term) is not None,
                                     self._source_terms)
         if unmatched:
-            notes.append("the sources never mention " + ", ".join(unmatched))
+            notes.append(note(unmatched))
         p = self.params
         found = Evidence(mode, best_sim, float(scored.lexical.max(initial=0.0)),
                          scored.late_best, any(w.lower() in UNITS for w in unmatched))
@@ -96,7 +106,7 @@ class Searcher:
         weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
         how = Assembly(self.params.max_words, self.params.partial_min, self.params.source_penalty)
         picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how)
-        results = [self._result(rank, hit, weights, scored)
+        results = [self._result(rank, hit, weights, scored, cleaned)
                    for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
                       searched=cleaned, best_similarity=best_sim, notes=notes,
@@ -134,7 +144,8 @@ class Searcher:
         return Scores(ids, fused, lexical[ids], dense, query)
 
 
-    def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores) -> Result:
+    def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores,
+                question: str) -> Result:
         source = self.index.passages.names[hit.source_id]
         source_text = self.index.texts[source]
         text = source_text[hit.start:hit.end]
@@ -145,11 +156,13 @@ class Searcher:
         if w and self.late is not None and scored.late_query is not None and spans:
             spans = self._token_evidence(self.late, hit, spans, scored.late_query, w)
         marks = highlights(text, spans, self.analyzer, weights,
-                           self.params.evidence_lexical_weight, self.params.answerable_evidence)
+                           self.params.evidence_lexical_weight, self.params.answerable_evidence,
+                           lexical_only=scored.query is None)
         place = locate(source_text, hit.start, is_paged(source))
         return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
                       column=place.column, page=place.page, score=hit.score, text=text,
-                      highlights=marks)
+                      highlights=marks,
+                      missing_terms=missing_terms(question, self.analyzer, text))
 
     def _token_evidence(self, late: LateSignal, hit: Hit, spans: list[tuple[int, int, float]],
                         late_query: np.ndarray, weight: float) -> list[tuple[int, int, float]]:
