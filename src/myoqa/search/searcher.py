@@ -157,7 +157,8 @@ class Searcher:
             spans = self._token_evidence(self.late, hit, spans, scored.late_query, w)
         marks = highlights(text, spans, self.analyzer, weights,
                            self.params.evidence_lexical_weight, self.params.answerable_evidence,
-                           lexical_only=scored.query is None)
+                           lexical_only=scored.query is None,
+                           max_words=self.params.evidence_words)
         place = locate(source_text, hit.start, is_paged(source))
         return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
                       column=place.column, page=place.page, score=hit.score, text=text,
