@@ -126,6 +126,13 @@ def test_evidence_span_holds_the_answer(searcher: Searcher) -> None:
     assert "sodium valproate" in top.text[ev.start:ev.end]
 
 
+def test_a_definition_marks_the_defining_words(searcher: Searcher) -> None:
+    """Issue 18 item 3: the mark started after "brief lapses contraction"."""
+    top = searcher.search("what is negative myoclonus?", "hybrid", 1).results[0]
+    ev = next(h for h in top.highlights if h.kind == "evidence")
+    assert "brief lapses contraction negative myoclonus" in top.text[ev.start:ev.end]
+
+
 def test_out_of_scope_question_abstains(searcher: Searcher) -> None:
     answer = searcher.search("how do I change my router password?", "hybrid", 5)
     assert answer.abstained

@@ -3,6 +3,8 @@ result assembly."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,7 @@ from myoqa.search.abstention import Evidence, abstains
 from myoqa.search.assembly import Assembly, pick
 from myoqa.search.candidates import candidate_ids, top
 from myoqa.search.fusion import fuse
-from myoqa.search.highlight import answerable, is_heading, snap
+from myoqa.search.highlight import answerable, best_span, highlights, is_caption, is_heading, snap
 from myoqa.search.late import TokenVectors, maxsim, rerank, span_scores
 from myoqa.search.signals import normalised_bm25
 from myoqa.search.unmatched import (
@@ -208,6 +210,45 @@ def test_evidence_is_never_a_bare_heading() -> None:
     assert answerable(text, [heading, sentence]) == [sentence]
     assert answerable(text, [heading]) == [heading]
     assert not is_heading(text, *sentence[:2])
+
+
+def test_evidence_is_never_a_caption() -> None:
+    """Issue 18 item 3: "what is the starting dose of piracetam?" marked a caption."""
+    text = ("Table 2: Starting doses of piracetam\n"
+            "Piracetam 2.4 g a day in three doses, raised every three days\n"
+            "Clonazepam 0.5 mg at night")
+    caption = (0, text.index("\n"), 0.9)
+    row = (text.index("Piracetam 2.4"), text.index("days") + 4, 0.5)
+    assert is_caption(text, *caption[:2]) and not is_caption(text, *row[:2])
+    assert not is_heading(text, *row[:2])
+    assert answerable(text, [caption, row]) == [row]
+
+
+def test_evidence_joins_the_overlapping_windows_up_to_a_word_limit() -> None:
+    """A keyword run's defining words lie just before the window that names the term."""
+    text = " ".join(f"w{i}" for i in range(40))
+    at = [m.start() for m in re.finditer(r"w\d+", text)]
+    window = [(at[i], at[i + 19] + len(f"w{i + 19}"), score)
+              for i, score in ((0, 0.5), (10, 0.9), (20, 0.7))]
+    assert best_span([], window, {}, 0.3) == best_span([], window, {}, 0.3, text, 0)
+    alone = best_span([], window, {}, 0.3)
+    assert alone is not None and (alone.start, alone.end) == window[1][:2]
+    joined = best_span([], window, {}, 0.3, text, 30)
+    assert joined is not None and (joined.start, joined.end) == (window[1][0], window[2][1])
+    whole = best_span([], window, {}, 0.3, text, 40)
+    assert whole is not None and (whole.start, whole.end) == (0, len(text))
+
+
+def test_without_similarities_only_a_span_with_a_question_word_is_evidence() -> None:
+    text = "Nothing to see here. Valproate helps."
+    spans = [(0, 20, 0.0), (21, len(text), 0.0)]
+    weights = {"valproat": 1.0}
+    marks = highlights(text, spans, Analyzer(), weights, 0.3, lexical_only=True)
+    assert [(h.kind, text[h.start:h.end]) for h in marks] == [
+        ("term", "Valproate"), ("evidence", "Valproate helps.")]
+    none = highlights("Nothing to see here.", spans[:1], Analyzer(), weights, 0.3,
+                      lexical_only=True)
+    assert none == []
 
 
 def test_evidence_edges_move_to_a_near_clause_boundary() -> None:

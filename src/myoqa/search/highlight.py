@@ -24,6 +24,9 @@ DASH = re.compile(r"\s+[-–—]\s")
 CAPTION = re.compile(r"(?:table|figure|fig\.?|chart|image|photo|plate)\s*[0-9IVXivx]+\b\S*",
                      re.IGNORECASE)
 """How a caption line starts: it names a table or figure, it does not answer."""
+ROW = re.compile(r"[|\t]|\s\S*\d")
+"""A short line holding a cell separator, or a number after its first word, is a table row
+("Piracetam 2.4 g a day"), not a heading."""
 LOOK = 16
 """Characters looked at on each side of an edge to tell whether it is a boundary."""
 
@@ -117,13 +120,15 @@ def answerable(text: str, candidates: list[tuple[int, int, float]]
 
 
 def is_heading(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] is a whole line of a few words without a sentence end."""
+    """Whether text[start:end] is a whole line of a few words without a sentence end (and
+    not a table row)."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     return (not text[line_start:start].strip()
             and not text[end:len(text) if line_end < 0 else line_end].strip()
             and len(text[start:end].split()) <= HEADING_MAX_WORDS
-            and not SENTENCE_END.search(text, start, end))
+            and not SENTENCE_END.search(text, start, end)
+            and not ROW.search(text, start, end))
 
 
 def is_caption(text: str, start: int, end: int) -> bool:
