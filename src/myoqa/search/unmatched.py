@@ -2,9 +2,9 @@
 
 A content word is any word of the question but a stopword, a question word or a generic word
 ("make", "take", "help", "thing", "best"): the words that say what the question is about. It is
-matched by its Snowball stem, so "twitching" finds "twitch", and leniently by prefix, so an
+matched by its Snowball stem, so "twitching" finds "twitch", and by a few endings, so an
 inflection the stemmer does not join still counts: "worse" finds "worsen", "children" finds
-"child". A hyphenated word also matches its parts written together ("long-term" finds
+"child" (but "live" does not find "liver"). A hyphenated word also matches its parts written together ("long-term" finds
 "longterm", as the keyword-run seed writes it). The check is lexical: a word no source contains
 may still be answered in other words, and the note says so.
 
@@ -52,9 +52,11 @@ GENERIC = frozenset({
     "good", "bad", "better", "best", "normal", "real", "true", "big",
     "small", "little", "new", "old"})
 """Words that carry no subject of their own: never named as missing."""
-PREFIX_EXTRA = 3
-"""How many letters a source term may add to a question word, or a question word to a source
-term, and still count as the same word ("worse"/"worsen", "child"/"children")."""
+ENDINGS = frozenset({"s", "es", "e", "d", "ed", "n", "en", "ren", "ing", "y", "i", "ly",
+                     "ti", "iti", "al", "ic"})
+"""Endings that a source term may add to a question word, or a question word to a source
+term, and still count as the same word ("worse"/"worsen", "child"/"children", "safe"/
+"safeti"); "r" is not one ("live" is not "liver")."""
 PREFIX_MIN = 4
 """The shortest question word matched by prefix ("fly" must not find "fling")."""
 SOURCE_PREFIX_MIN = 5
@@ -106,17 +108,17 @@ def missing_terms(question: str, analyzer: Analyzer, text: str) -> list[str]:
 def mentions(word: str, term: str, has: Callable[[str], bool],
              terms_from: Callable[[str], Iterable[str]]) -> bool:
     """Whether a text whose terms `has` tells (and `terms_from(initial)` lists) holds `word`:
-    its term, or a term that extends the word or its term by at most PREFIX_EXTRA letters, or
-    a term of at least SOURCE_PREFIX_MIN letters that the word's term extends as much."""
+    its term, or a term that is the word or its term plus one of the ENDINGS, or a term of at
+    least SOURCE_PREFIX_MIN letters that the word's term is plus one of them."""
     if has(term):
         return True
     lower = word.lower()
     stems = {s for s in (lower, term) if len(s) >= PREFIX_MIN}
-    if any(other.startswith(s) and len(other) - len(s) <= PREFIX_EXTRA
+    if any(other.startswith(s) and other[len(s):] in ENDINGS
            for other in terms_from(term[:1]) for s in stems):
         return True
-    return any(has(term[:n])
-               for n in range(max(SOURCE_PREFIX_MIN, len(term) - PREFIX_EXTRA), len(term)))
+    return any(term[n:] in ENDINGS and has(term[:n])
+               for n in range(SOURCE_PREFIX_MIN, len(term)))
 
 
 def note(words: Collection[str]) -> str:
