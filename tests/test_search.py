@@ -198,7 +198,7 @@ def test_words_no_source_uses_are_named(searcher: Searcher) -> None:
     assert ("no source mentions propranolol (no source contains the word, in any form)"
             in answer.notes)
     assert answer.to_json()["unmatched_terms"] == ["propranolol"]
-    plain = searcher.search("what medicine helps, and what is the long-term prognosis?",
+    plain = searcher.search("which drugs help, and what is the long-term prognosis?",
                             "hybrid", 3)
     assert plain.unmatched_terms == [] and plain.notes == []
 
