@@ -4,7 +4,7 @@ highlights, with abstention. The model-free stages live in their own modules."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,14 +37,6 @@ class Scores:
     query: np.ndarray | None
     late_query: np.ndarray | None = None
     late_best: float | None = None
-
-
-def answering(scored: Scores) -> Scores:
-    """BM25's candidates without those that score 0: a passage holding no word of the question
-    is no answer, only a filler of the list."""
-    keep = scored.fused > 0
-    return replace(scored, ids=scored.ids[keep], fused=scored.fused[keep],
-                   lexical=scored.lexical[keep])
 
 
 class Searcher:
@@ -90,8 +82,6 @@ class Searcher:
         cleaned, notes = searched_text(check_request(question, mode, k), mode)
         terms = query_terms(self.analyzer, cleaned)
         scored = self.score(cleaned, mode, terms)
-        if mode == "bm25":
-            scored = answering(scored)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
         unmatched = unmatched_terms(cleaned, self.analyzer,
                                     lambda term: self.bm25.idf(term) is not None,
@@ -105,7 +95,8 @@ class Searcher:
                              p.abstain_late_below, p.abstain_on_units)
         weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
         how = Assembly(self.params.max_words, self.params.partial_min, self.params.source_penalty)
-        picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how)
+        picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how,
+                      lead_above=0.0 if mode == "bm25" else None)
         results = [self._result(rank, hit, weights, scored, cleaned)
                    for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
