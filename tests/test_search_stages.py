@@ -112,7 +112,7 @@ def test_a_zero_score_passage_starts_no_result_but_may_complete_one() -> None:
     """Issue 18 item 5: in bm25 mode passages scoring 0 filled the list."""
     ranges = [(_word(i)[0], _word(i + 3)[1]) for i in range(0, 10, 2)]
     fused = np.array([0.0, 0.9, 0.0, 0.0, 0.0])
-    hits = pick(_table(ranges), {"a": TEXT}, np.arange(5), fused, 5, HOW, lead_above=0.0)
+    hits = pick(_table(ranges), {"a": TEXT}, np.arange(5), fused, 5, HOW, fused > 0)
     assert len(hits) == 1 and hits[0].score == 0.9
     assert (hits[0].start, hits[0].end) == (_word(0)[0], _word(5)[1])
     assert any(h.score == 0 for h in pick(_table(ranges), {"a": TEXT}, np.arange(5), fused, 5, HOW))

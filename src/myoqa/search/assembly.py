@@ -46,7 +46,7 @@ class Hit:
 
 
 def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.ndarray, k: int,
-         how: Assembly, lead_above: float | None = None) -> list[Hit]:
+         how: Assembly, may_lead: np.ndarray | None = None) -> list[Hit]:
     """The k best passages that do not overlap, each absorbing the candidates that overlap
     it alone, best first, while the union stays within `max_words`.
 
@@ -57,13 +57,15 @@ def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.nda
     (not below 0), so a close answer from another source is not buried under one source's
     near-repeats. A passage too long to absorb still shows what lies outside the results
     before it, when that is at least `partial_min` of it (above 1: never), so no sentence is
-    hidden only because its neighbour ranked. With `lead_above`, a passage scoring no more
-    than it starts no result of its own, though a result may still take it in (BM25: a
-    passage holding no question word is no answer, but may complete its neighbour's sentence).
+    hidden only because its neighbour ranked. With `may_lead` (one flag per candidate), a
+    passage flagged False starts no result of its own, though a result may still take it in
+    (BM25: a passage holding no question word is no answer, but may complete its neighbour's
+    sentence).
     """
     order = np.argsort(-fused, kind="stable")
     ids = ids[order]
     scores = fused[order].tolist()
+    leads = None if may_lead is None else may_lead[order].tolist()
     sources, starts, ends = (table.source[ids].tolist(), table.start[ids].tolist(),
                              table.end[ids].tolist())
     ids = ids.tolist()
@@ -83,7 +85,7 @@ def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.nda
         text = texts[unit.source]
         if len(hits) == 1 and hits[0].absorb(ids[n], unit, text, how.max_words):
             continue
-        if lead_above is not None and scores[n] <= lead_above:
+        if leads is not None and not leads[n]:
             followers.append(n)
             continue
         if not hits:

@@ -96,7 +96,7 @@ class Searcher:
         weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
         how = Assembly(self.params.max_words, self.params.partial_min, self.params.source_penalty)
         picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how,
-                      lead_above=0.0 if mode == "bm25" else None)
+                      self._holding(terms)[scored.ids] if mode == "bm25" else None)
         results = [self._result(rank, hit, weights, scored, cleaned)
                    for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
@@ -134,6 +134,17 @@ class Searcher:
                           late_query, float(late.max(initial=-1.0)))
         return Scores(ids, fused, lexical[ids], dense, query)
 
+
+    def _holding(self, terms: list[str]) -> np.ndarray:
+        """Per passage, whether it holds a word of the question (a term's IDF may be 0 in a
+        tiny index, so a score of 0 does not tell)."""
+        out = np.zeros(self.bm25.size, dtype=bool)
+        postings = self.bm25.postings
+        for term in terms:
+            i = self.bm25.term_ids.get(term)
+            if i is not None:
+                out[postings.docs[postings.indptr[i]:postings.indptr[i + 1]]] = True
+        return out
 
     def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores,
                 question: str) -> Result:
