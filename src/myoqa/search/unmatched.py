@@ -109,16 +109,17 @@ def mentions(word: str, term: str, has: Callable[[str], bool],
              terms_from: Callable[[str], Iterable[str]]) -> bool:
     """Whether a text whose terms `has` tells (and `terms_from(initial)` lists) holds `word`:
     its term, or a term that is the word or its term plus one of the ENDINGS, or a term of at
-    least SOURCE_PREFIX_MIN letters that the word's term is plus one of them."""
+    least SOURCE_PREFIX_MIN letters that the word's term is plus one of them. The close forms
+    are looked for in the listed terms (a Milvus index knows only the question's terms' counts,
+    but lists the collection's vocabulary)."""
     if has(term):
         return True
     lower = word.lower()
     stems = {s for s in (lower, term) if len(s) >= PREFIX_MIN}
-    if any(other.startswith(s) and other[len(s):] in ENDINGS
-           for other in terms_from(term[:1]) for s in stems):
-        return True
-    return any(term[n:] in ENDINGS and has(term[:n])
-               for n in range(SOURCE_PREFIX_MIN, len(term)))
+    shorter = {term[:n] for n in range(SOURCE_PREFIX_MIN, len(term)) if term[n:] in ENDINGS}
+    return any(other in shorter
+               or any(other.startswith(s) and other[len(s):] in ENDINGS for s in stems)
+               for other in terms_from(term[:1]))
 
 
 def note(words: Collection[str]) -> str:
