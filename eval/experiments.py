@@ -241,6 +241,21 @@ def exp_late_evidence() -> None:
         print(f"| {weight} | " + " | ".join(cells) + " |", flush=True)
 
 
+def exp_evidence_words() -> None:
+    print("\n### Evidence joined with its overlapping neighbours up to N words (issue 18)\n")
+    print("| late interaction | lexical weight | N | tune overlapping | check overlapping |"
+          " held-out overlapping |")
+    print("|---|---|---|---|---|---|")
+    for late in (None, LATE):
+        for lexical in (0.3, 1.0):
+            for words in (0, 30, 40):
+                params = SearchParams(late=late, evidence_lexical_weight=lexical,
+                                      evidence_words=words)
+                cells = [f"{h}/{c}" for h, c, _ in (r.evidence for r in on_three_sets(params))]
+                print(f"| {'on' if late else 'off'} | {lexical} | {words} | "
+                      + " | ".join(cells) + " |", flush=True)
+
+
 def exp_late_abstention() -> None:
     print("\n### Abstention: late-interaction MaxSim floor and units no source uses\n")
     print("| setting | tune OOS abstained | tune in-scope abstained | check OOS abstained |"

@@ -3,6 +3,8 @@ result assembly."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,10 +18,16 @@ from myoqa.search.abstention import Evidence, abstains
 from myoqa.search.assembly import Assembly, pick
 from myoqa.search.candidates import candidate_ids, top
 from myoqa.search.fusion import fuse
-from myoqa.search.highlight import answerable, is_heading, snap
+from myoqa.search.highlight import answerable, best_span, highlights, is_caption, is_heading, snap
 from myoqa.search.late import LateSignal, Preload, TokenVectors, maxsim, rerank, span_scores
 from myoqa.search.signals import normalised_bm25
-from myoqa.search.unmatched import by_initial, unmatched_terms
+from myoqa.search.unmatched import (
+    by_initial,
+    content_words,
+    missing_terms,
+    note,
+    unmatched_terms,
+)
 
 TEXT = " ".join(f"w{i}" for i in range(40))
 """One source of 40 one-token words; word i spans characters [3i, 3i + 2) for i < 10."""
@@ -100,6 +108,16 @@ def test_pick_takes_the_best_non_overlapping_passages_and_widens_them() -> None:
     assert hits[1].score == pytest.approx(0.47)
 
 
+def test_a_zero_score_passage_starts_no_result_but_may_complete_one() -> None:
+    """Issue 18 item 5: in bm25 mode passages scoring 0 filled the list."""
+    ranges = [(_word(i)[0], _word(i + 3)[1]) for i in range(0, 10, 2)]
+    fused = np.array([0.0, 0.9, 0.0, 0.0, 0.0])
+    hits = pick(_table(ranges), {"a": TEXT}, np.arange(5), fused, 5, HOW, fused > 0)
+    assert len(hits) == 1 and hits[0].score == 0.9
+    assert (hits[0].start, hits[0].end) == (_word(0)[0], _word(5)[1])
+    assert any(h.score == 0 for h in pick(_table(ranges), {"a": TEXT}, np.arange(5), fused, 5, HOW))
+
+
 def test_pick_shows_the_uncovered_part_of_a_passage_too_long_to_absorb() -> None:
     ranges = [(_word(0)[0], _word(3)[1]), (_word(2)[0], _word(9)[1])]
     hits = pick(_table(ranges), {"a": TEXT}, np.arange(2), np.array([0.9, 0.8]), 2, HOW)
@@ -130,14 +148,55 @@ def _unmatched(question: str, source_words: str) -> list[str]:
                            lambda initial: grouped.get(initial, []))
 
 
-def test_unmatched_terms_are_specific_words_no_source_uses() -> None:
+def test_every_content_word_no_source_contains_is_named() -> None:
+    """Issue 18 item 4: everyday words are named too; stopwords, question words and generic
+    verbs never are."""
     sources = "Treatment of myoclonus: clonazepam and valproate; the prognosis varies."
     assert _unmatched("is propranolol a treatment for myoclonus?", sources) == ["propranolol"]
-    assert _unmatched("what is the dose of valproate in mg?", sources) == ["mg"]
-    # paraphrases and everyday words are not reported; nor is a misspelling of a source word
-    assert _unmatched("what medicine helps, and what is the outlook?", sources) == []
-    assert _unmatched("side effects of clonazapam", sources) == []
+    assert _unmatched("what is the dose of valproate in mg?", sources) == ["dose", "mg"]
+    assert _unmatched("Does smoking make myoclonus worse?", sources) == ["smoking", "worse"]
+    assert _unmatched("what medicine helps, and what is the outlook?", sources) == [
+        "medicine", "outlook"]
     assert _unmatched("propranolol or Propranolol, 2018", sources) == ["propranolol"]
+
+
+def test_a_misspelt_rare_word_is_not_named_but_a_common_look_alike_is() -> None:
+    sources = "Clonazepam helps; plan the treatment."
+    assert _unmatched("side effects of clonazapam", sources) == ["side", "effects"]
+    assert _unmatched("can I take clonazepam on a plane?", sources) == ["plane"]
+
+
+def test_content_words_leave_out_stopwords_question_and_generic_words() -> None:
+    words = content_words("What drugs can help me? Does it make the twitching better, or is "
+                          "something else best to take?", Analyzer())
+    assert words == [("drugs", "drug"), ("twitching", "twitch")]
+
+
+@pytest.mark.parametrize("question,sources", [
+    ("why is he twitching", "a twitch of the face"),
+    ("does it get worse", "drugs may worsen symptoms"),
+    ("can children get it", "a child may have it"),
+    ("what is the long-term outlook", "the longterm outlook varies"),
+])
+def test_a_word_is_found_by_its_stem_or_a_close_form(question: str, sources: str) -> None:
+    assert _unmatched(question, sources) == []
+
+
+def test_a_word_is_not_found_inside_another_word() -> None:
+    assert _unmatched("can I fly with it", "a fling") == ["fly"]
+    assert _unmatched("how long will I live", "the liver fails") == ["live"]
+
+
+def test_a_passage_lacks_the_content_words_it_does_not_contain() -> None:
+    question = "Does smoking make the twitching worse in children?"
+    assert missing_terms(question, Analyzer(), "Twitches in a child may worsen.") == ["smoking"]
+    assert missing_terms(question, Analyzer(), "Nothing here.") == [
+        "smoking", "twitching", "worse", "children"]
+
+
+def test_the_note_says_the_missing_words_are_a_lexical_fact() -> None:
+    assert note(["smoking"]) == "no source mentions smoking (no source contains the word, in any form)"
+    assert note(["fly", "plane"]).startswith("no source mentions fly or plane (no source contains these words")
 
 
 @pytest.mark.parametrize("found,expected", [
@@ -162,6 +221,45 @@ def test_evidence_is_never_a_bare_heading() -> None:
     assert answerable(text, [heading, sentence]) == [sentence]
     assert answerable(text, [heading]) == [heading]
     assert not is_heading(text, *sentence[:2])
+
+
+def test_evidence_is_never_a_caption() -> None:
+    """Issue 18 item 3: "what is the starting dose of piracetam?" marked a caption."""
+    text = ("Table 2: Starting doses of piracetam\n"
+            "Piracetam 2.4 g a day in three doses, raised every three days\n"
+            "Clonazepam 0.5 mg at night")
+    caption = (0, text.index("\n"), 0.9)
+    row = (text.index("Piracetam 2.4"), text.index("days") + 4, 0.5)
+    assert is_caption(text, *caption[:2]) and not is_caption(text, *row[:2])
+    assert not is_heading(text, *row[:2])
+    assert answerable(text, [caption, row]) == [row]
+
+
+def test_evidence_joins_the_overlapping_windows_up_to_a_word_limit() -> None:
+    """A keyword run's defining words lie just before the window that names the term."""
+    text = " ".join(f"w{i}" for i in range(40))
+    at = [m.start() for m in re.finditer(r"w\d+", text)]
+    window = [(at[i], at[i + 19] + len(f"w{i + 19}"), score)
+              for i, score in ((0, 0.5), (10, 0.9), (20, 0.7))]
+    assert best_span([], window, {}, 0.3) == best_span([], window, {}, 0.3, text, 0)
+    alone = best_span([], window, {}, 0.3)
+    assert alone is not None and (alone.start, alone.end) == window[1][:2]
+    joined = best_span([], window, {}, 0.3, text, 30)
+    assert joined is not None and (joined.start, joined.end) == (window[1][0], window[2][1])
+    whole = best_span([], window, {}, 0.3, text, 40)
+    assert whole is not None and (whole.start, whole.end) == (0, len(text))
+
+
+def test_without_similarities_only_a_span_with_a_question_word_is_evidence() -> None:
+    text = "Nothing to see here. Valproate helps."
+    spans = [(0, 20, 0.0), (21, len(text), 0.0)]
+    weights = {"valproat": 1.0}
+    marks = highlights(text, spans, Analyzer(), weights, 0.3, lexical_only=True)
+    assert [(h.kind, text[h.start:h.end]) for h in marks] == [
+        ("term", "Valproate"), ("evidence", "Valproate helps.")]
+    none = highlights("Nothing to see here.", spans[:1], Analyzer(), weights, 0.3,
+                      lexical_only=True)
+    assert none == []
 
 
 def test_evidence_edges_move_to_a_near_clause_boundary() -> None:

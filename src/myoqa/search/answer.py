@@ -14,7 +14,8 @@ class Result:
     """One ranked passage: where it is, its exact text, score and highlights.
 
     `line` and `column` (1-based, in characters) are where the passage starts; `page` is its
-    page for a PDF, else None.
+    page for a PDF, else None. `missing_terms` are the question's content words the passage
+    does not contain.
     """
 
     rank: int
@@ -27,6 +28,7 @@ class Result:
     score: float
     text: str
     highlights: list[Highlight]
+    missing_terms: list[str] = field(default_factory=list)
 
     @property
     def citation(self) -> str:
@@ -38,7 +40,8 @@ class Result:
         return {"rank": self.rank, "source": self.source, "start": self.start, "end": self.end,
                 "line": self.line, "column": self.column, "page": self.page,
                 "score": round(self.score, 6), "text": self.text,
-                "highlights": [h.to_json() for h in self.highlights]}
+                "highlights": [h.to_json() for h in self.highlights],
+                "missing_terms": self.missing_terms}
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Hit:
 
 
 def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.ndarray, k: int,
-         how: Assembly) -> list[Hit]:
+         how: Assembly, may_lead: np.ndarray | None = None) -> list[Hit]:
     """The k best passages that do not overlap, each absorbing the candidates that overlap
     it alone, best first, while the union stays within `max_words`.
 
@@ -57,16 +57,21 @@ def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.nda
     (not below 0), so a close answer from another source is not buried under one source's
     near-repeats. A passage too long to absorb still shows what lies outside the results
     before it, when that is at least `partial_min` of it (above 1: never), so no sentence is
-    hidden only because its neighbour ranked.
+    hidden only because its neighbour ranked. With `may_lead` (one flag per candidate), a
+    passage flagged False starts no result of its own, though a result may still take it in
+    (BM25: a passage holding no question word is no answer, but may complete its neighbour's
+    sentence).
     """
     order = np.argsort(-fused, kind="stable")
     ids = ids[order]
     scores = fused[order].tolist()
+    leads = None if may_lead is None else may_lead[order].tolist()
     sources, starts, ends = (table.source[ids].tolist(), table.start[ids].tolist(),
                              table.end[ids].tolist())
     ids = ids.tolist()
     picked: list[Hit] = []
     taken: dict[int, int] = {}
+    followers: list[int] = []
     heap = [(-f, n, 0) for n, f in enumerate(scores)]
     while heap and len(picked) < k:
         key, n, seen = heapq.heappop(heap)
@@ -78,10 +83,13 @@ def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.nda
         hits = [h for h in picked if h.overlaps(source, starts[n], ends[n])]
         unit = table[ids[n]]
         text = texts[unit.source]
+        if len(hits) == 1 and hits[0].absorb(ids[n], unit, text, how.max_words):
+            continue
+        if leads is not None and not leads[n]:
+            followers.append(n)
+            continue
         if not hits:
             start, end = unit.start, unit.end
-        elif len(hits) == 1 and hits[0].absorb(ids[n], unit, text, how.max_words):
-            continue
         else:
             start, end = outside(unit, hits, text)
             if (len(text[start:end].split())
@@ -92,7 +100,7 @@ def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.nda
     by_source: dict[int, list[Hit]] = {}
     for h in picked:
         by_source.setdefault(h.source_id, []).append(h)
-    for n in sorted(n for _, n, _ in heap):
+    for n in sorted([n for _, n, _ in heap] + followers):
         hits = [h for h in by_source.get(sources[n], ())
                 if h.overlaps(sources[n], starts[n], ends[n])]
         if len(hits) == 1:

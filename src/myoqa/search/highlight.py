@@ -21,6 +21,12 @@ SNAP_WORDS = 6
 BOUNDARY = re.compile(r"(?:[.!?…;:,]+[\"'”’)\]]*|\s[-–—])$")
 """Text ending here ends a clause or sentence (punctuation, or a dash between spaces)."""
 DASH = re.compile(r"\s+[-–—]\s")
+CAPTION = re.compile(r"(?:table|figure|fig\.?|chart|image|photo|plate)\s*[0-9IVXivx]+\b\S*",
+                     re.IGNORECASE)
+"""How a caption line starts: it names a table or figure, it does not answer."""
+ROW = re.compile(r"[|\t]|\s\S*\d")
+"""A short line holding a cell separator, or a number after its first word, is a table row
+("Piracetam 2.4 g a day"), not a heading."""
 LOOK = 16
 """Characters looked at on each side of an edge to tell whether it is a boundary."""
 
@@ -39,34 +45,52 @@ class Highlight:
 
 
 def highlights(text: str, candidates: list[tuple[int, int, float]], analyzer: Analyzer,
-               weights: dict[str, float], lexical_weight: float, answerable_only: bool = True
-               ) -> list[Highlight]:
+               weights: dict[str, float], lexical_weight: float, answerable_only: bool = True,
+               lexical_only: bool = False, max_words: int = 0) -> list[Highlight]:
     """The passage's marks, in order: each word whose term is one of the question's, and the
-    evidence span (see `best_span`), chosen among the `answerable` candidates."""
+    evidence span (see `best_span`, joined up to `max_words`), chosen among the `answerable`
+    candidates. When the spans have no similarity to go by (`lexical_only`, BM25 alone), only
+    a span holding a question word can be evidence: a passage without one has no evidence
+    mark."""
     matches = analyzer.matches(text, weights)
     marks = [Highlight(s, e, "term") for _, s, e in matches]
     if answerable_only:
         candidates = answerable(text, candidates)
-    evidence = best_span(matches, candidates, weights, lexical_weight)
+    if lexical_only:
+        candidates = [c for c in candidates
+                      if any(s >= c[0] and e <= c[1] for _, s, e in matches)]
+    evidence = best_span(matches, candidates, weights, lexical_weight, text, max_words)
     return sorted(marks + ([evidence] if evidence else []), key=lambda h: h.start)
 
 
 def best_span(matches: list[tuple[str, int, int]], candidates: list[tuple[int, int, float]],
-              weights: dict[str, float], lexical_weight: float) -> Highlight | None:
-    """The candidate (start, end, dense score) that best supports the question.
+              weights: dict[str, float], lexical_weight: float, text: str = "",
+              max_words: int = 0) -> Highlight | None:
+    """The candidate (start, end, dense score) that best supports the question, joined with the
+    next best candidates that overlap it while the whole stays within `max_words` words of
+    `text` (0: not joined).
 
-    A span's score is its dense similarity plus `lexical_weight` times the share of the question's
-    term weight (IDF) it contains, so among equally similar spans the one that names the
-    asked-about things wins. `matches` are the passage's words that are question terms.
+    A span's score is its dense similarity plus `lexical_weight` times the share of the
+    question's term weight (IDF) it contains, so among equally similar spans the one that names
+    the asked-about things wins. `matches` are the passage's words that are question terms.
+    Joining matters where spans overlap, in text without sentences (a keyword run's 20-word
+    windows): the words that define a term often lie just before or after the window that
+    names it ("brief lapses contraction negative myoclonus"), and a prose sentence span is 40
+    words long too.
     """
     total = sum(weights.values()) or 1.0
-    best, best_score = None, float("-inf")
+    scored = []
     for start, end, dense in candidates:
         found = {t for t, s, e in matches if s >= start and e <= end}
-        score = dense + lexical_weight * sum(weights[t] for t in found) / total
-        if score > best_score + 1e-9:
-            best, best_score = (start, end), score
-    return Highlight(best[0], best[1], "evidence") if best else None
+        scored.append((start, end, dense + lexical_weight * sum(weights[t] for t in found) / total))
+    if not scored:
+        return None
+    ranked = sorted(scored, key=lambda c: -c[2])
+    start, end, _ = ranked[0]
+    for s, e, _ in ranked[1:] if max_words else ():
+        if s < end and start < e and len(text[min(s, start):max(e, end)].split()) <= max_words:
+            start, end = min(s, start), max(e, end)
+    return Highlight(start, end, "evidence")
 
 
 def span_candidates(spans: UnitTable, passage_spans: np.ndarray, span_vectors: np.ndarray,
@@ -86,22 +110,34 @@ def span_candidates(spans: UnitTable, passage_spans: np.ndarray, span_vectors: n
 
 def answerable(text: str, candidates: list[tuple[int, int, float]]
                ) -> list[tuple[int, int, float]]:
-    """The candidates that can stand as an answer: bare headings left out (unless nothing else
-    is left), and each edge that cuts a phrase moved to a clause or sentence boundary when one
+    """The candidates that can stand as an answer: bare headings and captions left out (unless
+    nothing else is left), and each edge that cuts a phrase moved to a clause or sentence boundary when one
     lies within SNAP_WORDS words (a window of a long sentence otherwise starts and ends
     mid-phrase). Text without punctuation, such as a keyword run, has no boundary to move to."""
-    kept = [c for c in candidates if not is_heading(text, c[0], c[1])] or candidates
+    kept = [c for c in candidates
+            if not is_heading(text, c[0], c[1]) and not is_caption(text, c[0], c[1])] or candidates
     return [(*snap(text, start, end), score) for start, end, score in kept]
 
 
 def is_heading(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] is a whole line of a few words without a sentence end."""
+    """Whether text[start:end] is a whole line of a few words without a sentence end (and
+    not a table row)."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     return (not text[line_start:start].strip()
             and not text[end:len(text) if line_end < 0 else line_end].strip()
             and len(text[start:end].split()) <= HEADING_MAX_WORDS
-            and not SENTENCE_END.search(text, start, end))
+            and not SENTENCE_END.search(text, start, end)
+            and not ROW.search(text, start, end))
+
+
+def is_caption(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] lies within one line that starts as a caption ("Table 2: …",
+    "Figure 1."): it names what a table shows; the answer is in its rows."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", line_start)
+    line_end = len(text) if line_end < 0 else line_end
+    return end <= line_end and CAPTION.match(text[line_start:line_end].lstrip()) is not None
 
 
 def snap(text: str, start: int, end: int) -> tuple[int, int]:

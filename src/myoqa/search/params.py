@@ -68,6 +68,7 @@ class SearchParams:
     evidence_lexical_weight: float = 0.3
     answerable_evidence: bool = True
     evidence_token_weight: float = 0.75
+    evidence_words: int = 40
     max_words: int = 120
     partial_min: float = 0.5
     source_penalty: float = 0.03

@@ -23,7 +23,7 @@ from myoqa.search.highlight import highlights, span_candidates
 from myoqa.search.late import LateSignal, Preload, rerank, span_scores
 from myoqa.search.params import Convex, LexicalNorm, SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
-from myoqa.search.unmatched import UNITS, by_initial, unmatched_terms
+from myoqa.search.unmatched import UNITS, by_initial, missing_terms, note, unmatched_terms
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Searcher:
                                     lambda term: self.bm25.idf(term) is not None,
                                     self._source_terms)
         if unmatched:
-            notes.append("the sources never mention " + ", ".join(unmatched))
+            notes.append(note(unmatched))
         p = self.params
         found = Evidence(mode, best_sim, float(scored.lexical.max(initial=0.0)),
                          scored.late_best, any(w.lower() in UNITS for w in unmatched))
@@ -103,8 +103,9 @@ class Searcher:
                              p.abstain_late_below, p.abstain_on_units)
         weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
         how = Assembly(self.params.max_words, self.params.partial_min, self.params.source_penalty)
-        picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how)
-        results = [self._result(rank, hit, weights, scored)
+        picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how,
+                      self._holding(terms)[scored.ids] if mode == "bm25" else None)
+        results = [self._result(rank, hit, weights, scored, cleaned)
                    for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
                       searched=cleaned, best_similarity=best_sim, notes=notes,
@@ -145,7 +146,19 @@ class Searcher:
         return Scores(ids, fused, lexical[ids], dense, query)
 
 
-    def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores) -> Result:
+    def _holding(self, terms: list[str]) -> np.ndarray:
+        """Per passage, whether it holds a word of the question (a term's IDF may be 0 in a
+        tiny index, so a score of 0 does not tell)."""
+        out = np.zeros(self.bm25.size, dtype=bool)
+        postings = self.bm25.postings
+        for term in terms:
+            i = self.bm25.term_ids.get(term)
+            if i is not None:
+                out[postings.docs[postings.indptr[i]:postings.indptr[i + 1]]] = True
+        return out
+
+    def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores,
+                question: str) -> Result:
         source = self.index.passages.names[hit.source_id]
         source_text = self.index.texts[source]
         text = source_text[hit.start:hit.end]
@@ -156,11 +169,14 @@ class Searcher:
         if w and self.late is not None and scored.late_query is not None and spans:
             spans = self._token_evidence(self.late, hit, spans, scored.late_query, w)
         marks = highlights(text, spans, self.analyzer, weights,
-                           self.params.evidence_lexical_weight, self.params.answerable_evidence)
+                           self.params.evidence_lexical_weight, self.params.answerable_evidence,
+                           lexical_only=scored.query is None,
+                           max_words=self.params.evidence_words)
         place = locate(source_text, hit.start, is_paged(source))
         return Result(rank=rank, source=source, start=hit.start, end=hit.end, line=place.line,
                       column=place.column, page=place.page, score=hit.score, text=text,
-                      highlights=marks)
+                      highlights=marks,
+                      missing_terms=missing_terms(question, self.analyzer, text))
 
     def _token_evidence(self, late: LateSignal, hit: Hit, spans: list[tuple[int, int, float]],
                         late_query: np.ndarray, weight: float) -> list[tuple[int, int, float]]:
