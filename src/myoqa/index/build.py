@@ -23,6 +23,7 @@ from myoqa.chunking import ChunkParams, Unit, chunk
 from myoqa.corpus import Source
 from myoqa.errors import MyoqaError
 from myoqa.index import tokens
+from myoqa.index.dense import dense_index
 from myoqa.index.manifest import (
     Counts,
     FileDigest,
@@ -35,11 +36,6 @@ from myoqa.index.manifest import (
 from myoqa.index.tables import Index, UnitTable, spans_inside
 from myoqa.index.textkey import text_key
 
-FLAT_MAX = 20_000
-IVF_PROBED_SHARE = 4
-IVF_SAMPLE_PER_LIST = 50
-IVF_TRAIN_ITERATIONS = 10
-IVF_MIN_PROBES = 32
 VERSIONED_PACKAGES = ("faiss-cpu", "rank-bm25", "sentence-transformers", "torch", "numpy",
                       "onnxruntime")
 
@@ -158,19 +154,21 @@ def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
         graph.folder.name if graph else "", graph.files if graph else {}))
 
 
-def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
+def from_parts(texts: dict[str, str], passages: list[Unit] | UnitTable, spans: list[Unit],
                passage_vectors: np.ndarray, span_vectors: np.ndarray, params: BuildParams,
                entries: list[SourceEntry] | None = None, model: ModelInfo | None = None,
                reused: int = 0,
                skipped: list[Skipped] | None = None, started: float | None = None,
                encoder_dir: Path = Path()) -> Index:
-    """An in-memory index from already-embedded units (also used by the scale benchmark)."""
+    """An in-memory index from already-embedded units (also used by the scale benchmark, which
+    gives its passages as a table: millions of Unit objects would outweigh the index)."""
     started = time.perf_counter() if started is None else started
     model = model or ModelInfo(params.model, int(passage_vectors.shape[1]), "", {})
     names = list(texts)
-    table = UnitTable.from_units(passages, names)
+    table = (passages if isinstance(passages, UnitTable)
+             else UnitTable.from_units(passages, names))
     span_table = UnitTable.from_units(spans, names)
-    postings = Postings.from_texts((texts[u.source][u.start:u.end] for u in passages),
+    postings = Postings.from_texts((texts[u.source][u.start:u.end] for u in table),
                                    params.analyzer)
     vectors = dense_index(passage_vectors)
     manifest = Manifest(
@@ -179,34 +177,11 @@ def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
         counts=Counts(len(texts), len(passages), len(spans)), files={}, versions=_versions(),
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         build_seconds=round(time.perf_counter() - started, 3),
-        dense_index=(f"ivf(lists={vectors.nlist}, nprobe={vectors.nprobe})"
-                     if hasattr(vectors, "nprobe") else "flat"),
+        dense_index=vectors.description,
         reused_vectors=reused, skipped=skipped or [])
     return Index(path=Path(), encoder_dir=encoder_dir, manifest=manifest, texts=texts,
                  passages=table, spans=span_table, passage_spans=spans_inside(table, span_table),
                  postings=postings, passage_vectors=vectors, span_vectors=span_vectors)
-
-
-def dense_index(vectors: np.ndarray) -> Any:
-    """Exact inner-product search up to FLAT_MAX vectors, an IVF index above (see README)."""
-    import faiss
-
-    n, dim = vectors.shape
-    if n <= FLAT_MAX:
-        flat = faiss.IndexFlatIP(dim)
-        flat.add(vectors)
-        return flat
-    lists = int(np.sqrt(n))
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.niter = IVF_TRAIN_ITERATIONS
-    ivf.cp.spherical = True
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, IVF_SAMPLE_PER_LIST * lists),
-                                                     replace=False)]
-    ivf.train(sample)
-    ivf.add(vectors)
-    ivf.nprobe = max(IVF_MIN_PROBES, lists // IVF_PROBED_SHARE)
-    ivf.make_direct_map()
-    return ivf
 
 
 def _versions() -> dict[str, str]:
