@@ -22,9 +22,9 @@ from myoqa.analysis import WORD_RE, Analyzer
 K1 = 1.5
 B = 0.75
 EPSILON = 0.25
-INVERT_BATCH = 100_000
+INVERT_BATCH = 20_000
 """Documents inverted at once when building postings (memory holds one batch's tokens)."""
-WEIGHT_CHUNK = 4_000_000
+WEIGHT_CHUNK = 1_000_000
 """Postings whose BM25 weights are computed at once (bounds the temporaries)."""
 
 

@@ -36,6 +36,9 @@ from myoqa.index.manifest import (
 from myoqa.index.tables import Index, UnitTable, spans_inside
 from myoqa.index.textkey import text_key
 
+EMBED_BATCH = 8192
+"""Texts handed to the encoder at once: their vectors go straight into the index's arrays, so
+a build holds one batch's vectors beyond the index (no second copy of every vector)."""
 VERSIONED_PACKAGES = ("faiss-cpu", "rank-bm25", "sentence-transformers", "torch", "numpy",
                       "onnxruntime")
 
@@ -110,31 +113,46 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
     if not passages:
         raise MyoqaError("the sources hold no words to index", "add text to the source files")
     texts = {s.name: s.text for s in sources}
-    units = [texts[u.source][u.start:u.end] for u in passages + spans]
+    units = passages + spans
     known = known_vectors(previous, info)
-    keys = [text_key(t) for t in units]
+    keys = [text_key(texts[u.source][u.start:u.end]) for u in units]
     first: dict[bytes, int] = {}
     for i, key in enumerate(keys):
         if key not in known:
             first.setdefault(key, i)
     todo = list(first.values())
     tick = (progress or _no_progress)("embedding", len(todo))
-    fresh = encoder.encode([units[i] for i in todo], tick) if todo else None
-    for n, i in enumerate(todo):
-        known[keys[i]] = fresh[n]
-    dimension = len(next(iter(known.values())))
-    vectors = np.empty((len(units), dimension), dtype=np.float32)
+    vectors: list[np.ndarray] = []
+    for at in range(0, len(todo), EMBED_BATCH):
+        batch = todo[at:at + EMBED_BATCH]
+        fresh = encoder.encode([texts[units[i].source][units[i].start:units[i].end]
+                                for i in batch], tick)
+        if not vectors:
+            vectors = [np.empty((len(t), fresh.shape[1]), np.float32) for t in (passages, spans)]
+        for n, i in enumerate(batch):
+            _row(vectors, len(passages), i)[:] = fresh[n]
+    if not vectors:
+        dimension = len(next(iter(known.values())))
+        vectors = [np.empty((len(t), dimension), np.float32) for t in (passages, spans)]
     for i, key in enumerate(keys):
-        vectors[i] = known[key]
-    index = from_parts(texts, passages, spans, vectors[:len(passages)],
-                       np.ascontiguousarray(vectors[len(passages):]), params, entries,
-                       ModelInfo(params.model, dimension, info.folder.name, info.files),
+        if key in known:
+            _row(vectors, len(passages), i)[:] = known[key]
+        elif first[key] != i:
+            _row(vectors, len(passages), i)[:] = _row(vectors, len(passages), first[key])
+    index = from_parts(texts, passages, spans, vectors[0], vectors[1], params, entries,
+                       ModelInfo(params.model, vectors[0].shape[1], info.folder.name, info.files),
                        reused=len(units) - len(todo), skipped=skipped or [], started=started,
                        encoder_dir=info.folder)
     if late_encoder is not None and params.late_model is not None:
-        add_token_vectors(index, units[:len(passages)], params.late_model, late_encoder,
-                          previous, progress or _no_progress, late_info)
+        add_token_vectors(index, [texts[u.source][u.start:u.end] for u in passages],
+                          params.late_model, late_encoder, previous, progress or _no_progress,
+                          late_info)
     return index
+
+
+def _row(vectors: list[np.ndarray], passages: int, i: int) -> np.ndarray:
+    """Unit i's row: passages come first, then spans."""
+    return vectors[0][i] if i < passages else vectors[1][i - passages]
 
 
 def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,

@@ -22,7 +22,7 @@ IVF_MIN_PROBES = 32
 RERANK_EXTRA = 50
 """The quantised index is asked for this many neighbours more than wanted; the float16
 vectors pick the nearest among them."""
-ADD_BATCH = 100_000
+ADD_BATCH = 20_000
 """Vectors converted and added to the IVF index at once (bounds the float32 copies)."""
 EXACT_DTYPE = np.float16
 
