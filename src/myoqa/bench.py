@@ -33,7 +33,7 @@ from myoqa.output_files import write_output
 QUESTION = "which drugs are used to treat myoclonus?"
 MED = PROJECT_ROOT / "eval" / "datasets" / "med"
 DIM = 384
-MAX_SIZE = 10_000_000  # synthetic passages; 1,000,000 already peaks near 10 GB
+MAX_SIZE = 10_000_000  # synthetic passages; 1,000,000 peak near 2.7 GB
 RESULTS_FILE = "latest.json"
 PLOT_FILE = "scale.png"
 
@@ -485,7 +485,8 @@ def table(results: dict[str, Any]) -> str:
     if m:
         rows.append((f"building MED ({m['documents']:,} documents): time, peak memory",
                      f"{m['seconds']:.1f} s, {m['peak_rss_mb']:.0f} MB", "bounded"))
-    targets = {10_000: ("—", "—"), 100_000: ("≤ 20 ms", "—"), 1_000_000: ("≤ 100 ms", "≤ 60 s")}
+    targets = {10_000: ("—", "—"), 100_000: ("≤ 5 ms", "≤ 400 MB"),
+               1_000_000: ("≤ 50 ms", "≤ 36 s, ≤ 3,000 MB"), 10_000_000: ("≤ 300 ms", "—")}
     for p in results.get("scale") or []:
         q_target, b_target = targets.get(p["passages"], ("—", "—"))
         rows.append((f"{p['passages']:,} passages: hybrid p50 / p95",
