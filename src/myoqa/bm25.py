@@ -30,7 +30,8 @@ WEIGHT_CHUNK = 1_000_000
 
 @dataclass
 class Postings:
-    """The stored form: vocabulary, per-term ranges into `docs`/`tf`, and document lengths."""
+    """The stored form: vocabulary, per-term ranges into `docs`/`tf`, and document lengths;
+    term counts in the smallest unsigned integers that hold them (one byte, as a rule)."""
 
     vocab: list[str]
     indptr: np.ndarray
@@ -100,7 +101,8 @@ class Postings:
             counts += np.bincount(terms, minlength=len(vocab))
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         docs = np.empty(int(indptr[-1]), dtype=np.int32)
-        tf = np.empty(int(indptr[-1]), dtype=np.int32)
+        most = max((int(part[2].max(initial=0)) for part in parts), default=0)
+        tf = np.empty(int(indptr[-1]), dtype=np.min_scalar_type(max(most, 1)))
         cursor = indptr[:-1].copy()
         while parts:
             terms, batch_docs, batch_tf = parts.pop(0)
