@@ -53,3 +53,28 @@ def test_postings_built_from_texts_score_like_rank_bm25(searcher: Searcher) -> N
     for query in (["myoclon", "treatment"], ["diaphragmat", "flutter"], ["zzz"]):
         np.testing.assert_allclose(stored.scores(query), reference.get_scores(query), atol=1e-6)
         np.testing.assert_allclose(fresh.scores(query), stored.scores(query), atol=1e-12)
+
+
+def test_postings_inverted_in_batches_are_those_inverted_at_once(searcher: Searcher) -> None:
+    """The batched inversion (memory bounded by a batch) stores the very arrays, and gives the
+    very scores, of inverting the seeds' passages in one batch, whatever the batch size."""
+    texts = [searcher.index.text(p) for p in searcher.index.passages]
+    whole = Postings.from_texts(texts, searcher.analyzer, batch=len(texts))
+    for batch in (1, 7, len(texts) // 2):
+        part = Postings.from_texts(texts, searcher.analyzer, batch=batch)
+        assert part.vocab == whole.vocab
+        for name, array in whole.arrays().items():
+            assert np.array_equal(part.arrays()[name], array), (batch, name)
+        for query in (["myoclon", "treatment", "myoclon"], ["zzz"]):
+            assert np.array_equal(SparseBM25(part).scores(query), SparseBM25(whole).scores(query))
+
+
+def test_weights_computed_in_chunks_are_exact(searcher: Searcher,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """BM25 weights computed a few postings at a time (bounded temporaries) equal, bit for
+    bit, those computed in one go."""
+    import myoqa.bm25
+
+    whole = SparseBM25(searcher.index.postings).weights
+    monkeypatch.setattr(myoqa.bm25, "WEIGHT_CHUNK", 13)
+    assert np.array_equal(SparseBM25(searcher.index.postings).weights, whole)

@@ -91,6 +91,22 @@ def test_ideal_bm25_scaling_stays_in_0_1_for_any_question() -> None:
     assert best.max() == 1.0
 
 
+
+def test_bm25_scaled_for_candidates_only_equals_scaling_all_then_picking() -> None:
+    """A large index scales only its candidates' BM25: the very numbers of scaling every
+    passage and picking the candidates after."""
+    analyzer = Analyzer()
+    docs = ["myoclonus jerks jerks jerks", "sleep starts are jerks", "valproate treats myoclonus"]
+    bm25 = SparseBM25(Postings.from_texts(docs, analyzer))
+    ids = np.array([2, 0])
+    for question in ("jerks myoclonus", "unknown words here"):
+        terms = list(dict.fromkeys(analyzer.terms(question)))
+        raw = bm25.scores(terms)
+        for norm in LexicalNorm:
+            assert np.array_equal(normalised_bm25(raw, terms, bm25, norm, ids),
+                                  normalised_bm25(raw, terms, bm25, norm)[ids])
+
+
 HOW = Assembly(max_words=6, partial_min=0.5, source_penalty=0.03)
 
 

@@ -10,6 +10,7 @@ rank-bm25's; tests check both give the same scores to 1e-6.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,11 +22,16 @@ from myoqa.analysis import WORD_RE, Analyzer
 K1 = 1.5
 B = 0.75
 EPSILON = 0.25
+INVERT_BATCH = 20_000
+"""Documents inverted at once when building postings (memory holds one batch's tokens)."""
+WEIGHT_CHUNK = 1_000_000
+"""Postings whose BM25 weights are computed at once (bounds the temporaries)."""
 
 
 @dataclass
 class Postings:
-    """The stored form: vocabulary, per-term ranges into `docs`/`tf`, and document lengths."""
+    """The stored form: vocabulary, per-term ranges into `docs`/`tf`, and document lengths;
+    term counts in the smallest unsigned integers that hold them (one byte, as a rule)."""
 
     vocab: list[str]
     indptr: np.ndarray
@@ -42,13 +48,30 @@ class Postings:
                            np.array([len(doc) for doc in corpus], dtype=np.int64), list(ids))
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str], analyzer: Analyzer) -> Postings:
+    def from_texts(cls, texts: Iterable[str], analyzer: Analyzer,
+                   batch: int = INVERT_BATCH) -> Postings:
         """Analyse and invert documents; each distinct word is analysed once, so a million
-        passages take seconds rather than minutes."""
+        passages take seconds rather than minutes. Documents are inverted `batch` at a time
+        into compact int32 triples, so memory holds one batch's tokens, not the corpus's."""
         word_ids: dict[str, int] = {}
         term_ids: dict[str, int] = {}
-        flat: list[int] = []
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        lengths: list[np.ndarray] = []
+        flat = array("q")
         counts: list[int] = []
+
+        def invert_batch() -> None:
+            ids = np.frombuffer(flat, dtype=np.int64) if flat else np.zeros(0, np.int64)
+            owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+            keep = ids >= 0
+            lengths.append(np.bincount(owner[keep], minlength=len(counts)).astype(np.int32))
+            width = max(len(counts), 1)
+            keys, tf = np.unique(ids[keep] * width + owner[keep], return_counts=True)
+            terms, docs = np.divmod(keys, width)
+            first = sum(len(x) for x in lengths[:-1])
+            parts.append((terms.astype(np.int32), (docs + first).astype(np.int32),
+                          tf.astype(np.int32)))
+
         for text in texts:
             words = WORD_RE.findall(text)
             found = list(map(word_ids.get, words))
@@ -60,11 +83,34 @@ class Postings:
                 found = list(map(word_ids.__getitem__, words))
             flat.extend(found)
             counts.append(len(found))
-        ids = np.array(flat, dtype=np.int64)
-        owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        keep = ids >= 0
-        doc_len = np.bincount(owner[keep], minlength=len(counts))
-        return cls._invert(ids[keep], doc_len, list(term_ids))
+            if len(counts) == batch:
+                invert_batch()
+                flat, counts = array("q"), []
+        if counts or not parts:
+            invert_batch()
+        return cls._merge(parts, np.concatenate(lengths), list(term_ids))
+
+    @classmethod
+    def _merge(cls, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+               doc_len: np.ndarray, vocab: list[str]) -> Postings:
+        """Postings from batches of (term, doc, tf) triples, each sorted by term then doc and
+        the batches in document order: a counting sort places each batch, so no sort of the
+        whole corpus's postings is ever held."""
+        counts = np.zeros(len(vocab), dtype=np.int64)
+        for terms, _, _ in parts:
+            counts += np.bincount(terms, minlength=len(vocab))
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        docs = np.empty(int(indptr[-1]), dtype=np.int32)
+        most = max((int(part[2].max(initial=0)) for part in parts), default=0)
+        tf = np.empty(int(indptr[-1]), dtype=np.min_scalar_type(max(most, 1)))
+        cursor = indptr[:-1].copy()
+        while parts:
+            terms, batch_docs, batch_tf = parts.pop(0)
+            starts = np.searchsorted(terms, terms)  # each triple's rank within its term
+            at = cursor[terms] + np.arange(len(terms)) - starts
+            docs[at], tf[at] = batch_docs, batch_tf
+            cursor += np.bincount(terms, minlength=len(vocab))
+        return cls(vocab=vocab, indptr=indptr, docs=docs, tf=tf, doc_len=doc_len)
 
     @classmethod
     def _invert(cls, flat: np.ndarray, doc_len: np.ndarray, vocab: list[str]) -> Postings:
@@ -96,10 +142,14 @@ class SparseBM25:
         self.idf_values = np.where(raw < 0, floor, raw)
         doc_len = postings.doc_len.astype(np.float64)
         avgdl = doc_len.sum() / n if n else 1.0
-        tf = postings.tf.astype(np.float64)
-        norm = K1 * (1 - B + B * doc_len[postings.docs] / avgdl)
-        term_of = np.repeat(np.arange(len(df)), np.diff(postings.indptr))
-        self.weights = self.idf_values[term_of] * tf * (K1 + 1) / (tf + norm)
+        norm = K1 * (1 - B + B * doc_len / avgdl)
+        self.weights = np.empty(len(postings.docs))
+        for lo in range(0, len(postings.docs), WEIGHT_CHUNK):
+            hi = min(lo + WEIGHT_CHUNK, len(postings.docs))
+            term_of = np.searchsorted(postings.indptr, np.arange(lo, hi), side="right") - 1
+            tf = postings.tf[lo:hi].astype(np.float64)
+            self.weights[lo:hi] = (self.idf_values[term_of] * tf * (K1 + 1)
+                                   / (tf + norm[postings.docs[lo:hi]]))
         self.size = n
         self.k1 = K1
 

@@ -23,6 +23,7 @@ from myoqa.chunking import ChunkParams, Unit, chunk
 from myoqa.corpus import Source
 from myoqa.errors import MyoqaError
 from myoqa.index import tokens
+from myoqa.index.dense import dense_index
 from myoqa.index.manifest import (
     Counts,
     FileDigest,
@@ -35,11 +36,9 @@ from myoqa.index.manifest import (
 from myoqa.index.tables import Index, UnitTable, spans_inside
 from myoqa.index.textkey import text_key
 
-FLAT_MAX = 20_000
-IVF_PROBED_SHARE = 4
-IVF_SAMPLE_PER_LIST = 50
-IVF_TRAIN_ITERATIONS = 10
-IVF_MIN_PROBES = 32
+EMBED_BATCH = 8192
+"""Texts handed to the encoder at once: their vectors go straight into the index's arrays, so
+a build holds one batch's vectors beyond the index (no second copy of every vector)."""
 VERSIONED_PACKAGES = ("faiss-cpu", "rank-bm25", "sentence-transformers", "torch", "numpy",
                       "onnxruntime")
 
@@ -114,31 +113,46 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
     if not passages:
         raise MyoqaError("the sources hold no words to index", "add text to the source files")
     texts = {s.name: s.text for s in sources}
-    units = [texts[u.source][u.start:u.end] for u in passages + spans]
+    units = passages + spans
     known = known_vectors(previous, info)
-    keys = [text_key(t) for t in units]
+    keys = [text_key(texts[u.source][u.start:u.end]) for u in units]
     first: dict[bytes, int] = {}
     for i, key in enumerate(keys):
         if key not in known:
             first.setdefault(key, i)
     todo = list(first.values())
     tick = (progress or _no_progress)("embedding", len(todo))
-    fresh = encoder.encode([units[i] for i in todo], tick) if todo else None
-    for n, i in enumerate(todo):
-        known[keys[i]] = fresh[n]
-    dimension = len(next(iter(known.values())))
-    vectors = np.empty((len(units), dimension), dtype=np.float32)
+    vectors: list[np.ndarray] = []
+    for at in range(0, len(todo), EMBED_BATCH):
+        batch = todo[at:at + EMBED_BATCH]
+        fresh = encoder.encode([texts[units[i].source][units[i].start:units[i].end]
+                                for i in batch], tick)
+        if not vectors:
+            vectors = [np.empty((len(t), fresh.shape[1]), np.float32) for t in (passages, spans)]
+        for n, i in enumerate(batch):
+            _row(vectors, len(passages), i)[:] = fresh[n]
+    if not vectors:
+        dimension = len(next(iter(known.values())))
+        vectors = [np.empty((len(t), dimension), np.float32) for t in (passages, spans)]
     for i, key in enumerate(keys):
-        vectors[i] = known[key]
-    index = from_parts(texts, passages, spans, vectors[:len(passages)],
-                       np.ascontiguousarray(vectors[len(passages):]), params, entries,
-                       ModelInfo(params.model, dimension, info.folder.name, info.files),
+        if key in known:
+            _row(vectors, len(passages), i)[:] = known[key]
+        elif first[key] != i:
+            _row(vectors, len(passages), i)[:] = _row(vectors, len(passages), first[key])
+    index = from_parts(texts, passages, spans, vectors[0], vectors[1], params, entries,
+                       ModelInfo(params.model, vectors[0].shape[1], info.folder.name, info.files),
                        reused=len(units) - len(todo), skipped=skipped or [], started=started,
                        encoder_dir=info.folder)
     if late_encoder is not None and params.late_model is not None:
-        add_token_vectors(index, units[:len(passages)], params.late_model, late_encoder,
-                          previous, progress or _no_progress, late_info)
+        add_token_vectors(index, [texts[u.source][u.start:u.end] for u in passages],
+                          params.late_model, late_encoder, previous, progress or _no_progress,
+                          late_info)
     return index
+
+
+def _row(vectors: list[np.ndarray], passages: int, i: int) -> np.ndarray:
+    """Unit i's row: passages come first, then spans."""
+    return vectors[0][i] if i < passages else vectors[1][i - passages]
 
 
 def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
@@ -158,19 +172,21 @@ def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
         graph.folder.name if graph else "", graph.files if graph else {}))
 
 
-def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
+def from_parts(texts: dict[str, str], passages: list[Unit] | UnitTable, spans: list[Unit],
                passage_vectors: np.ndarray, span_vectors: np.ndarray, params: BuildParams,
                entries: list[SourceEntry] | None = None, model: ModelInfo | None = None,
                reused: int = 0,
                skipped: list[Skipped] | None = None, started: float | None = None,
                encoder_dir: Path = Path()) -> Index:
-    """An in-memory index from already-embedded units (also used by the scale benchmark)."""
+    """An in-memory index from already-embedded units (also used by the scale benchmark, which
+    gives its passages as a table: millions of Unit objects would outweigh the index)."""
     started = time.perf_counter() if started is None else started
     model = model or ModelInfo(params.model, int(passage_vectors.shape[1]), "", {})
     names = list(texts)
-    table = UnitTable.from_units(passages, names)
+    table = (passages if isinstance(passages, UnitTable)
+             else UnitTable.from_units(passages, names))
     span_table = UnitTable.from_units(spans, names)
-    postings = Postings.from_texts((texts[u.source][u.start:u.end] for u in passages),
+    postings = Postings.from_texts((texts[u.source][u.start:u.end] for u in table),
                                    params.analyzer)
     vectors = dense_index(passage_vectors)
     manifest = Manifest(
@@ -179,34 +195,11 @@ def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],
         counts=Counts(len(texts), len(passages), len(spans)), files={}, versions=_versions(),
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         build_seconds=round(time.perf_counter() - started, 3),
-        dense_index=(f"ivf(lists={vectors.nlist}, nprobe={vectors.nprobe})"
-                     if hasattr(vectors, "nprobe") else "flat"),
+        dense_index=vectors.description,
         reused_vectors=reused, skipped=skipped or [])
     return Index(path=Path(), encoder_dir=encoder_dir, manifest=manifest, texts=texts,
                  passages=table, spans=span_table, passage_spans=spans_inside(table, span_table),
                  postings=postings, passage_vectors=vectors, span_vectors=span_vectors)
-
-
-def dense_index(vectors: np.ndarray) -> Any:
-    """Exact inner-product search up to FLAT_MAX vectors, an IVF index above (see README)."""
-    import faiss
-
-    n, dim = vectors.shape
-    if n <= FLAT_MAX:
-        flat = faiss.IndexFlatIP(dim)
-        flat.add(vectors)
-        return flat
-    lists = int(np.sqrt(n))
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.niter = IVF_TRAIN_ITERATIONS
-    ivf.cp.spherical = True
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, IVF_SAMPLE_PER_LIST * lists),
-                                                     replace=False)]
-    ivf.train(sample)
-    ivf.add(vectors)
-    ivf.nprobe = max(IVF_MIN_PROBES, lists // IVF_PROBED_SHARE)
-    ivf.make_direct_map()
-    return ivf
 
 
 def _versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ from myoqa.analysis import Analyzer
 from myoqa.chunking import ChunkParams
 from myoqa.errors import MyoqaError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 REBUILD_HINT = "run `myoqa index --rebuild`"
 
 

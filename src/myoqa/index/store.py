@@ -4,7 +4,8 @@ Layout of an index folder (see README, "How it works"):
     .myoqa-index          marker: myoqa made this folder (see `ownership`)
     CURRENT               name of the build in use (replaced atomically)
     build-<time>-<id>/    one complete build: manifest.json, sources.json, bm25_vocab.json,
-                          passages.faiss and .npy arrays (offsets, postings, span vectors)
+                          passages.faiss and .npy arrays (offsets, postings, span vectors,
+                          and float16 passage vectors above dense.FLAT_MAX passages)
     encoders/<model>/     the ONNX encoder shared by the builds of one model
     .lock                 held while a build runs, so two builds never interleave
 Readers follow CURRENT, so an ask during a rebuild sees the old build or the new one, whole.
@@ -31,6 +32,7 @@ import numpy as np
 from myoqa.bm25 import Postings
 from myoqa.faultpoints import pause
 from myoqa.index import tokens
+from myoqa.index.dense import EXACT_DTYPE, DenseIndex
 from myoqa.index.encoders import ENCODERS, digests
 from myoqa.index.manifest import FileDigest, IndexProblem, Manifest
 from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, read_small, remove_owned
@@ -40,6 +42,8 @@ MANIFEST = "manifest.json"
 SOURCES = "sources.json"  # the text every shown passage is cut from
 BUILD_PREFIX = "build-"
 POINTER = ".pointer"
+EXACT_VECTORS = "passage_vectors"
+"""The float16 passage vectors a large build's quantised index is rescored with."""
 ARRAYS = ("passages", "spans", "passage_spans", "span_vectors", "bm25_indptr", "bm25_docs",
           "bm25_tf", "bm25_doc_len")
 
@@ -117,13 +121,15 @@ def save(index: Index, index_dir: Path) -> Index:
         arrays = {"passages": index.passages.array(), "spans": index.spans.array(),
                   "passage_spans": index.passage_spans, "span_vectors": index.span_vectors,
                   **{f"bm25_{k}": v for k, v in index.postings.arrays().items()}}
+        if index.passage_vectors.exact is not None:
+            arrays[EXACT_VECTORS] = index.passage_vectors.exact
         if index.passage_tokens is not None:
             arrays[tokens.VECTORS] = index.passage_tokens.vectors
             arrays[tokens.OFFSETS] = index.passage_tokens.offsets
         for name, array in arrays.items():
             _save_array(tmp / f"{name}.npy", array)
         with open(tmp / "passages.faiss", "wb") as fh:  # through Python, so errors are OSError
-            faiss.write_index(index.passage_vectors, faiss.PyCallbackIOWriter(fh.write))
+            faiss.write_index(index.passage_vectors.coarse, faiss.PyCallbackIOWriter(fh.write))
         files = digests(tmp)
         manifest = Manifest(**{**vars(index.manifest), "files": files})
         _write_json(tmp / MANIFEST, manifest.to_json())
@@ -220,8 +226,11 @@ def load(index_dir: Path) -> Index:
     span_vectors = arrays["span_vectors"]
     if span_vectors.shape != (len(spans), dim) or span_vectors.dtype != np.float32:
         raise IndexProblem(f"{build_dir / 'span_vectors.npy'} does not match the spans")
+    exact = None
     if hasattr(vectors, "nprobe"):
-        faiss.extract_index_ivf(vectors).make_direct_map()
+        exact = _load_array(build_dir / f"{EXACT_VECTORS}.npy", mmap=True)
+        if exact.shape != (len(passages), dim) or exact.dtype != EXACT_DTYPE:
+            raise IndexProblem(f"{build_dir / f'{EXACT_VECTORS}.npy'} does not match the passages")
     late = None
     if manifest.late is not None:
         late = tokens.check(tokens.TokenVectors(
@@ -231,7 +240,8 @@ def load(index_dir: Path) -> Index:
     return Index(path=build_dir, encoder_dir=index_dir / ENCODERS / manifest.model.encoder,
                  manifest=manifest, texts=dict(zip(names, texts)), passages=passages,
                  spans=spans, passage_spans=arrays["passage_spans"], postings=postings,
-                 passage_vectors=vectors, span_vectors=span_vectors, passage_tokens=late)
+                 passage_vectors=DenseIndex(vectors, exact), span_vectors=span_vectors,
+                 passage_tokens=late)
 
 
 def _sync(path: Path) -> None:

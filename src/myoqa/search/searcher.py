@@ -118,11 +118,11 @@ class Searcher:
         raw = self.bm25.scores(terms)
         fusion = self.params.fusion
         norm = fusion.lexical_norm if isinstance(fusion, Convex) else LexicalNorm.IDEAL
-        lexical = signals.normalised_bm25(raw, terms, self.bm25, norm)
         n, limit = len(raw), self.params.candidates
         if mode == "bm25":
             ids = candidates.top(raw, limit)
-            return Scores(ids, raw[ids], lexical[ids], None, None)
+            return Scores(ids, raw[ids], signals.normalised_bm25(raw, terms, self.bm25, norm, ids),
+                          None, None)
         late = self.late if mode == "hybrid" and self.params.late is not None else None
         # the two query encoders run at once: onnxruntime leaves Python's lock while it runs
         late_query = Preload(lambda: late.query(text)) if late is not None else None
@@ -132,18 +132,19 @@ class Searcher:
         if mode == "hybrid":
             best.append(candidates.top(raw, limit))
         ids = candidates.candidate_ids(n, limit, best)
+        lexical = signals.normalised_bm25(raw, terms, self.bm25, norm, ids)
         dense = signals.dense_similarity(self.index.passage_vectors, self.index.span_vectors,
                                          self.index.passage_spans, query, ids,
                                          self.params.span_weight)
-        fused = dense if mode == "dense" else fuse(fusion, lexical[ids], dense, raw[ids])
+        fused = dense if mode == "dense" else fuse(fusion, lexical, dense, raw[ids])
         if late is not None and late_query is not None and self.params.late is not None:
             how = self.params.late
             tokens = late_query.result()
             top = candidates.top(fused, how.depth)
             found = late.scores(tokens, ids[top])
-            return Scores(ids, rerank(fused, found, top, how), lexical[ids], dense, query,
+            return Scores(ids, rerank(fused, found, top, how), lexical, dense, query,
                           tokens, float(found.max(initial=-1.0)))
-        return Scores(ids, fused, lexical[ids], dense, query)
+        return Scores(ids, fused, lexical, dense, query)
 
 
     def _holding(self, terms: list[str]) -> np.ndarray:

@@ -11,19 +11,21 @@ from myoqa.search.params import LexicalNorm
 
 
 def normalised_bm25(raw: np.ndarray, terms: list[str], bm25: SparseBM25,
-                    norm: LexicalNorm) -> np.ndarray:
-    """BM25 scaled to [0, 1] for distinct query `terms`.
+                    norm: LexicalNorm, ids: np.ndarray | None = None) -> np.ndarray:
+    """BM25 scaled to [0, 1] for distinct query `terms`, of the passages `ids` (all when None:
+    a large index scales only its candidates, not a corpus-sized array per question).
 
     IDEAL divides by the most a passage could score for these terms: a question word the
     corpus never uses counts as if it were the rarest word, so a question put in other words
     than the text's leans on the dense score. MAX divides by the best passage's score.
     """
+    picked = raw if ids is None else raw[ids]
     if norm is LexicalNorm.MAX:
         best = raw.max(initial=0.0)
-        return raw / best if best > 0 else np.zeros_like(raw)
+        return picked / best if best > 0 else np.zeros_like(picked)
     ceiling = sum(max(idf, 0.0) if (idf := bm25.idf(t)) is not None else bm25.max_idf
                   for t in terms) * (bm25.k1 + 1)
-    return raw / ceiling if ceiling > 0 else np.zeros_like(raw)
+    return picked / ceiling if ceiling > 0 else np.zeros_like(picked)
 
 
 def nearest_passages(passage_vectors: Any, query: np.ndarray, depth: int) -> np.ndarray:
