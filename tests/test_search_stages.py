@@ -59,7 +59,7 @@ def test_fusion_is_typed_never_a_string() -> None:
 @given(st.lists(st.tuples(st.floats(-1, 1), st.floats(0, 1)), min_size=1, max_size=20),
        st.floats(0, 1))
 def test_convex_fusion_stays_in_0_1(pairs: list[tuple[float, float]], weight: float) -> None:
-    dense, lexical = (np.array(column) for column in zip(*pairs))
+    dense, lexical = (np.array(column) for column in zip(*pairs, strict=False))
     fused = fuse(Convex(weight), lexical, dense, lexical * 10)
     assert ((fused >= 0) & (fused <= 1)).all()
 

@@ -266,7 +266,7 @@ class _FixedEncoder:
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors, self.i = vectors, 0
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:  # noqa: ARG002 (the encoder protocol)
         self.i += 1
         return self.vectors[(self.i - 1) % len(self.vectors)][None, :]
 
@@ -300,7 +300,7 @@ def scale_point(n: int, queries: int) -> dict[str, Any]:
     exact.add(vectors)
     _, truth = exact.search(qvecs, 10)
     _, found = index.passage_vectors.search(qvecs, 10)
-    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)]))
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found, strict=False)]))
     return {"passages": n, "build_s": build_s, **_percentiles(samples),
             "dense_index": index.manifest.dense_index, "dense_recall_at_10": recall,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -431,7 +431,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "bench": cmd_bench, "chat": cmd_chat,
+    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval,
+    "bench": cmd_bench, "chat": cmd_chat,
 }
 
 

@@ -123,9 +123,10 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
             first.setdefault(key, i)
     todo = list(first.values())
     tick = (progress or _no_progress)("embedding", len(todo))
-    fresh = encoder.encode([units[i] for i in todo], tick) if todo else None
-    for n, i in enumerate(todo):
-        known[keys[i]] = fresh[n]
+    if todo:
+        fresh = encoder.encode([units[i] for i in todo], tick)
+        for n, i in enumerate(todo):
+            known[keys[i]] = fresh[n]
     dimension = len(next(iter(known.values())))
     vectors = np.empty((len(units), dimension), dtype=np.float32)
     for i, key in enumerate(keys):

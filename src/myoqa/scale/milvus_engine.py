@@ -113,7 +113,7 @@ def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: 
     return client, load_build(client, alias), alias
 
 
-def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest
+def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest  # noqa: ARG001
                           ) -> Callable[[], Any]:
     """The ONNX encoder kept on this machine (exported by the build, or by the first question
     asked here, which loads sentence-transformers once), else sentence-transformers."""

@@ -285,7 +285,7 @@ def _text_rows(index: Any, hashes: dict[str, str]) -> Iterator[dict[str, Any]]:
 def _vocab_rows(index: Any) -> Iterator[dict[str, Any]]:
     postings = index.postings
     df = np.diff(postings.indptr)
-    for term, count in zip(postings.vocab, df.tolist()):
+    for term, count in zip(postings.vocab, df.tolist(), strict=False):
         yield {"id": term, "df": count, "pad": [0.0] * PAD_DIM}
 
 

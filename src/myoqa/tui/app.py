@@ -397,7 +397,7 @@ class ChatApp(App[None]):
 
     # Actions.
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002 (Textual's signature)
         """Transcript actions only work while the transcript's screen is shown."""
         if action in TRANSCRIPT_ACTIONS:
             return self.screen is self.screen_stack[0]
