@@ -64,6 +64,27 @@ def test_usage_errors_are_one_line_and_exit_2(seed_settings: Settings, args: lis
     assert proc.stdout == ""
 
 
+def test_eval_beir_refuses_k_it_would_ignore(tmp_path: Path) -> None:
+    proc = run_cli("eval", "--beir", str(tmp_path), "-k", "5",
+                   env=cli_env(tmp_path / "no-index", tmp_path / "no-sources"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("myoqa: error: -k is for question sets, not --beir (a BEIR run ranks a "
+                           "fixed depth and reports nDCG@10; leave out -k)\n")
+
+
+def test_k_has_one_limit_the_search_max_k(tmp_path: Path) -> None:
+    from myoqa.search import MAX_K
+    from myoqa.tui.app import CHAT_MOST_K
+
+    env = cli_env(tmp_path / "no-index", tmp_path / "no-sources")
+    for command in (["ask", "x", "-k"], ["ask", "x", "--open"], ["eval", "-k"]):
+        proc = run_cli(*command, str(MAX_K + 1), env=env)
+        assert proc.returncode == 2 and f"between 1 and {MAX_K}, got {MAX_K + 1}" in proc.stderr
+    for command in ("ask", "eval"):
+        assert f"(1-{MAX_K}" in " ".join(run_cli(command, "--help").stdout.split())
+    assert 1 <= CHAT_MOST_K <= MAX_K
+
+
 def test_missing_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
     proc = run_cli("ask", "x", env=cli_env(seed_settings.index_dir, tmp_path / "nope"))
     assert proc.returncode == 1

@@ -18,7 +18,7 @@ import pytest
 from conftest import FLUTTER, MED, SEEDS, run_cli
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
 from myoqa.corpus import load_sources
 from myoqa.engine import query_encoder_factory
 from myoqa.index import BuildParams, Index
@@ -29,7 +29,6 @@ from myoqa.scale.milvus_engine import (
     made_from,
     open_milvus_searcher,
 )
-from myoqa.scale.milvus_settings import MilvusSettings
 from myoqa.scale.milvus_store import connect, current_collection, upload
 from myoqa.search import MODES, Searcher
 

@@ -10,15 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from myoqa.config import Settings
+from myoqa.config import MilvusSettings, Settings
 from myoqa.corpus import Source, load_sources, source_hashes
+from myoqa.embedders import encoder_for
 from myoqa.errors import MyoqaError, printable
 from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
-from myoqa.index.opener import encoder_for
 from myoqa.index.ownership import check_place, claim
 from myoqa.scale.milvus_search import MilvusSearcher, load_build
-from myoqa.scale.milvus_settings import MilvusSettings, alias_name
+from myoqa.scale.milvus_settings import alias_name
 from myoqa.scale.milvus_store import (
     MilvusManifest,
     StaleMilvusIndex,

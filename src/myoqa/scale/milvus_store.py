@@ -26,12 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from myoqa.config import MilvusSettings
 from myoqa.errors import MyoqaError
-from myoqa.scale.milvus_settings import (
-    TEXT_ANALYZER,
-    MilvusSettings,
-    dense_index_params,
-)
+from myoqa.scale.milvus_settings import TEXT_ANALYZER, dense_index_params
 
 MANIFEST_PROPERTY = "myoqa.manifest"
 MANIFEST_FORMAT = 1
