@@ -181,3 +181,23 @@ HEADLESS = sorted(
 def test_each_core_module_imports_no_textual_and_no_torch(module: str) -> None:
     mods = _modules_after(f"import {module.removesuffix('.__init__')}")
     assert "textual" not in mods and "torch" not in mods and "sentence_transformers" not in mods
+
+
+def test_chat_folders_and_debug_are_resolved_once_in_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from myoqa.tui import places
+
+    monkeypatch.setenv("MYOQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MYOQA_EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("MYOQA_DEBUG", "1")
+    settings = Settings.resolve(tmp_path, tmp_path / "index")
+    assert (settings.data_dir, settings.data_dir_from) == (tmp_path / "data", "$MYOQA_DATA_DIR")
+    assert (settings.export_dir, settings.export_dir_from) == (tmp_path / "exports",
+                                                               "$MYOQA_EXPORT_DIR")
+    assert settings.debug
+    flagged = Settings.resolve(tmp_path, tmp_path / "index", export_dir=tmp_path / "mine")
+    assert (flagged.export_dir, flagged.export_dir_from) == (tmp_path / "mine", "--export-dir")
+    # the chat's places take the resolved values; they no longer read the environment
+    assert places.data_dir(settings.data_dir) == tmp_path / "data"
+    assert places.data_dir() != tmp_path / "data"
+    assert places.export_dir(None, (), settings.data_dir) != tmp_path / "exports"
