@@ -3,14 +3,12 @@ index layer as a plain factory (folder → encoder), so the index never reaches 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from myoqa.config import Settings
 from myoqa.index import encoders
 from myoqa.index.build import Encoder
-
-EncoderFactory = Callable[[Path], Encoder]
+from myoqa.index.opener import EncoderFactory
 
 
 def encoder_factory(settings: Settings) -> EncoderFactory:
