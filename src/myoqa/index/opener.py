@@ -127,10 +127,10 @@ def _load_current(index_dir: Path, params: BuildParams, hashes: dict[str, str]) 
 
 def build_index(settings: Place, params: BuildParams, notify: Notify,
                 progress: ProgressFactory | None = None, sources: list[Source] | None = None,
-                force: bool = True, make_encoder: EncoderFactory = encoders.load_encoder
-                ) -> Index:
+                force: bool = True, make_encoder: EncoderFactory | None = None) -> Index:
     """Embed the sources (read from settings.sources unless given) into a new build, locked,
-    with the encoder `make_encoder` makes from the encoder folder (this process's by default).
+    with the encoder `make_encoder` makes from the encoder folder (by default this process's,
+    `encoders.load_encoder`).
 
     With `force` (`index --rebuild`) every passage and span is embedded again. Without it, a
     build that another process finished while this one waited for the lock is used instead of
@@ -163,7 +163,8 @@ def build_index(settings: Place, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     previous = load(index_dir)
-            built = build(sources, params, make_encoder(folder),
+            encoder = (make_encoder or encoders.load_encoder)(folder)
+            built = build(sources, params, encoder,
                           EncoderInfo(folder, files), previous, progress,
                           [manifest.Skipped(s.name, s.reason) for s in skipped],
                           late, late_info)
@@ -181,7 +182,7 @@ def build_params(settings: Place) -> BuildParams:
 
 def ready_index(settings: Place, notify: Notify, params: BuildParams | None = None,
                 progress: ProgressFactory | None = None, sources: list[Source] | None = None,
-                make_encoder: EncoderFactory = encoders.load_encoder) -> Index:
+                make_encoder: EncoderFactory | None = None) -> Index:
     """The current index for `settings`, built or rebuilt first when missing, damaged or stale.
 
     Files added to the sources folder since the build that it does not index (an unsupported
