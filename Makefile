@@ -33,8 +33,11 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff's rules, the layers contract in pyproject.toml (imports run one way), mypy strict on the core.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests eval
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) index

@@ -53,10 +53,10 @@ class CachedEncoder:
         self.inner = SentenceTransformerEncoder(load_model(DEFAULT_MODEL))
         self.cache: dict[str, np.ndarray] = {}
 
-    def encode(self, texts: list[str], progress: object = None) -> np.ndarray:
+    def encode(self, texts: list[str], progress: object = None) -> np.ndarray:  # noqa: ARG002 (the Encoder protocol)
         new = [t for t in dict.fromkeys(texts) if t not in self.cache]
         if new:
-            self.cache.update(zip(new, self.inner.encode(new)))
+            self.cache.update(zip(new, self.inner.encode(new), strict=False))
         return np.vstack([self.cache[t] for t in texts]).astype(np.float32)
 
 
@@ -93,7 +93,7 @@ class CachedColbert:
         texts = [index.text(u) for u in index.passages]
         new = [t for t in dict.fromkeys(texts) if t not in self.passage_cache]
         if new:
-            self.passage_cache.update(zip(new, self.inner.passages(new)))
+            self.passage_cache.update(zip(new, self.inner.passages(new), strict=False))
         return LateSignal(TokenVectors.from_list([self.passage_cache[t] for t in texts], dtype),
                           lambda: self)
 

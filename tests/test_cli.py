@@ -64,6 +64,27 @@ def test_usage_errors_are_one_line_and_exit_2(seed_settings: Settings, args: lis
     assert proc.stdout == ""
 
 
+def test_eval_beir_refuses_k_it_would_ignore(tmp_path: Path) -> None:
+    proc = run_cli("eval", "--beir", str(tmp_path), "-k", "5",
+                   env=cli_env(tmp_path / "no-index", tmp_path / "no-sources"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("myoqa: error: -k is for question sets, not --beir (a BEIR run ranks a "
+                           "fixed depth and reports nDCG@10; leave out -k)\n")
+
+
+def test_k_has_one_limit_the_search_max_k(tmp_path: Path) -> None:
+    from myoqa.search import MAX_K
+    from myoqa.tui.app import CHAT_MOST_K
+
+    env = cli_env(tmp_path / "no-index", tmp_path / "no-sources")
+    for command in (["ask", "x", "-k"], ["ask", "x", "--open"], ["eval", "-k"]):
+        proc = run_cli(*command, str(MAX_K + 1), env=env)
+        assert proc.returncode == 2 and f"between 1 and {MAX_K}, got {MAX_K + 1}" in proc.stderr
+    for command in ("ask", "eval"):
+        assert f"(1-{MAX_K}" in " ".join(run_cli(command, "--help").stdout.split())
+    assert 1 <= CHAT_MOST_K <= MAX_K
+
+
 def test_missing_sources_directory(seed_settings: Settings, tmp_path: Path) -> None:
     proc = run_cli("ask", "x", env=cli_env(seed_settings.index_dir, tmp_path / "nope"))
     assert proc.returncode == 1
@@ -160,3 +181,23 @@ HEADLESS = sorted(
 def test_each_core_module_imports_no_textual_and_no_torch(module: str) -> None:
     mods = _modules_after(f"import {module.removesuffix('.__init__')}")
     assert "textual" not in mods and "torch" not in mods and "sentence_transformers" not in mods
+
+
+def test_chat_folders_and_debug_are_resolved_once_in_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from myoqa.tui import places
+
+    monkeypatch.setenv("MYOQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MYOQA_EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("MYOQA_DEBUG", "1")
+    settings = Settings.resolve(tmp_path, tmp_path / "index")
+    assert (settings.data_dir, settings.data_dir_from) == (tmp_path / "data", "$MYOQA_DATA_DIR")
+    assert (settings.export_dir, settings.export_dir_from) == (tmp_path / "exports",
+                                                               "$MYOQA_EXPORT_DIR")
+    assert settings.debug
+    flagged = Settings.resolve(tmp_path, tmp_path / "index", export_dir=tmp_path / "mine")
+    assert (flagged.export_dir, flagged.export_dir_from) == (tmp_path / "mine", "--export-dir")
+    # the chat's places take the resolved values; they no longer read the environment
+    assert places.data_dir(settings.data_dir) == tmp_path / "data"
+    assert places.data_dir() != tmp_path / "data"
+    assert places.export_dir(None, (), settings.data_dir) != tmp_path / "exports"

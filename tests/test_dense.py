@@ -27,7 +27,7 @@ def test_small_indexes_stay_exact_float32() -> None:
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
     assert index.exact is None and index.description == "flat"
-    for got, want in zip(index.search(corpus.queries, 10), flat.search(corpus.queries, 10)):
+    for got, want in zip(index.search(corpus.queries, 10), flat.search(corpus.queries, 10), strict=False):
         assert np.array_equal(got, want)
     assert np.array_equal(index.reconstruct_batch(np.array([5, 1])), vectors[[5, 1]])
 
@@ -39,7 +39,7 @@ def test_compact_index_finds_the_exact_nearest_passages() -> None:
     index = dense_index(corpus.vectors)
     assert index.description.startswith("ivf-sq8") and index.exact is corpus.vectors
     scores, found = index.search(corpus.queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(corpus.truth, found)])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(corpus.truth, found, strict=False)])
     assert recall >= 0.98
     exact = np.einsum("qd,qkd->qk", corpus.queries, corpus.vectors[found].astype(np.float32))
     np.testing.assert_allclose(scores, exact, atol=1e-6)
@@ -63,7 +63,7 @@ def test_large_build_is_stored_compact_loaded_mapped_and_checked(tmp_path: Path)
     assert isinstance(exact, np.memmap) and exact.dtype == EXACT_DTYPE
     assert np.array_equal(exact, corpus.vectors)
     for got, want in zip(loaded.passage_vectors.search(corpus.queries, 10),
-                         built.passage_vectors.search(corpus.queries, 10)):
+                         built.passage_vectors.search(corpus.queries, 10), strict=False):
         assert np.array_equal(got, want)
     path = current_build(index_dir) / f"{EXACT_VECTORS}.npy"
     assert health.check(index_dir, BuildParams(model="synthetic"), hashes).state is (

@@ -21,7 +21,7 @@ import pytest
 from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, write_sources
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
 from myoqa.corpus import load_sources
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, Index
@@ -35,7 +35,6 @@ from myoqa.scale.milvus_engine import (
     open_milvus_searcher,
 )
 from myoqa.scale.milvus_lock import BuildLock, Holder, lock_name
-from myoqa.scale.milvus_settings import MilvusSettings
 from myoqa.scale.milvus_store import connect, current_collection, upload
 from myoqa.search import MODES, Searcher
 

@@ -67,7 +67,7 @@ def test_fusion_is_typed_never_a_string() -> None:
 @given(st.lists(st.tuples(st.floats(-1, 1), st.floats(0, 1)), min_size=1, max_size=20),
        st.floats(0, 1))
 def test_convex_fusion_stays_in_0_1(pairs: list[tuple[float, float]], weight: float) -> None:
-    dense, lexical = (np.array(column) for column in zip(*pairs))
+    dense, lexical = (np.array(column) for column in zip(*pairs, strict=False))
     fused = fuse(Convex(weight), lexical, dense, lexical * 10)
     assert ((fused >= 0) & (fused <= 1)).all()
 
@@ -212,7 +212,8 @@ def test_a_passage_lacks_the_content_words_it_does_not_contain() -> None:
 
 def test_the_note_says_the_missing_words_are_a_lexical_fact() -> None:
     assert note(["smoking"]) == "no source mentions smoking (no source contains the word, in any form)"
-    assert note(["fly", "plane"]).startswith("no source mentions fly or plane (no source contains these words")
+    assert note(["fly", "plane"]).startswith(
+        "no source mentions fly or plane (no source contains these words")
 
 
 @pytest.mark.parametrize("found,expected", [

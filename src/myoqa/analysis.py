@@ -16,7 +16,24 @@ import Stemmer
 RULES_VERSION = 2
 WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
 
-STOPWORDS = frozenset(["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren't", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "can't", "cannot", "could", "couldn't", "did", "didn't", "do", "does", "doesn't", "doing", "don't", "down", "during", "each", "else", "etc", "ever", "few", "for", "from", "further", "get", "gets", "got", "had", "hadn't", "has", "hasn't", "have", "haven't", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "however", "i", "if", "in", "into", "is", "isn't", "it", "it's", "its", "itself", "just", "let", "like", "me", "might", "more", "most", "much", "must", "my", "myself", "no", "nor", "not", "now", "of", "off", "often", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "please", "per", "same", "shall", "she", "should", "shouldn't", "so", "some", "such", "tell", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "thus", "to", "too", "under", "until", "up", "upon", "us", "very", "was", "wasn't", "we", "were", "weren't", "what", "when", "where", "which", "while", "who", "whom", "whose", "why", "will", "with", "won't", "would", "wouldn't", "yet", "you", "your", "yours", "yourself", "yourselves", "s", "t", "d", "ll", "m", "re", "ve"])
+STOPWORDS = frozenset([
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
+    "are", "aren't", "as", "at", "be", "because", "been", "before", "being", "below", "between",
+    "both", "but", "by", "can", "can't", "cannot", "could", "couldn't", "did", "didn't", "do",
+    "does", "doesn't", "doing", "don't", "down", "during", "each", "else", "etc", "ever", "few",
+    "for", "from", "further", "get", "gets", "got", "had", "hadn't", "has", "hasn't", "have",
+    "haven't", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how",
+    "however", "i", "if", "in", "into", "is", "isn't", "it", "it's", "its", "itself", "just", "let",
+    "like", "me", "might", "more", "most", "much", "must", "my", "myself", "no", "nor", "not",
+    "now", "of", "off", "often", "on", "once", "only", "or", "other", "ought", "our", "ours",
+    "ourselves", "out", "over", "own", "please", "per", "same", "shall", "she", "should",
+    "shouldn't", "so", "some", "such", "tell", "than", "that", "the", "their", "theirs", "them",
+    "themselves", "then", "there", "these", "they", "this", "those", "through", "thus", "to", "too",
+    "under", "until", "up", "upon", "us", "very", "was", "wasn't", "we", "were", "weren't", "what",
+    "when", "where", "which", "while", "who", "whom", "whose", "why", "will", "with", "won't",
+    "would", "wouldn't", "yet", "you", "your", "yours", "yourself", "yourselves", "s", "t", "d",
+    "ll", "m", "re", "ve",
+])
 
 
 @dataclass(frozen=True)

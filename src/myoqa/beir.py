@@ -145,7 +145,7 @@ def _score(text: str, path: Path, number: int) -> int:
 
 
 def _is_header(parts: list[str]) -> bool:
-    return len(parts) == 3 and all(p.lower() in words for p, words in zip(parts, _HEADER_WORDS))
+    return len(parts) == 3 and all(p.lower() in words for p, words in zip(parts, _HEADER_WORDS, strict=False))
 
 
 def rank_documents(searcher: Searcher, query: str, mode: str, depth: int = DEPTH

@@ -323,7 +323,7 @@ class _FixedEncoder:
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors, self.i = vectors, 0
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:  # noqa: ARG002 (the encoder protocol)
         self.i += 1
         return self.vectors[(self.i - 1) % len(self.vectors)][None, :]
 
@@ -350,7 +350,7 @@ def scale_point(n: int, queries: int) -> dict[str, Any]:
         searcher.search(text, "hybrid", 5)
         samples.append(time.perf_counter() - t)
     _, found = index.passage_vectors.search(corpus.queries, 10)
-    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(corpus.truth, found)]))
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(corpus.truth, found, strict=False)]))
     return {"passages": n, "build_s": build_s, **_percentiles(samples),
             "dense_index": index.manifest.dense_index, "dense_recall_at_10": recall,
             "peak_rss_mb": _peak_mb(), "generated_peak_rss_mb": generated_mb,

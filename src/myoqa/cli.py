@@ -30,14 +30,30 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message, f"see `{self.prog} --help`")
 
 
-def _positive_int(value: str) -> int:
+MOST_REPEATS = 100
+EVAL_K = 10
+
+
+def _whole(value: str, most: int) -> int:
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if not 1 <= number <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {number}")
+    if not 1 <= number <= most:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {most}, got {number}")
     return number
+
+
+def _k(value: str) -> int:
+    """A number of passages (or a rank among them): at most the search's one limit, MAX_K
+    (imported here, when a value is given, so `--help` does not load the search package)."""
+    from myoqa.search.request import MAX_K
+
+    return _whole(value, MAX_K)
+
+
+def _repeats(value: str) -> int:
+    return _whole(value, MOST_REPEATS)
 
 
 def _place_options(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +97,9 @@ def build_parser() -> Parser:
                          "not a terminal. Put -- before a question that starts with '-'.")
     ask.add_argument("question", nargs="*", help="the question (quote it or not; - for stdin)")
     ask.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode")
-    ask.add_argument("-k", type=_positive_int, default=5, help="passages to show (1-100)")
+    ask.add_argument("-k", type=_k, default=5, help="passages to show (1-100)")
     ask.add_argument("--json", action="store_true", help="print one JSON object (see README)")
-    ask.add_argument("--open", type=_positive_int, metavar="RANK",
+    ask.add_argument("--open", type=_k, metavar="RANK",
                      help="open the passage of this rank in $EDITOR (or $PAGER) at its line")
     _place_options(ask)
     _backend_options(ask)
@@ -108,7 +124,8 @@ def build_parser() -> Parser:
     ev = sub.add_parser("eval", help="measure retrieval quality on a question set or BEIR folder")
     ev.add_argument("--file", metavar="F", help="question set (default: eval/questions.jsonl)")
     ev.add_argument("--mode", choices=(*MODES, "all"), default="all", help="mode(s) to measure")
-    ev.add_argument("-k", type=_positive_int, default=10, help="passages per question (1-100)")
+    ev.add_argument("-k", type=_k, help=f"passages per question (1-100, default {EVAL_K}; "
+                    "not with --beir, which ranks a fixed depth)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--run-out", metavar="FILE", help="write ranked passages, a JSON line each")
     ev.add_argument("--beir", metavar="DIR", help="evaluate on a BEIR collection instead")
@@ -119,7 +136,7 @@ def build_parser() -> Parser:
     bench = sub.add_parser("bench", help="measure speed (see README); writes eval/bench/")
     bench.add_argument("--sizes", type=_sizes, default="10000,100000,1000000", metavar="N,N,…",
                        help="synthetic corpus sizes in passages ('' for none)")
-    bench.add_argument("--repeats", type=_positive_int, default=7, help="fresh-process repeats")
+    bench.add_argument("--repeats", type=_repeats, default=7, help="fresh-process repeats")
     bench.add_argument("--steps", type=_steps, default=",".join(BENCH_STEPS), metavar="STEP,…",
                        help=f"measurements to run (default all: {','.join(BENCH_STEPS)})")
     bench.add_argument("--out", metavar="DIR", help="results folder (default: eval/bench)")
@@ -139,6 +156,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from myoqa.config import Settings
 
     return Settings.resolve(args.sources, args.index_dir, args.model,
+                            export_dir=getattr(args, "export_dir", None),
                             backend=getattr(args, "backend", None),
                             milvus_uri=getattr(args, "milvus_uri", None),
                             milvus_token=getattr(args, "milvus_token", None),
@@ -271,6 +289,7 @@ def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settin
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Build (or rebuild) the index and say what it holds."""
+    from myoqa.embedders import encoder_factory
     from myoqa.engine import stderr_notify
     from myoqa.index.opener import build_index, build_params, ready_index
 
@@ -287,9 +306,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         _note_two_signals(settings)
         return ExitCode.OK
     if args.rebuild:
-        built = build_index(settings, build_params(settings), stderr_notify, progress)
+        built = build_index(settings, build_params(settings), stderr_notify, progress,
+                            make_encoder=encoder_factory(settings))
     else:
-        built = ready_index(settings, stderr_notify, progress=progress)
+        built = ready_index(settings, stderr_notify, progress=progress,
+                            make_encoder=encoder_factory(settings))
     m = built.manifest
     print(printable(f"index {built.path} holds {m.counts.passages} passages and "
                     f"{m.counts.spans} spans from {m.counts.sources} sources (built "
@@ -393,6 +414,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.trec_out and not args.beir:
         raise UsageError("--trec-out needs --beir DIR",
                          "a question-set run writes its ranking with --run-out FILE")
+    if args.beir and args.k is not None:
+        raise UsageError("-k is for question sets, not --beir",
+                         "a BEIR run ranks a fixed depth and reports nDCG@10; leave out -k")
+    if args.k is None:
+        args.k = EVAL_K
     from myoqa.eval_report import run_beir_eval, run_question_eval
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
@@ -462,15 +488,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     kept = kept_folders(settings.sources, settings.index_dir)
-    chosen = args.export_dir or os.environ.get(places.EXPORT_ENV)
-    export_dir = places.export_dir(chosen, kept)
+    chosen = settings.export_dir
+    export_dir = places.export_dir(chosen, kept, settings.data_dir)
     if chosen:  # a folder the user named is refused at once; a default one when saving
         check_folder(export_dir, kept)
     return run_chat(settings, export_dir)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval, "bench": cmd_bench, "chat": cmd_chat,
+    "ask": cmd_ask, "index": cmd_index, "info": cmd_info, "status": cmd_info, "eval": cmd_eval,
+    "bench": cmd_bench, "chat": cmd_chat,
 }
 
 
@@ -501,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     User errors exit 1 (usage errors 2), Ctrl-C exits 130; anything unexpected is one line too,
     with its traceback only when MYOQA_DEBUG is set.
     """
+    from myoqa.config import debug_wanted
+
+    debug = debug_wanted()  # the one setting read before the others can fail
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # A question's matrix products are small: NumPy's BLAS threads only wait on each other
     # (late interaction's token products took 20× longer with them on a busy 2-core machine).
@@ -532,13 +562,13 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     except OSError as exc:
-        if os.environ.get("MYOQA_DEBUG"):
+        if debug:
             raise
         where = f" ({exc.filename})" if exc.filename else ""
         print(printable(f"myoqa: error: {exc.strerror or exc}{where}"), file=sys.stderr)
         return ExitCode.FAILURE
     except Exception as exc:  # the last guard against a traceback
-        if os.environ.get("MYOQA_DEBUG"):
+        if debug:
             raise
         print(printable(f"myoqa: error: unexpected {type(exc).__name__}: {exc} (this is a bug; "
                         "set MYOQA_DEBUG=1 to see where, and please report it)"), file=sys.stderr)

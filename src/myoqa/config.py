@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from myoqa.errors import UsageError
+from myoqa.models import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from myoqa.colbert import LateModel
-    from myoqa.scale.milvus_settings import MilvusSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_SEEDS = Path(__file__).resolve().parent / "seeds"
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 APP_NAME = "myoqa"
 KEY_CHARS = 12
 
@@ -26,8 +27,6 @@ KEY_CHARS = 12
 def project_file(*parts: str, what: str, option: str) -> Path:
     """A file of the myoqa checkout around the current folder (its eval/ sets, its bench
     folder), or a UsageError saying to pass `option` when there is no checkout here."""
-    from myoqa.errors import UsageError
-
     root = project_root()
     if root is None:
         raise UsageError(f"no {what} here: the current folder is not inside a myoqa checkout",
@@ -64,8 +63,10 @@ class Settings:
     """The places a run depends on, resolved once by the caller, with where each came from:
     sources, index, model, the late-interaction model (`late`, None when off), where the
     index lives (`backend`: local files, or a Milvus server in `milvus`), where a build
-    embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), and whether
-    links leaving the sources folder are read."""
+    embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), whether
+    links leaving the sources folder are read, the chat's own folder (`data_dir`) and export
+    folder (`export_dir`; None: the defaults `tui.places` picks), and whether an unexpected
+    error shows its traceback (`debug`)."""
 
     sources: Path
     index_dir: Path
@@ -81,6 +82,11 @@ class Settings:
     follow_links_from: str = "the default"
     late: LateModel | None = None
     late_from: str = "given"
+    data_dir: Path | None = None
+    data_dir_from: str = "the default"
+    export_dir: Path | None = None
+    export_dir_from: str = "the default"
+    debug: bool = False
 
     @classmethod
     def resolve(
@@ -89,13 +95,13 @@ class Settings:
         milvus_token: str | None = None, embed_with: str | None = None,
         ray_address: str | None = None, follow_links: bool | None = None,
         late: str | None = None, milvus_collection: str | None = None,
+        export_dir: str | Path | None = None,
     ) -> Settings:
         """Flags win over environment variables (MYOQA_SOURCES, MYOQA_BACKEND, …), which win
         over the project, then the defaults. `late` is `on`, `off` or a folder, as
         $MYOQA_COLBERT (late interaction is on by default; a word it does not know is a
         UsageError, a folder without the model a MyoqaError)."""
         from myoqa import colbert
-        from myoqa.scale.milvus_settings import MilvusSettings, resolve_backend
 
         project = project_root()
         src, src_why = _pick(sources, "MYOQA_SOURCES", "--sources")
@@ -120,13 +126,18 @@ class Settings:
         follow, follow_why = _follow_links(follow_links)
         late_model, late_why = (colbert.resolve(late, "the late setting") if late
                                 else colbert.resolve(os.environ.get(colbert.ENV)))
+        data, data_why = _pick(None, DATA_ENV, "")
+        export, export_why = _pick(export_dir, EXPORT_ENV, "--export-dir")
         return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
                    milvus=MilvusSettings.resolve(milvus_uri, milvus_token,
                                                  collection=milvus_collection)
                    if backend == "milvus" else None,
                    embed_with=embed_with or "local", ray_address=ray_address,
                    follow_links=follow, follow_links_from=follow_why,
-                   late=late_model, late_from=late_why)
+                   late=late_model, late_from=late_why,
+                   data_dir=data, data_dir_from=data_why or "the default",
+                   export_dir=export, export_dir_from=export_why or "the default",
+                   debug=debug_wanted())
 
 
 def cache_index_dir(sources: Path) -> Path:
@@ -138,14 +149,21 @@ def cache_index_dir(sources: Path) -> Path:
 
 
 FOLLOW_LINKS_ENV = "MYOQA_FOLLOW_LINKS"
+DATA_ENV = "MYOQA_DATA_DIR"
+EXPORT_ENV = "MYOQA_EXPORT_DIR"
+DEBUG_ENV = "MYOQA_DEBUG"
+
+
+def debug_wanted() -> bool:
+    """Whether an unexpected error shows its traceback: $MYOQA_DEBUG set to anything. Read
+    once by `cli.main` before anything else can fail, and kept in Settings."""
+    return bool(os.environ.get(DEBUG_ENV))
 _YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def _follow_links(flag: bool | None) -> tuple[bool, str]:
     """Whether links leaving the sources folder are read: --follow-links, else
     $MYOQA_FOLLOW_LINKS (1/true/yes/on or 0/false/no/off), else not (as git and ripgrep)."""
-    from myoqa.errors import UsageError
-
     if flag is not None:
         return flag, "--follow-links"
     value = os.environ.get(FOLLOW_LINKS_ENV, "").strip().lower()
@@ -164,3 +182,58 @@ def _pick(flag: str | Path | None, env: str, option: str) -> tuple[Path | None, 
     if os.environ.get(env):
         return Path(os.environ[env]).expanduser(), f"${env}"
     return None, ""
+
+
+BACKENDS = ("local", "milvus")
+DENSE_INDEXES = ("HNSW", "IVF_FLAT", "DISKANN", "FLAT")
+DEFAULT_DENSE_INDEX = "HNSW"
+MILVUS_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+MILVUS_LITE_SUFFIX = ".db"  # pymilvus runs milvus-lite in the process for a URI ending so
+
+
+@dataclass(frozen=True)
+class MilvusSettings:
+    """A Milvus server (a file path for the in-process milvus-lite) and how to index there.
+
+    `dense_index` is HNSW for a single server or milvus-lite; IVF_FLAT or DISKANN suit a
+    cluster holding more vectors than fit in memory (README: Beyond one machine).
+    """
+
+    uri: str
+    token: str = ""
+    dense_index: str = DEFAULT_DENSE_INDEX
+    collection: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        """Whether the URI names a milvus-lite database on this machine (one process at a time)."""
+        return self.uri.endswith(MILVUS_LITE_SUFFIX)
+
+    @classmethod
+    def resolve(cls, uri: str | None = None, token: str | None = None,
+                dense_index: str | None = None, collection: str | None = None
+                ) -> MilvusSettings:
+        """Flags win over MYOQA_MILVUS_URI / _TOKEN / _INDEX / _COLLECTION; a URI is required."""
+        uri = uri or os.environ.get("MYOQA_MILVUS_URI")
+        if not uri:
+            raise UsageError("the milvus backend needs a server",
+                             "pass --milvus-uri URI or set MYOQA_MILVUS_URI")
+        kind = (dense_index or os.environ.get("MYOQA_MILVUS_INDEX") or DEFAULT_DENSE_INDEX).upper()
+        if kind not in DENSE_INDEXES:
+            raise UsageError(f"unknown Milvus index type {kind!r}",
+                             f"choose one of {', '.join(DENSE_INDEXES)}")
+        name = collection or os.environ.get("MYOQA_MILVUS_COLLECTION") or ""
+        if name and not MILVUS_COLLECTION_NAME.fullmatch(name):
+            raise UsageError(f"{name!r} cannot name a Milvus collection",
+                             "use up to 100 letters, digits and underscores, not starting with a "
+                             "digit")
+        return cls(uri=uri, token=token or os.environ.get("MYOQA_MILVUS_TOKEN") or "",
+                   dense_index=kind, collection=name)
+
+
+def resolve_backend(backend: str | None) -> str:
+    """--backend, else MYOQA_BACKEND, else local."""
+    name = (backend or os.environ.get("MYOQA_BACKEND") or "local").lower()
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}", f"choose one of {', '.join(BACKENDS)}")
+    return name

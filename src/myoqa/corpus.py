@@ -310,7 +310,8 @@ def read_corpus(directory: Path, follow_links: bool = False) -> Corpus:
     """Read every source under `directory`: text formats as UTF-8, documents extracted.
 
     A document that yields no text stays a source with empty text and is also `Skipped` with
-    the reason (one read in part keeps that part, and is `Skipped` naming what is missing); a text file that is not UTF-8 is an error (it needs converting, not skipping).
+    the reason (one read in part keeps that part, and is `Skipped` naming what is missing); a
+    text file that is not UTF-8 is an error (it needs converting, not skipping).
     """
     paths, skipped = scan(directory, follow_links)
     sources = []

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from myoqa.config import DEFAULT_MODEL
 from myoqa.errors import MyoqaError
+from myoqa.models import DEFAULT_MODEL
 
 
 def model_path(model: str) -> str:

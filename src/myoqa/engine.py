@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from myoqa.config import Settings
 from myoqa.corpus import Source, source_hashes
+from myoqa.embedders import encoder_factory
 from myoqa.errors import printable
 from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
 from myoqa.index.health import staleness
@@ -67,7 +68,8 @@ def open_searcher(settings: Settings, params: SearchParams | None = None,
     early = None
     if late is not None and preload_late and (settings.index_dir / encoders.ENCODERS).is_dir():
         early = Preload(lambda: late_encoder(settings.index_dir, late))
-    index = ready_index(settings, notify, progress=progress, sources=sources)
+    index = ready_index(settings, notify, progress=progress, sources=sources,
+                        make_encoder=encoder_factory(settings))
     return Searcher(index, query_encoder_factory(index), params,
                     late_signal(index, settings, early))
 

@@ -152,7 +152,8 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
 
 def _row(vectors: list[np.ndarray], passages: int, i: int) -> np.ndarray:
     """Unit i's row: passages come first, then spans."""
-    return vectors[0][i] if i < passages else vectors[1][i - passages]
+    row: np.ndarray = vectors[0][i] if i < passages else vectors[1][i - passages]
+    return row
 
 
 def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,

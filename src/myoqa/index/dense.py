@@ -56,11 +56,12 @@ class DenseIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS-style (scores, ids) of the `k` nearest passages to each query."""
         if self.exact is None:
-            return self.coarse.search(queries, k)
+            flat: tuple[np.ndarray, np.ndarray] = self.coarse.search(queries, k)
+            return flat
         _, found = self.coarse.search(queries, k + RERANK_EXTRA)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
-        for row, (query, cand) in enumerate(zip(queries, found)):
+        for row, (query, cand) in enumerate(zip(queries, found, strict=False)):
             cand = cand[cand >= 0]
             sims = self.reconstruct_batch(cand) @ query
             best = np.argsort(-sims, kind="stable")[:k]
@@ -70,13 +71,15 @@ class DenseIndex:
     def reconstruct_batch(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of passages `ids`, float32."""
         if self.exact is None:
-            return self.coarse.reconstruct_batch(ids)
+            rows: np.ndarray = self.coarse.reconstruct_batch(ids)
+            return rows
         return np.asarray(self.exact[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
 
     def reconstruct_n(self, start: int, n: int) -> np.ndarray:
         """The vectors of passages start … start + n - 1, float32."""
         if self.exact is None:
-            return self.coarse.reconstruct_n(start, n)
+            run: np.ndarray = self.coarse.reconstruct_n(start, n)
+            return run
         return np.asarray(self.exact[start:start + n], dtype=np.float32)
 
 

@@ -60,13 +60,13 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
     except IndexProblem as problem:
         return Health(State.DAMAGED, problem.message, build, None)
     late = manifest.late if params.late_model is not None else None
-    problem = (damage(build, manifest.files, full)
-               or encoder_damage(index_dir / ENCODERS / manifest.model.encoder,
-                                 manifest.model.encoder_files)
-               or (encoder_damage(index_dir / ENCODERS / late.encoder, late.encoder_files)
-                   if late is not None and late.encoder else None))
-    if problem:
-        return Health(State.DAMAGED, problem, build, manifest)
+    found = (damage(build, manifest.files, full)
+             or encoder_damage(index_dir / ENCODERS / manifest.model.encoder,
+                               manifest.model.encoder_files)
+             or (encoder_damage(index_dir / ENCODERS / late.encoder, late.encoder_files)
+                 if late is not None and late.encoder else None))
+    if found:
+        return Health(State.DAMAGED, found, build, manifest)
     if full:
         try:
             load(index_dir)

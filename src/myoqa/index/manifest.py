@@ -173,11 +173,13 @@ class _Bad(Exception):
 
 
 def _obj(data: Any, key: str) -> dict[str, Any]:
-    return _get(data, key, dict)
+    value: dict[str, Any] = _get(data, key, dict)
+    return value
 
 
 def _list(data: Any, key: str) -> list[Any]:
-    return _get(data, key, list)
+    value: list[Any] = _get(data, key, list)
+    return value
 
 
 def _get(data: Any, key: str, kind: type | tuple[type, ...]) -> Any:

@@ -9,8 +9,8 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from myoqa.config import Settings
 from myoqa.corpus import Skipped, Source, read_corpus, survey
 from myoqa.errors import MyoqaError
 from myoqa.index import encoders, health, manifest
@@ -19,6 +19,28 @@ from myoqa.index.manifest import IndexProblem
 from myoqa.index.ownership import check_place, claim
 from myoqa.index.store import build_lock, current_build, load, save
 from myoqa.index.tables import Index
+
+if TYPE_CHECKING:
+    from myoqa.colbert import LateModel
+
+EncoderFactory = Callable[[Path], Encoder]
+
+
+class Place(Protocol):
+    """What opening or building an index needs from the caller, as plain values (the edge's
+    resolved settings have them): where the sources and the index are, the model, whether links
+    out of the sources are read, and the late-interaction model (None when off)."""
+
+    @property
+    def sources(self) -> Path: ...
+    @property
+    def index_dir(self) -> Path: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def follow_links(self) -> bool: ...
+    @property
+    def late(self) -> LateModel | None: ...
 
 Notify = Callable[[str], None]
 READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -103,10 +125,12 @@ def _load_current(index_dir: Path, params: BuildParams, hashes: dict[str, str]) 
         return index
 
 
-def build_index(settings: Settings, params: BuildParams, notify: Notify,
+def build_index(settings: Place, params: BuildParams, notify: Notify,
                 progress: ProgressFactory | None = None, sources: list[Source] | None = None,
-                force: bool = True) -> Index:
-    """Embed the sources (read from settings.sources unless given) into a new build, locked.
+                force: bool = True, make_encoder: EncoderFactory | None = None) -> Index:
+    """Embed the sources (read from settings.sources unless given) into a new build, locked,
+    with the encoder `make_encoder` makes from the encoder folder (by default this process's,
+    `encoders.load_encoder`).
 
     With `force` (`index --rebuild`) every passage and span is embedded again. Without it, a
     build that another process finished while this one waited for the lock is used instead of
@@ -139,7 +163,8 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     previous = load(index_dir)
-            built = build(sources, params, encoder_for(settings, folder),
+            encoder = (make_encoder or encoders.load_encoder)(folder)
+            built = build(sources, params, encoder,
                           EncoderInfo(folder, files), previous, progress,
                           [manifest.Skipped(s.name, s.reason) for s in skipped],
                           late, late_info)
@@ -148,26 +173,16 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
         raise _write_error(index_dir, exc) from None
 
 
-def build_params(settings: Settings) -> BuildParams:
+def build_params(settings: Place) -> BuildParams:
     """What a build for `settings` depends on: the model, and the late-interaction model's key
     when late interaction is on."""
     return BuildParams(model=settings.model,
                        late_model=settings.late.key if settings.late else None)
 
 
-def encoder_for(settings: Settings, folder: Path) -> Encoder:
-    """What embeds a build's new passages: the ONNX encoder here, or on a Ray cluster with
-    `--embed-with ray` (the same encoder files, shipped to its workers)."""
-    if settings.embed_with == "ray":
-        from myoqa.scale.ray_embed import RayEncoder
-
-        return RayEncoder(folder, settings.ray_address)
-    return encoders.load_encoder(folder)
-
-
-def ready_index(settings: Settings, notify: Notify, params: BuildParams | None = None,
-                progress: ProgressFactory | None = None, sources: list[Source] | None = None
-                ) -> Index:
+def ready_index(settings: Place, notify: Notify, params: BuildParams | None = None,
+                progress: ProgressFactory | None = None, sources: list[Source] | None = None,
+                make_encoder: EncoderFactory | None = None) -> Index:
     """The current index for `settings`, built or rebuilt first when missing, damaged or stale.
 
     Files added to the sources folder since the build that it does not index (an unsupported
@@ -184,7 +199,8 @@ def ready_index(settings: Settings, notify: Notify, params: BuildParams | None =
         index = _load_current(settings.index_dir, params, hashes)
     except IndexProblem as problem:
         notify(f"{problem.message}; building the index in {settings.index_dir}")
-        return build_index(settings, params, notify, progress, sources, force=False)
+        return build_index(settings, params, notify, progress, sources, force=False,
+                           make_encoder=make_encoder)
     if found:
         noted = {s.name for s in index.manifest.skipped}
         _note_skipped([s for s in found.skipped if s.name not in noted], notify)

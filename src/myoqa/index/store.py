@@ -129,7 +129,8 @@ def save(index: Index, index_dir: Path) -> Index:
         for name, array in arrays.items():
             _save_array(tmp / f"{name}.npy", array)
         with open(tmp / "passages.faiss", "wb") as fh:  # through Python, so errors are OSError
-            faiss.write_index(index.passage_vectors.coarse, faiss.PyCallbackIOWriter(fh.write))
+            faiss.write_index(index.passage_vectors.coarse,
+                              faiss.PyCallbackIOWriter(fh.write))  # type: ignore[attr-defined]  # SWIG
         files = digests(tmp)
         manifest = Manifest(**{**vars(index.manifest), "files": files})
         _write_json(tmp / MANIFEST, manifest.to_json())
@@ -238,7 +239,7 @@ def load(index_dir: Path) -> Index:
             _load_array(build_dir / f"{tokens.OFFSETS}.npy")), len(passages),
             manifest.late.dimension, build_dir)
     return Index(path=build_dir, encoder_dir=index_dir / ENCODERS / manifest.model.encoder,
-                 manifest=manifest, texts=dict(zip(names, texts)), passages=passages,
+                 manifest=manifest, texts=dict(zip(names, texts, strict=False)), passages=passages,
                  spans=spans, passage_spans=arrays["passage_spans"], postings=postings,
                  passage_vectors=DenseIndex(vectors, exact), span_vectors=span_vectors,
                  passage_tokens=late)
@@ -297,7 +298,8 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        array: np.ndarray = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        return array
     except FileNotFoundError:
         raise IndexProblem(f"index file {path} is missing") from None
     except (OSError, ValueError) as exc:

@@ -56,7 +56,7 @@ def encode(texts: list[str], encoder: Any, previous: dict[bytes, np.ndarray],
     tick(len(texts) - len(todo))
     for at in range(0, len(todo), BATCH):
         batch = todo[at:at + BATCH]
-        for i, vectors in zip(batch, encoder.passages([texts[i] for i in batch])):
+        for i, vectors in zip(batch, encoder.passages([texts[i] for i in batch]), strict=False):
             known[keys[i]] = vectors
         tick(len(batch))
     return TokenVectors.from_list([known[k] for k in keys])

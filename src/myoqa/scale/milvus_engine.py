@@ -12,16 +12,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from myoqa.config import Settings
+from myoqa.config import MilvusSettings, Settings
 from myoqa.corpus import Source, load_sources, source_hashes
+from myoqa.embedders import encoder_for
 from myoqa.errors import MyoqaError, printable
 from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
-from myoqa.index.opener import encoder_for
 from myoqa.index.ownership import check_place, claim
 from myoqa.scale.milvus_lock import BuildLock
 from myoqa.scale.milvus_search import MilvusSearcher, load_build
-from myoqa.scale.milvus_settings import MilvusSettings, alias_name
+from myoqa.scale.milvus_settings import alias_name
 from myoqa.scale.milvus_store import (
     MilvusManifest,
     StaleMilvusIndex,
@@ -160,7 +160,7 @@ def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: 
         return client, load_build(client, alias), alias
 
 
-def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest
+def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManifest  # noqa: ARG001
                           ) -> Callable[[], Any]:
     """The ONNX encoder kept on this machine (exported by the build, or by the first question
     asked here, which loads sentence-transformers once), else sentence-transformers."""

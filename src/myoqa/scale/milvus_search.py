@@ -262,7 +262,7 @@ class MilvusSearcher:
             scored = view.score(text, mode, terms)
             ids = view.global_ids[scored.ids]
             table = view.index.passages
-            self.index.passages.seen = {int(g): table[int(i)] for g, i in zip(ids, scored.ids)}
+            self.index.passages.seen = {int(g): table[int(i)] for g, i in zip(ids, scored.ids, strict=False)}
             return replace(scored, ids=ids)
 
     def empty_view(self) -> Index:

@@ -30,12 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from myoqa.config import MilvusSettings
 from myoqa.errors import MyoqaError
-from myoqa.scale.milvus_settings import (
-    TEXT_ANALYZER,
-    MilvusSettings,
-    dense_index_params,
-)
+from myoqa.scale.milvus_settings import TEXT_ANALYZER, dense_index_params
 
 MANIFEST_PROPERTY = "myoqa.manifest"
 MANIFEST_FORMAT = 2  # 2: the manifest names its library
@@ -401,7 +398,7 @@ def _text_rows(index: Any, hashes: dict[str, str]) -> Iterator[dict[str, Any]]:
 def _vocab_rows(index: Any) -> Iterator[dict[str, Any]]:
     postings = index.postings
     df = np.diff(postings.indptr)
-    for term, count in zip(postings.vocab, df.tolist()):
+    for term, count in zip(postings.vocab, df.tolist(), strict=False):
         yield {"id": term, "df": count, "pad": [0.0] * PAD_DIM}
 
 

@@ -13,10 +13,12 @@ def fuse(fusion: Fusion, lexical: np.ndarray, dense: np.ndarray, raw: np.ndarray
     Convex fusion stays in [0, 1]: a negative cosine counts as no similarity.
     """
     if isinstance(fusion, ReciprocalRank):
-        return reciprocal_rank(raw, fusion.k) + reciprocal_rank(dense, fusion.k)
+        ranked: np.ndarray = reciprocal_rank(raw, fusion.k) + reciprocal_rank(dense, fusion.k)
+        return ranked
     if isinstance(fusion, Convex):
         w = fusion.dense_weight
-        return w * np.maximum(dense, 0.0) + (1 - w) * lexical
+        mixed: np.ndarray = w * np.maximum(dense, 0.0) + (1 - w) * lexical
+        return mixed
     raise TypeError(f"unknown fusion {fusion!r}")
 
 

@@ -105,7 +105,7 @@ def span_candidates(spans: UnitTable, passage_spans: np.ndarray, span_vectors: n
     sims = (np.asarray(span_vectors[lo:hi])[inside] @ query
             if query is not None and len(inside) else np.zeros(len(inside)))
     return list(zip((starts[inside] - start).tolist(), (ends[inside] - start).tolist(),
-                    sims.tolist()))
+                    sims.tolist(), strict=False))
 
 
 def answerable(text: str, candidates: list[tuple[int, int, float]]

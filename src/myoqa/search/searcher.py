@@ -83,7 +83,8 @@ class Searcher:
 
     def embed(self, text: str) -> np.ndarray:
         """The normalised query vector."""
-        return np.asarray(self._dense().encode([text]), dtype=np.float32)[0]
+        vector: np.ndarray = np.asarray(self._dense().encode([text]), dtype=np.float32)[0]
+        return vector
 
     def search(self, question: str, mode: str = "hybrid", k: int = 5) -> Answer:
         """Top-k passages for `question`, each widened by the neighbours it overlaps."""
@@ -187,4 +188,4 @@ class Searcher:
         vectors = np.concatenate([v for v, _ in parts])
         offsets = np.concatenate([o for _, o in parts]) - hit.start
         tokens = span_scores(late_query, vectors, offsets, [(s, e) for s, e, _ in spans])
-        return [(s, e, (1 - weight) * d + weight * t) for (s, e, d), t in zip(spans, tokens)]
+        return [(s, e, (1 - weight) * d + weight * t) for (s, e, d), t in zip(spans, tokens, strict=False)]

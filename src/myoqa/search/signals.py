@@ -31,7 +31,8 @@ def normalised_bm25(raw: np.ndarray, terms: list[str], bm25: SparseBM25,
 def nearest_passages(passage_vectors: Any, query: np.ndarray, depth: int) -> np.ndarray:
     """Ids of the `depth` passages nearest to `query` in the vector index."""
     _, ids = passage_vectors.search(query[None, :], depth)
-    return ids[0][ids[0] >= 0]
+    found: np.ndarray = ids[0][ids[0] >= 0]
+    return found
 
 
 def dense_similarity(passage_vectors: Any, span_vectors: np.ndarray, passage_spans: np.ndarray,
@@ -50,4 +51,5 @@ def dense_similarity(passage_vectors: Any, span_vectors: np.ndarray, passage_spa
         best[has] = np.maximum.reduceat(sims, np.cumsum(sizes[has]) - sizes[has])
         dense = np.where(has, np.maximum(dense, (1 - span_weight) * dense + span_weight * best),
                          dense)
-    return dense.astype(np.float64)
+    scores: np.ndarray = dense.astype(np.float64)
+    return scores

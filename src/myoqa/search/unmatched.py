@@ -4,9 +4,9 @@ A content word is any word of the question but a stopword, a question word or a 
 ("make", "take", "help", "thing", "best"): the words that say what the question is about. It is
 matched by its Snowball stem, so "twitching" finds "twitch", and by a few endings, so an
 inflection the stemmer does not join still counts: "worse" finds "worsen", "children" finds
-"child" (but "live" does not find "liver"). A hyphenated word also matches its parts written together ("long-term" finds
-"longterm", as the keyword-run seed writes it). The check is lexical: a word no source contains
-may still be answered in other words, and the note says so.
+"child" (but "live" does not find "liver"). A hyphenated word also matches its parts written
+together ("long-term" finds "longterm", as the keyword-run seed writes it). The check is
+lexical: a word no source contains may still be answered in other words, and the note says so.
 
 A rare word that reads as a misspelling of a source word ("clonazapam") is not named: the user
 means the source's word. Everyday English (wordfreq's "small" list, Zipf ≥ 3) skips that check,

@@ -31,7 +31,7 @@ from myoqa.errors import ExitCode, MyoqaError, printable
 from myoqa.followup import contextualize
 from myoqa.output_files import kept_folders, write_output
 from myoqa.render import safe
-from myoqa.search import MODES
+from myoqa.search import MAX_K, MODES
 from myoqa.tui import places, transcript
 from myoqa.tui.clipboard import copy_text
 from myoqa.tui.history import HISTORY_FILE, History, load_history, remember
@@ -55,7 +55,9 @@ if TYPE_CHECKING:
 
     from myoqa.search import Answer, Result, Searcher
 
-MIN_K, MAX_K, DEFAULT_K = 1, 20, 5
+MIN_K, DEFAULT_K = 1, 5
+# The chat's +/- stops at 20 passages (a screenful of cards), within the search's one limit MAX_K.
+CHAT_MOST_K = min(20, MAX_K)
 NOTE_SECONDS = 3
 LONG_NOTE_SECONDS = 8
 LOADING = "BM25 only (model loading)"
@@ -127,8 +129,9 @@ class ChatApp(App[None]):
         self.settings = settings or Settings.resolve()
         self.factory = factory or searcher_factory(self.settings)
         self.kept = kept_folders(self.settings.sources, self.settings.index_dir)
-        self.export_dir = export_dir or places.export_dir(kept=self.kept)
-        self.history_path = history_path or places.data_dir() / HISTORY_FILE
+        self.export_dir = export_dir or places.export_dir(self.settings.export_dir, self.kept,
+                                                          self.settings.data_dir)
+        self.history_path = history_path or places.data_dir(self.settings.data_dir) / HISTORY_FILE
         self.history_problem = ""
         self.cursor_blink = cursor_blink
         self.searcher: Searcher | None = None
@@ -397,7 +400,7 @@ class ChatApp(App[None]):
 
     # Actions.
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002 (Textual's signature)
         """Transcript actions only work while the transcript's screen is shown."""
         if action in TRANSCRIPT_ACTIONS:
             return self.screen is self.screen_stack[0]
@@ -438,7 +441,7 @@ class ChatApp(App[None]):
 
     def action_change_k(self, step: int) -> None:
         """Show one passage more (step 1) or fewer (step -1) for the following questions."""
-        self.k = min(MAX_K, max(MIN_K, self.k + step))
+        self.k = min(CHAT_MOST_K, max(MIN_K, self.k + step))
         self.tell(f"Top {self.k} passages for the next questions")
 
     def watch_mode(self) -> None:

@@ -7,42 +7,38 @@ documents folder.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from myoqa.output_files import Kept, holder
 
 APP_NAME = "myoqa"
-DATA_ENV = "MYOQA_DATA_DIR"
-EXPORT_ENV = "MYOQA_EXPORT_DIR"
 
 
-def data_dir() -> Path:
-    """The chat's own files: $MYOQA_DATA_DIR, else the platform's user data folder for myoqa
-    (e.g. ~/.local/share/myoqa)."""
-    chosen = os.environ.get(DATA_ENV)
+def data_dir(chosen: Path | None = None) -> Path:
+    """The chat's own files: `chosen` (Settings.data_dir, from $MYOQA_DATA_DIR), else the
+    platform's user data folder for myoqa (e.g. ~/.local/share/myoqa)."""
     if chosen:
-        return Path(chosen).expanduser()
+        return chosen
     import platformdirs
 
     return platformdirs.user_data_path(APP_NAME, appauthor=False)
 
 
-def export_dir(chosen: str | Path | None = None, kept: Sequence[Kept] = ()) -> Path:
-    """Where exports go: `chosen` (the --export-dir flag), else $MYOQA_EXPORT_DIR, else a
-    `myoqa` folder in the user's documents folder when that exists, else `exports` in the
-    data folder. A default inside a `kept` folder (documents that are the sources) gives way
-    to the next; a chosen folder is returned as it is, for the caller to refuse by name
-    (`output_files.check_folder`)."""
-    chosen = chosen or os.environ.get(EXPORT_ENV)
+def export_dir(chosen: Path | None = None, kept: Sequence[Kept] = (),
+               data: Path | None = None) -> Path:
+    """Where exports go: `chosen` (Settings.export_dir: --export-dir, else $MYOQA_EXPORT_DIR),
+    else a `myoqa` folder in the user's documents folder when that exists, else `exports` in
+    the data folder (`data`, as `data_dir` takes it). A default inside a `kept` folder
+    (documents that are the sources) gives way to the next; a chosen folder is returned as it
+    is, for the caller to refuse by name (`output_files.check_folder`)."""
     if chosen:
-        return Path(chosen).expanduser()
+        return chosen
     import platformdirs
 
     documents = platformdirs.user_documents_path()
     mine = documents / APP_NAME
     if documents.is_dir() and documents != Path.home() and holder(mine, kept) is None:
         return mine
-    return data_dir() / "exports"
+    return data_dir(data) / "exports"
 

@@ -45,8 +45,9 @@ KeyGroups = list[tuple[str, list[tuple[str, str]]]]
 class HelpScreen(ModalScreen[None]):
     """Every key of the chat, by where it works, and how answers are made."""
 
-    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q,f1,question_mark", "dismiss", "Close", key_display="esc",
-                        tooltip="Close the help")]
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("escape,q,f1,question_mark", "dismiss", "Close", key_display="esc",
+                tooltip="Close the help")]
 
     def __init__(self, groups: KeyGroups) -> None:
         super().__init__()

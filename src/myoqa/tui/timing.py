@@ -23,7 +23,7 @@ def time_startup(launched: float, question: str, limit_s: float = 60.0) -> dict[
     app = ChatApp(Settings.resolve(), cursor_blink=False)
     marks: dict[str, float] = {}
 
-    async def autopilot(pilot: Pilot) -> None:
+    async def autopilot(pilot: Pilot) -> None:  # noqa: ARG001 (Textual's auto_pilot signature)
         deadline = time.time() + limit_s
         while not isinstance(app.focused, ChatInput):
             await asyncio.sleep(0.005)
