@@ -566,7 +566,7 @@ def test_failed_or_interrupted_encoder_export_leaves_nothing_behind(
         if isinstance(failure, OSError):
             assert "no space left on the device" in str(info.value)
         assert not (settings.index_dir / "CURRENT").exists()
-        assert [p.name for p in (settings.index_dir / "encoders").iterdir()] == [".owner"]
+        assert [p.name for p in (settings.cache / "encoders").iterdir()] == [".owner"]
 
 
 def test_interrupt_while_switching_waits_for_the_switch(
@@ -627,7 +627,7 @@ def test_builds_take_turns_and_a_waiting_build_uses_the_one_just_made(
             holding.set()
             decided.wait()
             events.append("other builds")
-            folder, files = encoders.ensure_encoder(settings.index_dir, settings.model,
+            folder, files = encoders.ensure_encoder(settings.cache, settings.model,
                                                     lambda _m: None)
             built = build(corpus.load_sources(sources), BuildParams(model=settings.model),
                           FakeEncoder(), EncoderInfo(folder, files))

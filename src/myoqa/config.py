@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,8 +52,14 @@ def project_root(start: Path | None = None) -> Path | None:
     return None
 
 
+CACHE_ENV = "MYOQA_CACHE_DIR"
+
+
 def user_cache() -> Path:
-    """The user's cache folder for myoqa (platformdirs), where indexes live by default."""
+    """The user's cache folder for myoqa, where indexes live by default and the exported
+    encoders once for every index: $MYOQA_CACHE_DIR, else platformdirs' cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME))
@@ -65,7 +71,8 @@ class Settings:
     sources, index, model, the late-interaction model (`late`, None when off), where the
     index lives (`backend`: local files, or a Milvus server in `milvus`), where a build
     embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), and whether
-    links leaving the sources folder are read."""
+    links leaving the sources folder are read, and the user's cache folder (`cache`) holding
+    the exported encoders every index folder shares."""
 
     sources: Path
     index_dir: Path
@@ -81,6 +88,7 @@ class Settings:
     follow_links_from: str = "the default"
     late: LateModel | None = None
     late_from: str = "given"
+    cache: Path = field(default_factory=user_cache)
 
     @classmethod
     def resolve(

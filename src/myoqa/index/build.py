@@ -132,7 +132,7 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
         vectors[i] = known[key]
     index = from_parts(texts, passages, spans, vectors[:len(passages)],
                        np.ascontiguousarray(vectors[len(passages):]), params, entries,
-                       ModelInfo(params.model, dimension, info.folder.name, info.files),
+                       ModelInfo(params.model, dimension, str(info.folder), info.files),
                        reused=len(units) - len(todo), skipped=skipped or [], started=started,
                        encoder_dir=info.folder)
     if late_encoder is not None and params.late_model is not None:
@@ -155,7 +155,7 @@ def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
     index.passage_tokens = found
     index.manifest = replace(index.manifest, late=LateInfo(
         model, int(found.vectors.shape[1]), len(found.vectors),
-        graph.folder.name if graph else "", graph.files if graph else {}))
+        str(graph.folder) if graph else "", graph.files if graph else {}))
 
 
 def from_parts(texts: dict[str, str], passages: list[Unit], spans: list[Unit],

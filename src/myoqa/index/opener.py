@@ -129,11 +129,11 @@ def build_index(settings: Settings, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     return _load_current(index_dir, params, hashes)
-            folder, files = encoders.ensure_encoder(index_dir, params.model, notify)
+            folder, files = encoders.ensure_encoder(settings.cache, params.model, notify)
             late, late_info = None, None
             if settings.late is not None and params.late_model == settings.late.key:
-                late, late_folder, late_files = encoders.ensure_late_encoder(index_dir,
-                                                                             settings.late)
+                late, late_folder, late_files = encoders.ensure_late_encoder(
+                    settings.cache, settings.late, notify)
                 late_info = EncoderInfo(late_folder, late_files)
             previous = None
             if not force:
