@@ -25,11 +25,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
-from myoqa.config import Settings
+from myoqa.config import CACHE_ENV, Settings
 from myoqa.engine import query_encoder_factory
 from myoqa.faultpoints import PAUSE_ENV
 from myoqa.index import Index
-from myoqa.config import CACHE_ENV
 from myoqa.index.encoders import ENCODERS
 from myoqa.index.store import current_build, load
 

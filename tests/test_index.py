@@ -29,15 +29,14 @@ from conftest import (
     writable_copy,
     write_sources,
 )
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import CACHE_ENV, PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.errors import MyoqaError
 from myoqa.evaluation import load_questions
 from myoqa.index import BuildParams, IndexProblem, Manifest, NewerFormat
 from myoqa.index.encoders import ENCODERS
-from myoqa.index.manifest import FileDigest
 from myoqa.index.health import State, check
-from myoqa.index.manifest import FORMAT_VERSION
+from myoqa.index.manifest import FORMAT_VERSION, FileDigest
 from myoqa.index.opener import build_index, ready_index
 from myoqa.index.ownership import MARKER
 from myoqa.index.store import current_build, load, read_manifest
@@ -192,7 +191,22 @@ def _more_passages(manifest: Path) -> None:
 
 
 def _encoder(index_dir: Path) -> Path:
-    return index_dir / ENCODERS / read_manifest(current_build(index_dir)).model.encoder
+    """The encoder of a copied index, first moved to a cache of its own (`_cache`), so a test may
+    damage it without damaging the one the session's indexes share."""
+    build = current_build(index_dir)
+    shared = Path(read_manifest(build).model.encoder)
+    own = _cache(index_dir) / ENCODERS / shared.name
+    if shared != own:
+        shutil.copytree(shared.parent, own.parent, dirs_exist_ok=True)
+        data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        data["model"]["encoder"] = str(own)
+        (build / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    return own
+
+
+def _cache(index_dir: Path) -> Path:
+    """The user's cache folder of a copied index whose encoder a test damages."""
+    return index_dir.with_name(f"{index_dir.name}-cache")
 
 
 DAMAGE = {
@@ -237,7 +251,7 @@ def test_encoder_damage_is_found_before_each_question_and_repaired(
     question = ["ask", "what is diaphragmatic flutter?", "--json", "-k", "3"]
     before = run_cli(*question, env=cli_env(index_dir))
     _zero_a_quarter(_encoder(index_dir) / "model.onnx.data")
-    after = run_cli(*question, env=cli_env(index_dir))
+    after = run_cli(*question, env={**cli_env(index_dir), CACHE_ENV: str(_cache(index_dir))})
     assert after.returncode == 0 and "model.onnx.data does not match its recorded hash" in \
         after.stderr and "exporting the ONNX encoder" in after.stderr
     assert json.loads(after.stdout) == json.loads(before.stdout)
@@ -407,7 +421,7 @@ def test_damaged_index_is_rebuilt_on_the_next_question(seed_settings: Settings, 
     before = current_build(index_dir)
     _truncate(before / "passages.faiss")
     said: list[str] = []
-    fresh = ready_index(Settings.resolve(SEEDS, index_dir), said.append)
+    fresh = ready_index(replace(seed_settings, index_dir=index_dir), said.append)
     assert len(said) == 1 and "passages.faiss has" in said[0]
     assert said[0].endswith(f"; building the index in {index_dir}")
     assert fresh.path != before and model_loads == [] and not leftovers(index_dir)

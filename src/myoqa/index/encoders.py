@@ -19,7 +19,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +131,8 @@ def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[
 def late_folder(cache: Path, late: LateModel) -> Path:
     """Where the optimised graph of the late-interaction model is kept in the user's `cache`:
     one folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
+    from importlib.metadata import version as package_version  # ~10 ms: only with late on
+
     stamp = f"{late.key};onnxruntime={package_version('onnxruntime')}"
     return (cache / ENCODERS
             / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
