@@ -18,6 +18,7 @@ import sys
 import threading
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -494,7 +495,7 @@ def test_failed_write_during_a_build_keeps_the_previous_index(
     with open("/dev/full", "wb", buffering=0) as full:
         words = _failing(kind, monkeypatch, full)
         with pytest.raises(MyoqaError) as info:
-            build_index(Settings.resolve(SEEDS, index_dir),
+            build_index(replace(seed_settings, index_dir=index_dir),
                         BuildParams(model="all-MiniLM-L6-v2"), notify=lambda _m: None)
         monkeypatch.undo()
     assert words in str(info.value) and "the previous index is unchanged" in str(info.value)
@@ -545,7 +546,7 @@ def test_interrupt_while_writing_removes_the_partial_build(
 
     monkeypatch.setattr(store, "_save_array", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        build_index(Settings.resolve(SEEDS, index_dir), BuildParams(model="all-MiniLM-L6-v2"),
+        build_index(replace(seed_settings, index_dir=index_dir), BuildParams(model="all-MiniLM-L6-v2"),
                     lambda _m: None)
     assert store.current_build(index_dir) == before and builds(index_dir) == {before.name}
     assert not leftovers(index_dir)
@@ -582,7 +583,7 @@ def test_interrupt_while_switching_waits_for_the_switch(
 
     monkeypatch.setattr(os, "rename", rename_under_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        build_index(Settings.resolve(SEEDS, index_dir), BuildParams(model="all-MiniLM-L6-v2"),
+        build_index(replace(seed_settings, index_dir=index_dir), BuildParams(model="all-MiniLM-L6-v2"),
                     lambda _m: None)
     monkeypatch.undo()
     after = store.current_build(index_dir)
