@@ -38,7 +38,7 @@ from myoqa.index.encoders import ENCODERS
 from myoqa.index.health import State, check
 from myoqa.index.manifest import FORMAT_VERSION, FileDigest
 from myoqa.index.opener import build_index, ready_index
-from myoqa.index.ownership import MARKER
+from myoqa.index.ownership import MARKER, make_owned_dir
 from myoqa.index.store import current_build, load, read_manifest
 
 QUIET = {"notify": lambda _m: None}
@@ -341,6 +341,28 @@ def test_index_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
     proc = run_cli("ask", "myoclonus", env=cli_env(afile))
     one_line_error(proc, 1, "is a file, not a folder")
     assert afile.read_text() == "mine\n"
+
+
+def test_an_index_keeping_its_own_encoder_still_loads_and_its_next_builds_prune_it(
+        seed_settings: Settings, tmp_path: Path, model_loads: list[str]) -> None:
+    """Indexes built before encoders were shared keep theirs in their own `encoders/`: such an
+    index still loads as it is, and once builds no longer use that copy, pruning removes it."""
+    index_dir = copy_index(seed_settings, tmp_path)
+    build = current_build(index_dir)
+    shared = Path(read_manifest(build).model.encoder)
+    make_owned_dir(index_dir / ENCODERS, "test")
+    shutil.copytree(shared, index_dir / ENCODERS / shared.name)
+    data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    data["model"]["encoder"] = shared.name
+    (build / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    params = BuildParams(model=seed_settings.model)
+    assert check(index_dir, params, _hashes()).state is not State.DAMAGED
+    assert load(index_dir).encoder_dir == index_dir / ENCODERS / shared.name
+    settings = replace(seed_settings, index_dir=index_dir, late=None)
+    for _ in range(2):
+        assert build_index(settings, params, **QUIET).manifest.model.encoder == str(shared)
+    assert [p.name for p in (index_dir / ENCODERS).iterdir()] == [".owner"] and not model_loads
+    assert (shared / "model.onnx").is_file()
 
 
 def test_pruning_removes_only_what_myoqa_made(seed_settings: Settings, tmp_path: Path,
