@@ -21,7 +21,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from myoqa.colbert import ColbertEncoder, wheel_dir
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import CACHE_ENV, PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.search import Searcher
 
@@ -35,6 +35,20 @@ REBUILD = "myoqa index --rebuild"
 # What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
 CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
             *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's cache folder (shared encoders) for the whole session, and for every myoqa a
+    test runs: a temporary one, so tests never touch the real cache in the home folder."""
+    before = os.environ.get(CACHE_ENV)
+    folder = tmp_path_factory.mktemp("user-cache")
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 @pytest.fixture(scope="session")
@@ -252,12 +266,14 @@ class FakeEncoder:
 
 
 @pytest.fixture()
-def model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Builds embed with FakeEncoder and export a stand-in encoder; the list records each load of
-    the real model (which only an export does)."""
+def model_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Builds embed with FakeEncoder and export a stand-in encoder (into a cache folder of the
+    test's own, for settings resolved after this); the list records each load of the real model
+    (which only an export does)."""
     from myoqa import embedding, onnx_encoder
     from myoqa.index import encoders
 
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "user-cache"))
     loads: list[str] = []
 
     def load_model(name: str) -> object:

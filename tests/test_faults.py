@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
-from myoqa.config import Settings
+from myoqa.config import CACHE_ENV, Settings
 from myoqa.engine import query_encoder_factory
 from myoqa.faultpoints import PAUSE_ENV
 from myoqa.index import Index
@@ -113,8 +113,10 @@ PHASES = {  # how far into a phase a kill may land, at most (seconds after reach
     "starting": 1.0, "loading the encoder": 1.0, "writing files": 0.3, "switching CURRENT": 0.0}
 
 
-def _all_leftovers(index_dir: Path) -> list[str]:
-    return leftovers(index_dir) + leftovers(index_dir / ENCODERS)
+def _all_leftovers(index_dir: Path, env: dict[str, str] | None = None) -> list[str]:
+    """What killed runs left in an index folder and in the encoders of the cache they used."""
+    cache = Path((env or {}).get(CACHE_ENV) or os.environ[CACHE_ENV])
+    return leftovers(index_dir) + leftovers(cache / ENCODERS)
 
 
 def _reached(phase: str, proc: subprocess.Popen[str], index_dir: Path,
@@ -171,7 +173,7 @@ def _stop(step: str, how: str, *args: str, env: dict[str, str], index_dir: Path)
     if how == "Ctrl-C":
         assert proc.returncode == 130 and "Traceback" not in err, err
         assert err.splitlines()[-1] == "myoqa: interrupted", err
-        assert not _all_leftovers(index_dir)
+        assert not _all_leftovers(index_dir, env)
 
 
 @pytest.mark.parametrize("how", SIGNALS)
@@ -182,7 +184,8 @@ def test_stopped_at_each_step_of_a_first_build_the_next_run_goes_on(tmp_path: Pa
     later step), and the next build leaves one whole index and nothing else. Before, a kill
     between making a folder and writing its proof left a folder every command refused."""
     index_dir = tmp_path / "index"
-    env = cli_env(index_dir, _tiny_sources(tmp_path / "src"))
+    env = {**cli_env(index_dir, _tiny_sources(tmp_path / "src")),
+           CACHE_ENV: str(tmp_path / "cache")}  # a first export too
     for step in FIRST_BUILD:
         _stop(step, how, "index", env=env, index_dir=index_dir)
         if how == "Ctrl-C" and step != "current switch":
@@ -196,11 +199,13 @@ def test_stopped_at_each_step_of_a_first_build_the_next_run_goes_on(tmp_path: Pa
     assert final.returncode == 0, final.stderr
     whole = _check_whole(index_dir)
     assert whole.texts == {"tiny.txt": TINY}
-    assert not _all_leftovers(index_dir) and len(builds(index_dir)) == 2
+    assert not _all_leftovers(index_dir, env) and len(builds(index_dir)) == 2
     late = whole.manifest.late
     assert late is not None  # on by default: its saved graph is an encoder folder too
-    assert {p.name for p in (index_dir / ENCODERS).iterdir() if p.name != ".owner"} == {
+    shared = tmp_path / "cache" / ENCODERS
+    assert {str(p) for p in shared.iterdir() if p.name != ".owner"} == {
         whole.manifest.model.encoder, late.encoder}
+    assert not (index_dir / ENCODERS).exists()
 
 
 INTERRUPTS = {  # the command, and the step it is stopped at (else: while it searches)

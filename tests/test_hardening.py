@@ -18,6 +18,7 @@ import sys
 import threading
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -496,7 +497,7 @@ def test_failed_write_during_a_build_keeps_the_previous_index(
     with open("/dev/full", "wb", buffering=0) as full:
         words = _failing(kind, monkeypatch, full)
         with pytest.raises(MyoqaError) as info:
-            build_index(Settings.resolve(SEEDS, index_dir),
+            build_index(replace(seed_settings, index_dir=index_dir),
                         BuildParams(model="all-MiniLM-L6-v2"), notify=lambda _m: None)
         monkeypatch.undo()
     assert words in str(info.value) and "the previous index is unchanged" in str(info.value)
@@ -547,7 +548,7 @@ def test_interrupt_while_writing_removes_the_partial_build(
 
     monkeypatch.setattr(store, "_save_array", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        build_index(Settings.resolve(SEEDS, index_dir), BuildParams(model="all-MiniLM-L6-v2"),
+        build_index(replace(seed_settings, index_dir=index_dir), BuildParams(model="all-MiniLM-L6-v2"),
                     lambda _m: None)
     assert store.current_build(index_dir) == before and builds(index_dir) == {before.name}
     assert not leftovers(index_dir)
@@ -568,7 +569,7 @@ def test_failed_or_interrupted_encoder_export_leaves_nothing_behind(
         if isinstance(failure, OSError):
             assert "no space left on the device" in str(info.value)
         assert not (settings.index_dir / "CURRENT").exists()
-        assert [p.name for p in (settings.index_dir / "encoders").iterdir()] == [".owner"]
+        assert [p.name for p in (settings.cache / "encoders").iterdir()] == [".owner"]
 
 
 def test_interrupt_while_switching_waits_for_the_switch(
@@ -584,7 +585,7 @@ def test_interrupt_while_switching_waits_for_the_switch(
 
     monkeypatch.setattr(os, "rename", rename_under_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        build_index(Settings.resolve(SEEDS, index_dir), BuildParams(model="all-MiniLM-L6-v2"),
+        build_index(replace(seed_settings, index_dir=index_dir), BuildParams(model="all-MiniLM-L6-v2"),
                     lambda _m: None)
     monkeypatch.undo()
     after = store.current_build(index_dir)
@@ -629,7 +630,7 @@ def test_builds_take_turns_and_a_waiting_build_uses_the_one_just_made(
             holding.set()
             decided.wait()
             events.append("other builds")
-            folder, files = encoders.ensure_encoder(settings.index_dir, settings.model,
+            folder, files = encoders.ensure_encoder(settings.cache, settings.model,
                                                     lambda _m: None)
             built = build(corpus.load_sources(sources), BuildParams(model=settings.model),
                           FakeEncoder(), EncoderInfo(folder, files))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +29,16 @@ from conftest import (
     writable_copy,
     write_sources,
 )
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import CACHE_ENV, PROJECT_ROOT, Settings
 from myoqa.engine import open_searcher
 from myoqa.errors import MyoqaError
 from myoqa.evaluation import load_questions
 from myoqa.index import BuildParams, IndexProblem, Manifest, NewerFormat
 from myoqa.index.encoders import ENCODERS
 from myoqa.index.health import State, check
-from myoqa.index.manifest import FORMAT_VERSION
+from myoqa.index.manifest import FORMAT_VERSION, FileDigest
 from myoqa.index.opener import build_index, ready_index
-from myoqa.index.ownership import MARKER
+from myoqa.index.ownership import MARKER, make_owned_dir
 from myoqa.index.store import current_build, load, read_manifest
 
 QUIET = {"notify": lambda _m: None}
@@ -73,8 +75,63 @@ def test_build_folder_is_small_and_the_encoder_is_shared(seed_settings: Settings
     size = sum(p.stat().st_size for p in build.rglob("*") if p.is_file())
     assert size < MAX_BUILD_MB * 2**20, f"a seeds build takes {size / 2**20:.1f} MB"
     assert not (build / "encoder").exists()
-    assert (seed_settings.index_dir / ENCODERS / read_manifest(build).model.encoder
-            / "model.onnx").is_file()
+    encoder = Path(read_manifest(build).model.encoder)
+    assert encoder.parent == seed_settings.cache / ENCODERS and (encoder / "model.onnx").is_file()
+    assert not (seed_settings.index_dir / ENCODERS).exists()
+
+
+def test_a_second_index_folder_shares_the_users_encoder(seed_settings: Settings,
+                                                        tmp_path: Path) -> None:
+    """Each index folder exported its own ONNX encoder (87 MB, tens of seconds); now a second
+    folder of the same model uses the one in the user's cache, and its rebuilds, which prune,
+    never remove it."""
+    sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden, brief jerk."})
+    settings = replace(seed_settings, sources=sources, index_dir=tmp_path / "second")
+    shared = read_manifest(current_build(seed_settings.index_dir)).model
+    notes: list[str] = []
+    for _ in range(3):
+        index = build_index(settings, BuildParams(model=settings.model), notes.append)
+        assert index.manifest.model.encoder == shared.encoder
+        assert index.manifest.model.encoder_files == shared.encoder_files
+    assert not any("exporting" in n for n in notes), notes
+    assert not (settings.index_dir / ENCODERS).exists()
+    assert check(seed_settings.index_dir, BuildParams(model=settings.model),
+                 _hashes()).state is State.CURRENT
+
+
+def test_two_exports_at_once_take_turns(tmp_path: Path, model_loads: list[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes exporting the same encoder into the cache at once: the second waits on the
+    cache's lock and then finds the first one's export, whole."""
+    from myoqa import onnx_encoder
+    from myoqa.index import encoders
+
+    cache = tmp_path / "cache"
+    started, release = threading.Event(), threading.Event()
+
+    def slow_export(_model: object, out: Path) -> None:
+        started.set()
+        release.wait()
+        (out / "model.onnx").write_bytes(b"stand-in")
+
+    monkeypatch.setattr(onnx_encoder, "export_onnx", slow_export)
+    found: list[tuple[Path, dict[str, FileDigest]]] = []
+    first = threading.Thread(target=lambda: found.append(
+        encoders.ensure_encoder(cache, "all-MiniLM-L6-v2", lambda _m: None)))
+    first.start()
+    started.wait()
+    waits: list[str] = []
+    second = threading.Thread(target=lambda: found.append(
+        encoders.ensure_encoder(cache, "all-MiniLM-L6-v2", waits.append)))
+    second.start()
+    while not waits:
+        second.join(0.01)
+    release.set()
+    first.join()
+    second.join()
+    assert "waiting" in waits[0] and len(model_loads) == 1
+    assert found[0] == found[1] and encoders.encoder_damage(*found[0]) is None
+    assert not leftovers(cache / ENCODERS)
 
 
 @hsettings(max_examples=200, deadline=None)
@@ -134,7 +191,22 @@ def _more_passages(manifest: Path) -> None:
 
 
 def _encoder(index_dir: Path) -> Path:
-    return index_dir / ENCODERS / read_manifest(current_build(index_dir)).model.encoder
+    """The encoder of a copied index, first moved to a cache of its own (`_cache`), so a test may
+    damage it without damaging the one the session's indexes share."""
+    build = current_build(index_dir)
+    shared = Path(read_manifest(build).model.encoder)
+    own = _cache(index_dir) / ENCODERS / shared.name
+    if shared != own:
+        shutil.copytree(shared.parent, own.parent, dirs_exist_ok=True)
+        data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        data["model"]["encoder"] = str(own)
+        (build / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    return own
+
+
+def _cache(index_dir: Path) -> Path:
+    """The user's cache folder of a copied index whose encoder a test damages."""
+    return index_dir.with_name(f"{index_dir.name}-cache")
 
 
 DAMAGE = {
@@ -179,7 +251,7 @@ def test_encoder_damage_is_found_before_each_question_and_repaired(
     question = ["ask", "what is diaphragmatic flutter?", "--json", "-k", "3"]
     before = run_cli(*question, env=cli_env(index_dir))
     _zero_a_quarter(_encoder(index_dir) / "model.onnx.data")
-    after = run_cli(*question, env=cli_env(index_dir))
+    after = run_cli(*question, env={**cli_env(index_dir), CACHE_ENV: str(_cache(index_dir))})
     assert after.returncode == 0 and "model.onnx.data does not match its recorded hash" in \
         after.stderr and "exporting the ONNX encoder" in after.stderr
     assert json.loads(after.stdout) == json.loads(before.stdout)
@@ -271,6 +343,28 @@ def test_index_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
     assert afile.read_text() == "mine\n"
 
 
+def test_an_index_keeping_its_own_encoder_still_loads_and_its_next_builds_prune_it(
+        seed_settings: Settings, tmp_path: Path, model_loads: list[str]) -> None:
+    """Indexes built before encoders were shared keep theirs in their own `encoders/`: such an
+    index still loads as it is, and once builds no longer use that copy, pruning removes it."""
+    index_dir = copy_index(seed_settings, tmp_path)
+    build = current_build(index_dir)
+    shared = Path(read_manifest(build).model.encoder)
+    make_owned_dir(index_dir / ENCODERS, "test")
+    shutil.copytree(shared, index_dir / ENCODERS / shared.name)
+    data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    data["model"]["encoder"] = shared.name
+    (build / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    params = BuildParams(model=seed_settings.model)
+    assert check(index_dir, params, _hashes()).state is not State.DAMAGED
+    assert load(index_dir).encoder_dir == index_dir / ENCODERS / shared.name
+    settings = replace(seed_settings, index_dir=index_dir, late=None)
+    for _ in range(2):
+        assert build_index(settings, params, **QUIET).manifest.model.encoder == str(shared)
+    assert [p.name for p in (index_dir / ENCODERS).iterdir()] == [".owner"] and not model_loads
+    assert (shared / "model.onnx").is_file()
+
+
 def test_pruning_removes_only_what_myoqa_made(seed_settings: Settings, tmp_path: Path,
                                               model_loads: list[str]) -> None:
     index_dir = copy_index(seed_settings, tmp_path)
@@ -332,14 +426,15 @@ def test_folders_a_kill_left_before_their_proof_are_replaced_or_pruned(
     encoder = ({f"{ENCODERS}/.tmp-.owner-77": "enc"} if left.startswith("encoders/") else
                {f"{ENCODERS}/.owner": f"{ENCODERS}\n",
                 f"{ENCODERS}/.tmp-{model_key(settings.model)}/.owner": ""})
+    write_sources(settings.cache, encoder)
     index_dir = write_sources(settings.index_dir, {
-        MARKER: "", **encoder, ".tmp-build-20260101T000000-0123abcd/.tmp-.owner-9": "",
+        MARKER: "", ".tmp-build-20260101T000000-0123abcd/.tmp-.owner-9": "",
         ".tmp-mine/notes.txt": "mine\n"})
     index = build_index(settings, BuildParams(model=settings.model), **QUIET)
     assert index.texts == {"a.txt": "Myoclonus is a sudden jerk."} and model_loads
-    assert leftovers(index_dir) == [".tmp-mine"] and not leftovers(index_dir / ENCODERS)
+    assert leftovers(index_dir) == [".tmp-mine"] and not leftovers(settings.cache / ENCODERS)
     assert (index_dir / ".tmp-mine" / "notes.txt").read_text() == "mine\n"
-    assert (index_dir / ENCODERS / ".owner").read_text() == f"{ENCODERS}\n"
+    assert (settings.cache / ENCODERS / ".owner").read_text() == f"{ENCODERS}\n"
 
 
 def test_damaged_index_is_rebuilt_on_the_next_question(seed_settings: Settings, tmp_path: Path,
@@ -348,7 +443,7 @@ def test_damaged_index_is_rebuilt_on_the_next_question(seed_settings: Settings, 
     before = current_build(index_dir)
     _truncate(before / "passages.faiss")
     said: list[str] = []
-    fresh = ready_index(Settings.resolve(SEEDS, index_dir), said.append)
+    fresh = ready_index(replace(seed_settings, index_dir=index_dir), said.append)
     assert len(said) == 1 and "passages.faiss has" in said[0]
     assert said[0].endswith(f"; building the index in {index_dir}")
     assert fresh.path != before and model_loads == [] and not leftovers(index_dir)

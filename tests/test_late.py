@@ -112,12 +112,12 @@ def test_the_index_stores_every_passages_token_vectors(searcher: Searcher) -> No
 def test_the_build_saves_the_optimised_graph_and_it_gives_the_same_vectors(
         searcher: Searcher, seed_settings: Settings, colbert: ColbertEncoder) -> None:
     late = searcher.index.manifest.late
-    assert late is not None and late.encoder.startswith(encoders.LATE_PREFIX)
-    folder = seed_settings.index_dir / encoders.ENCODERS / late.encoder
+    assert late is not None and Path(late.encoder).name.startswith(encoders.LATE_PREFIX)
+    folder = encoders.encoder_folder(seed_settings.index_dir, late.encoder)
     assert set(late.encoder_files) == {MODEL_FILE}
     assert encoders.encoder_damage(folder, late.encoder_files) is None
     assert seed_settings.late is not None
-    graph = encoders.saved_late_graph(seed_settings.index_dir, seed_settings.late)
+    graph = encoders.saved_late_graph(seed_settings.cache, seed_settings.late)
     assert graph == folder / MODEL_FILE
     fast = ColbertEncoder(seed_settings.late.path, graph=graph)
     question = "which drugs are used to treat myoclonus?"
@@ -131,16 +131,16 @@ def test_a_damaged_graph_is_not_loaded_and_the_next_open_saves_it_again(
         seed_settings: Settings, tmp_path: Path) -> None:
     settings = replace(seed_settings, index_dir=copy_index(seed_settings, tmp_path))
     assert settings.late is not None
-    graph = encoders.saved_late_graph(settings.index_dir, settings.late)
+    graph = encoders.saved_late_graph(settings.cache, settings.late)
     assert graph is not None
     with open(graph, "r+b") as fh:
         fh.seek(-16, os.SEEK_END)
         fh.write(b"\0" * 16)
-    assert encoders.saved_late_graph(settings.index_dir, settings.late) is None
+    assert encoders.saved_late_graph(settings.cache, settings.late) is None
     notes: list[str] = []
     reopened = open_searcher(settings, notify=notes.append)
     assert any("does not match its recorded hash" in n for n in notes), notes
-    assert encoders.saved_late_graph(settings.index_dir, settings.late) == graph
+    assert encoders.saved_late_graph(settings.cache, settings.late) == graph
     assert reopened.late is not None
 
 

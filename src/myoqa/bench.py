@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from myoqa.colbert import ENV, OFF
-from myoqa.config import PROJECT_ROOT, Settings
+from myoqa.config import CACHE_ENV, PROJECT_ROOT, Settings
 from myoqa.errors import MyoqaError, UsageError
 from myoqa.index.tables import UnitTable
 from myoqa.output_files import Kept, check_folder, kept_folders, write_output
@@ -167,11 +167,14 @@ def updates(settings: Settings, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="myoqa-bench-") as tmp:
         sources = Path(tmp) / "sources"
         shutil.copytree(settings.sources, sources)
-        index_dir = Path(tmp) / "index"
+        index_dir, cache = Path(tmp) / "index", Path(tmp) / "cache"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "MYOQA_INDEX_DIR": str(index_dir),
-               "MYOQA_SOURCES": str(sources)}
+               "MYOQA_SOURCES": str(sources), CACHE_ENV: str(cache)}
         myoqa = [sys.executable, "-m", "myoqa"]
         first = _timed([*myoqa, "index"], env)
+        shared = _folder_mb(cache)
+        second = _timed([*myoqa, "index"], {**env, "MYOQA_INDEX_DIR": str(Path(tmp) / "second")})
+        second_mb = _folder_mb(cache) - shared + _folder_mb(Path(tmp) / "second" / "encoders")
         target = max(sources.iterdir(), key=lambda p: p.stat().st_size)
         fulls, asks = [], []
         for i in range(repeats):
@@ -183,7 +186,8 @@ def updates(settings: Settings, repeats: int) -> dict[str, Any]:
         return {"first_build_s": first, "full_rebuild_s": full, "append_then_ask_s": ask,
                 "ratio": ask / full, "repeats": repeats,
                 "build_folder_mb": _folder_mb(current_build(index_dir)),
-                "encoder_mb": _folder_mb(index_dir / "encoders")}
+                "encoder_mb": _folder_mb(cache / "encoders"),
+                "second_index_s": second, "second_index_encoder_mb": second_mb}
 
 
 def med_build(directory: Path) -> dict[str, Any]:
@@ -484,6 +488,11 @@ def table(results: dict[str, Any]) -> str:
             ("seeds build folder / shared encoder folder",
              f"{u['build_folder_mb']:.2f} MB / {u['encoder_mb']:.0f} MB", "≤ 10 MB / —"),
         ]
+        if "second_index_s" in u:  # results of a bench before encoders were shared lack it
+            rows.append(("a second index folder, same model: first build / encoder MB it adds",
+                         (f"{u['second_index_s']:.2f} s "
+                          f"({u['second_index_s'] / u['first_build_s']:.2f}× the first) / "
+                          f"{u['second_index_encoder_mb']:.0f} MB"), "no export, 0 MB"))
     m = results.get("med_build")
     if m:
         rows.append((f"building MED ({m['documents']:,} documents): time, peak memory",

@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,8 +51,14 @@ def project_root(start: Path | None = None) -> Path | None:
     return None
 
 
+CACHE_ENV = "MYOQA_CACHE_DIR"
+
+
 def user_cache() -> Path:
-    """The user's cache folder for myoqa (platformdirs), where indexes live by default."""
+    """The user's cache folder for myoqa, where indexes live by default and the exported
+    encoders once for every index: $MYOQA_CACHE_DIR, else platformdirs' cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME))
@@ -65,8 +71,9 @@ class Settings:
     index lives (`backend`: local files, or a Milvus server in `milvus`), where a build
     embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), whether
     links leaving the sources folder are read, the chat's own folder (`data_dir`) and export
-    folder (`export_dir`; None: the defaults `tui.places` picks), and whether an unexpected
-    error shows its traceback (`debug`)."""
+    folder (`export_dir`; None: the defaults `tui.places` picks), whether an unexpected
+    error shows its traceback (`debug`), and the user's cache folder (`cache`) holding the
+    exported encoders every index folder shares."""
 
     sources: Path
     index_dir: Path
@@ -87,6 +94,7 @@ class Settings:
     export_dir: Path | None = None
     export_dir_from: str = "the default"
     debug: bool = False
+    cache: Path = field(default_factory=user_cache)
 
     @classmethod
     def resolve(

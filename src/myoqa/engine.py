@@ -66,20 +66,20 @@ def open_searcher(settings: Settings, params: SearchParams | None = None,
         return open_milvus_searcher(settings, params, notify, progress, sources)
     late = settings.late
     early = None
-    if late is not None and preload_late and (settings.index_dir / encoders.ENCODERS).is_dir():
-        early = Preload(lambda: late_encoder(settings.index_dir, late))
+    if late is not None and preload_late and (settings.cache / encoders.ENCODERS).is_dir():
+        early = Preload(lambda: late_encoder(settings.cache, late))
     index = ready_index(settings, notify, progress=progress, sources=sources,
                         make_encoder=encoder_factory(settings))
     return Searcher(index, query_encoder_factory(index), params,
                     late_signal(index, settings, early))
 
 
-def late_encoder(index_dir: Path, late: LateModel) -> Any:
-    """The late-interaction encoder: from the optimised graph a build saved under `index_dir`
-    when it is there and intact, else from the model itself (slower to start)."""
+def late_encoder(cache: Path, late: LateModel) -> Any:
+    """The late-interaction encoder: from the optimised graph a build saved in the user's
+    `cache` when it is there and intact, else from the model itself (slower to start)."""
     from myoqa.colbert import ColbertEncoder
 
-    return ColbertEncoder(late.path, graph=encoders.saved_late_graph(index_dir, late))
+    return ColbertEncoder(late.path, graph=encoders.saved_late_graph(cache, late))
 
 
 def late_signal(index: Index, settings: Settings, early: Preload | None = None
@@ -96,6 +96,6 @@ def late_signal(index: Index, settings: Settings, early: Preload | None = None
         if early is not None:
             with contextlib.suppress(Exception):  # e.g. a rebuild replaced its graph: again
                 return early.result()
-        return late_encoder(settings.index_dir, late)
+        return late_encoder(settings.cache, late)
 
     return LateSignal(index.passage_tokens, Preload(load, start=False).result)

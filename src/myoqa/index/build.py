@@ -140,7 +140,7 @@ def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: En
         elif first[key] != i:
             _row(vectors, len(passages), i)[:] = _row(vectors, len(passages), first[key])
     index = from_parts(texts, passages, spans, vectors[0], vectors[1], params, entries,
-                       ModelInfo(params.model, vectors[0].shape[1], info.folder.name, info.files),
+                       ModelInfo(params.model, vectors[0].shape[1], str(info.folder), info.files),
                        reused=len(units) - len(todo), skipped=skipped or [], started=started,
                        encoder_dir=info.folder)
     if late_encoder is not None and params.late_model is not None:
@@ -170,7 +170,7 @@ def add_token_vectors(index: Index, texts: list[str], model: str, encoder: Any,
     index.passage_tokens = found
     index.manifest = replace(index.manifest, late=LateInfo(
         model, int(found.vectors.shape[1]), len(found.vectors),
-        graph.folder.name if graph else "", graph.files if graph else {}))
+        str(graph.folder) if graph else "", graph.files if graph else {}))
 
 
 def from_parts(texts: dict[str, str], passages: list[Unit] | UnitTable, spans: list[Unit],

@@ -1,19 +1,24 @@
-"""The ONNX encoder of a model: exported once per index folder, shared by its builds, verified.
+"""The ONNX encoder of a model: exported once per user, shared by every index folder, verified.
 
 Builds embed passages and spans with it and queries use it, so vectors never depend on which
-of the two paths made them, and once it exists a rebuild needs no torch. It lives in
-`encoders/<model>-<key>/` with the digests of its files; a build's manifest records them too,
-so a damaged or swapped encoder is found before it can change an answer. The late-interaction
-model's optimised onnxruntime graph is kept the same way, in `encoders/late-<key>/`.
+of the two paths made them, and once it exists a rebuild needs no torch. It lives in the user's
+cache folder, `<cache>/encoders/<model>-<key>/`, with the digests of its files; a build's
+manifest records its folder and those digests too, so a damaged or swapped encoder is found
+before it can change an answer, and a second index folder of the same model costs nothing. The
+late-interaction model's optimised onnxruntime graph is kept the same way, in
+`<cache>/encoders/late-<key>/`. Exports hold a lock in the cache folder, so two processes
+exporting at once do not disturb each other. Indexes built before kept theirs in their own
+`encoders/` folder; those still load, and are pruned once a new build no longer uses them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
-from collections.abc import Callable
-from importlib.metadata import version as package_version
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 ENCODERS = "encoders"
 LATE_PREFIX = "late-"
 DIGESTS = "digests.json"
+LOCK = "encoders.lock"
 HASH_BLOCK = 1 << 20
 KEY_CHARS = 16
 
@@ -93,77 +99,117 @@ def damage(folder: Path, expected: dict[str, FileDigest], full: bool = True) -> 
     return None
 
 
-def ensure_encoder(index_dir: Path, model: str, notify: Notify) -> tuple[Path, dict[str, FileDigest]]:
-    """The encoder folder for `model` under `index_dir` and its digests, exported if needed.
+def encoder_folder(index_dir: Path, name: str) -> Path:
+    """The encoder folder a manifest names: a folder of the user's cache (an absolute path), or,
+    for an index built before encoders were shared, one inside its own `encoders/`."""
+    return index_dir / ENCODERS / name
 
-    Exporting loads sentence-transformers (torch): seconds, once per model. An encoder whose
-    files no longer match their digests is exported again.
+
+def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[str, FileDigest]]:
+    """The encoder folder for `model` in the user's `cache` and its digests, exported if needed.
+
+    Exporting loads sentence-transformers (torch): seconds, once per model and user. An encoder
+    whose files no longer match their digests is exported again.
     """
-    root = _encoders_root(index_dir)
     key = model_key(model)
-    folder = root / key
+    folder = cache / ENCODERS / key
     recorded = read_digests(folder)
     if recorded is not None and encoder_damage(folder, recorded) is None:
         return folder, recorded
-    notify(f"exporting the ONNX encoder of {model} (once per model)")
-    from myoqa.embedding import load_model
-    from myoqa.onnx_encoder import export_onnx
+    with _cache_lock(cache, notify):
+        recorded = read_digests(folder)  # another process may have exported it meanwhile
+        if recorded is not None and encoder_damage(folder, recorded) is None:
+            return folder, recorded
+        notify(f"exporting the ONNX encoder of {model} (once per model)")
+        from myoqa.embedding import load_model
+        from myoqa.onnx_encoder import export_onnx
 
-    return folder, _export(root, key, lambda tmp: export_onnx(load_model(model), tmp))
+        return folder, _export(_encoders_root(cache), key,
+                               lambda tmp: export_onnx(load_model(model), tmp))
 
 
-def late_folder(index_dir: Path, late: LateModel) -> Path:
-    """Where the optimised graph of the late-interaction model is kept under `index_dir`: one
-    folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
+def late_folder(cache: Path, late: LateModel) -> Path:
+    """Where the optimised graph of the late-interaction model is kept in the user's `cache`:
+    one folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
+    from importlib.metadata import version as package_version  # ~10 ms: only with late on
+
     stamp = f"{late.key};onnxruntime={package_version('onnxruntime')}"
-    return (index_dir / ENCODERS
+    return (cache / ENCODERS
             / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
 
 
-def ensure_late_encoder(index_dir: Path, late: LateModel) -> tuple[Any, Path, dict[str, FileDigest]]:
+def ensure_late_encoder(cache: Path, late: LateModel, notify: Notify
+                        ) -> tuple[Any, Path, dict[str, FileDigest]]:
     """The late-interaction encoder for a build, its graph folder and its digests: loaded from
-    the optimised graph saved there, or (missing or damaged) saving it while loading."""
+    the optimised graph saved in the user's `cache`, or (missing or damaged) saving it while
+    loading."""
     from myoqa.colbert import MODEL_FILE, ColbertEncoder
 
-    folder = late_folder(index_dir, late)
+    folder = late_folder(cache, late)
     recorded = read_digests(folder)
-    if recorded is not None and encoder_damage(folder, recorded) is None:
-        return ColbertEncoder(late.path, graph=folder / MODEL_FILE), folder, recorded
-    made: list[Any] = []
+    if recorded is None or encoder_damage(folder, recorded) is not None:
+        with _cache_lock(cache, notify):
+            recorded = read_digests(folder)  # another process may have saved it meanwhile
+            if recorded is None or encoder_damage(folder, recorded) is not None:
+                made: list[Any] = []
 
-    def save(tmp: Path) -> None:
-        made.append(ColbertEncoder(late.path, save_graph=tmp / MODEL_FILE))
+                def save(tmp: Path) -> None:
+                    made.append(ColbertEncoder(late.path, save_graph=tmp / MODEL_FILE))
 
-    files = _export(_encoders_root(index_dir), folder.name, save)
-    return made[0], folder, files
+                files = _export(_encoders_root(cache), folder.name, save)
+                return made[0], folder, files
+    return ColbertEncoder(late.path, graph=folder / MODEL_FILE), folder, recorded
 
 
-def saved_late_graph(index_dir: Path, late: LateModel) -> Path | None:
+def saved_late_graph(cache: Path, late: LateModel) -> Path | None:
     """The optimised graph a build saved for `late`, when its files match their digests."""
     from myoqa.colbert import MODEL_FILE
 
-    folder = late_folder(index_dir, late)
+    folder = late_folder(cache, late)
     recorded = read_digests(folder)
     if recorded is None or MODEL_FILE not in recorded or encoder_damage(folder, recorded):
         return None
     return folder / MODEL_FILE
 
 
-def _encoders_root(index_dir: Path) -> Path:
-    """The index's `encoders/` folder, made with its proof when missing (or when only a proof a
-    kill cut short is there); a folder myoqa did not make is refused."""
-    root = index_dir / ENCODERS
+@contextmanager
+def _cache_lock(cache: Path, notify: Notify) -> Iterator[None]:
+    """Hold the lock of the encoders in the user's `cache`: one process exports at a time, and
+    one waiting finds the encoder the other exported."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MyoqaError(f"cannot create the cache folder {cache} ({exc.strerror})",
+                         "set MYOQA_CACHE_DIR to a folder you can write") from None
+    with open(cache / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            notify("another process is exporting an encoder; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _encoders_root(cache: Path) -> Path:
+    """The cache's `encoders/` folder, made with its proof when missing (or when only a proof a
+    kill cut short is there); a folder myoqa did not make is refused. Call it holding
+    `_cache_lock`."""
+    root = cache / ENCODERS
     if not owned_dir(root):
         remove_owned(root)  # empty, or holding only a proof a kill cut short
         if root.exists() or root.is_symlink():
-            raise MyoqaError(f"{root} was not made by myoqa", "move it out of the index folder")
+            raise MyoqaError(f"{root} was not made by myoqa", "move it out of the cache folder")
         make_owned_dir(root, "encoders proof")
     return root
 
 
 def _export(root: Path, key: str, write: Callable[[Path], None]) -> dict[str, FileDigest]:
     """Fill a temporary folder with `write`, record its digests, then rename it to root/key
-    (replacing one of ours), so a killed export leaves no half folder in use."""
+    (replacing one of ours), so a killed export leaves no half folder in use. Call it holding
+    `_cache_lock`: the temporary folder's name is then this export's alone."""
     folder = root / key
     remove_owned(folder)  # damaged, or without readable digests
     tmp = root / f"{TMP_PREFIX}{key}"

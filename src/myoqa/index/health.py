@@ -8,7 +8,7 @@ from pathlib import Path
 
 from myoqa.analysis import RULES_VERSION
 from myoqa.index.build import BuildParams
-from myoqa.index.encoders import ENCODERS, damage, encoder_damage
+from myoqa.index.encoders import damage, encoder_damage, encoder_folder
 from myoqa.index.manifest import IndexProblem, Manifest
 from myoqa.index.store import current_build, load, read_manifest
 
@@ -61,9 +61,9 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
         return Health(State.DAMAGED, problem.message, build, None)
     late = manifest.late if params.late_model is not None else None
     found = (damage(build, manifest.files, full)
-             or encoder_damage(index_dir / ENCODERS / manifest.model.encoder,
+             or encoder_damage(encoder_folder(index_dir, manifest.model.encoder),
                                manifest.model.encoder_files)
-             or (encoder_damage(index_dir / ENCODERS / late.encoder, late.encoder_files)
+             or (encoder_damage(encoder_folder(index_dir, late.encoder), late.encoder_files)
                  if late is not None and late.encoder else None))
     if found:
         return Health(State.DAMAGED, found, build, manifest)

@@ -29,7 +29,8 @@ EncoderFactory = Callable[[Path], Encoder]
 class Place(Protocol):
     """What opening or building an index needs from the caller, as plain values (the edge's
     resolved settings have them): where the sources and the index are, the model, whether links
-    out of the sources are read, and the late-interaction model (None when off)."""
+    out of the sources are read, the late-interaction model (None when off), and the user's
+    cache folder holding the shared encoders."""
 
     @property
     def sources(self) -> Path: ...
@@ -41,6 +42,8 @@ class Place(Protocol):
     def follow_links(self) -> bool: ...
     @property
     def late(self) -> LateModel | None: ...
+    @property
+    def cache(self) -> Path: ...
 
 Notify = Callable[[str], None]
 READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -153,11 +156,11 @@ def build_index(settings: Place, params: BuildParams, notify: Notify,
             if not force:
                 with contextlib.suppress(IndexProblem):
                     return _load_current(index_dir, params, hashes)
-            folder, files = encoders.ensure_encoder(index_dir, params.model, notify)
+            folder, files = encoders.ensure_encoder(settings.cache, params.model, notify)
             late, late_info = None, None
             if settings.late is not None and params.late_model == settings.late.key:
-                late, late_folder, late_files = encoders.ensure_late_encoder(index_dir,
-                                                                             settings.late)
+                late, late_folder, late_files = encoders.ensure_late_encoder(
+                    settings.cache, settings.late, notify)
                 late_info = EncoderInfo(late_folder, late_files)
             previous = None
             if not force:

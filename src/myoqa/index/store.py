@@ -6,7 +6,8 @@ Layout of an index folder (see README, "How it works"):
     build-<time>-<id>/    one complete build: manifest.json, sources.json, bm25_vocab.json,
                           passages.faiss and .npy arrays (offsets, postings, span vectors,
                           and float16 passage vectors above dense.FLAT_MAX passages)
-    encoders/<model>/     the ONNX encoder shared by the builds of one model
+    encoders/<model>/     (older builds) their ONNX encoder; builds now use the one in the
+                          user's cache (see `encoders`), which pruning never touches
     .lock                 held while a build runs, so two builds never interleave
 Readers follow CURRENT, so an ask during a rebuild sees the old build or the new one, whole.
 No file is loaded with pickle.
@@ -33,7 +34,7 @@ from myoqa.bm25 import Postings
 from myoqa.faultpoints import pause
 from myoqa.index import tokens
 from myoqa.index.dense import EXACT_DTYPE, DenseIndex
-from myoqa.index.encoders import ENCODERS, digests
+from myoqa.index.encoders import ENCODERS, digests, encoder_folder
 from myoqa.index.manifest import FileDigest, IndexProblem, Manifest
 from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, read_small, remove_owned
 from myoqa.index.tables import Index, UnitTable
@@ -238,7 +239,7 @@ def load(index_dir: Path) -> Index:
             _load_array(build_dir / f"{tokens.VECTORS}.npy", mmap=True),
             _load_array(build_dir / f"{tokens.OFFSETS}.npy")), len(passages),
             manifest.late.dimension, build_dir)
-    return Index(path=build_dir, encoder_dir=index_dir / ENCODERS / manifest.model.encoder,
+    return Index(path=build_dir, encoder_dir=encoder_folder(index_dir, manifest.model.encoder),
                  manifest=manifest, texts=dict(zip(names, texts, strict=False)), passages=passages,
                  spans=spans, passage_spans=arrays["passage_spans"], postings=postings,
                  passage_vectors=DenseIndex(vectors, exact), span_vectors=span_vectors,

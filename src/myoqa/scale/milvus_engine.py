@@ -69,9 +69,9 @@ def library_alias(settings: Settings, params: BuildParams, milvus: MilvusSetting
 
 
 def encoder_dir(settings: Settings) -> Path:
-    """Where the ONNX encoder of the model is kept on this machine (the local index folder's
-    shared encoders, exported once per model)."""
-    return settings.index_dir / encoders.ENCODERS / encoders.model_key(settings.model)
+    """Where the ONNX encoder of the model is kept on this machine (the user's cache, shared by
+    every index folder, exported once per model)."""
+    return settings.cache / encoders.ENCODERS / encoders.model_key(settings.model)
 
 
 def build_milvus(settings: Settings, params: BuildParams,
@@ -100,7 +100,7 @@ def _build(client: Any, settings: Settings, params: BuildParams,
     if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
     claim(settings.index_dir)
-    folder, files = encoders.ensure_encoder(settings.index_dir, params.model, _stderr)
+    folder, files = encoders.ensure_encoder(settings.cache, params.model, _stderr)
     built = build(sources, params, encoder_for(settings, folder), EncoderInfo(folder, files),
                   None, progress)
     return upload(client, built, alias, library, milvus, made_from(params, milvus),
@@ -169,8 +169,7 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
     def load() -> Any:
         if not (directory / "model.onnx").is_file():
             with contextlib.suppress(MyoqaError):  # kept for the next question, if writable
-                claim(settings.index_dir)
-                encoders.ensure_encoder(settings.index_dir, settings.model, _stderr)
+                encoders.ensure_encoder(settings.cache, settings.model, _stderr)
         if (directory / "model.onnx").is_file():
             from myoqa.onnx_encoder import OnnxEncoder
 

@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Collection, Iterable
 from difflib import SequenceMatcher
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 import msgpack
@@ -169,6 +168,8 @@ def _misspelt(term: str, source_terms: Callable[[str], Iterable[str]]) -> bool:
 def _common_words() -> frozenset[str]:
     """Every English word of wordfreq's "small" list (Zipf frequency ≥ 3); empty when
     wordfreq is not installed."""
+    from importlib import metadata  # imports email, zipfile, csv: only for such a question
+
     try:
         path = Path(str(metadata.distribution("wordfreq").locate_file(COMMON_LIST)))
         buckets = msgpack.unpackb(gzip.decompress(path.read_bytes()), raw=False)
