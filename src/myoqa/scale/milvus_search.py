@@ -195,6 +195,11 @@ class _CandidateSearcher(Searcher):
             self._memo = (text, self.remote.embed(text))
         return self._memo[1]
 
+    def in_sources(self, term: str) -> bool:
+        """Whether the collection holds `term`: the candidates' statistics know only the
+        question's terms, so another term ("antiseizur" for "anti-seizure") is asked of Milvus."""
+        return self.bm25.idf(term) is not None or self.remote.holds(term)
+
     def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
         """Fetch the candidates for `text` from Milvus, then score them as locally."""
         terms = self.analyzer.terms(text) if terms is None else terms
@@ -339,6 +344,11 @@ class MilvusSearcher:
         wanted += range(run_lo, run_hi)
         return self._rows(self.manifest.collections["spans"], sorted(set(wanted)),
                           ["id", "source_id", "start", "end", "vector"])
+
+    def holds(self, term: str) -> bool:
+        """Whether any passage of the collection holds `term` (its df, remembered)."""
+        with self._lock:
+            return term in self._df([term])
 
     def _df(self, terms: list[str]) -> dict[str, int]:
         """Document frequencies of the question's terms (remembered across questions)."""

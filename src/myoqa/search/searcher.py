@@ -59,6 +59,11 @@ class Searcher:
             self._by_initial = by_initial(self.bm25.postings.vocab)
         return self._by_initial.get(initial, [])
 
+    def in_sources(self, term: str) -> bool:
+        """Whether any passage holds `term` (asked for the question's terms and for its
+        hyphenated words written together)."""
+        return self.bm25.idf(term) is not None
+
     @property
     def dense_ready(self) -> bool:
         """Whether hybrid and dense search can run without loading an encoder first (the
@@ -92,9 +97,7 @@ class Searcher:
         terms = query_terms(self.analyzer, cleaned)
         scored = self.score(cleaned, mode, terms)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
-        unmatched = unmatched_terms(cleaned, self.analyzer,
-                                    lambda term: self.bm25.idf(term) is not None,
-                                    self._source_terms)
+        unmatched = unmatched_terms(cleaned, self.analyzer, self.in_sources, self._source_terms)
         if unmatched:
             notes.append(note(unmatched))
         p = self.params
