@@ -13,7 +13,6 @@ exporting at once do not disturb each other. Indexes built before kept theirs in
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from myoqa.errors import MyoqaError
 from myoqa.faultpoints import pause
+from myoqa.index.locks import held
 from myoqa.index.manifest import FileDigest, IndexProblem
 from myoqa.index.ownership import (
     TMP_PREFIX,
@@ -181,16 +181,8 @@ def _cache_lock(cache: Path, notify: Notify) -> Iterator[None]:
     except OSError as exc:
         raise MyoqaError(f"cannot create the cache folder {cache} ({exc.strerror})",
                          "set MYOQA_CACHE_DIR to a folder you can write") from None
-    with open(cache / LOCK, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            notify("another process is exporting an encoder; waiting for it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with held(cache / LOCK, notify, "another process is exporting an encoder; waiting for it"):
+        yield
 
 
 def _encoders_root(cache: Path) -> Path:

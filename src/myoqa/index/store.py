@@ -15,7 +15,6 @@ No file is loaded with pickle.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from myoqa.faultpoints import pause
 from myoqa.index import tokens
 from myoqa.index.dense import EXACT_DTYPE, DenseIndex
 from myoqa.index.encoders import ENCODERS, digests, encoder_folder
+from myoqa.index.locks import held
 from myoqa.index.manifest import FileDigest, IndexProblem, Manifest
 from myoqa.index.ownership import TMP_PREFIX, make_owned_dir, owned_dir, read_small, remove_owned
 from myoqa.index.tables import Index, UnitTable
@@ -54,16 +54,8 @@ Notify = Callable[[str], None]
 @contextmanager
 def build_lock(index_dir: Path, notify: Notify) -> Iterator[None]:
     """Hold the index folder's lock; a second builder waits for the first to finish."""
-    with open(index_dir / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            notify("another build of this index is running; waiting for it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with held(index_dir / ".lock", notify, "another build of this index is running; waiting for it"):
+        yield
 
 
 def current_build(index_dir: Path) -> Path:
