@@ -449,3 +449,32 @@ def test_a_milvus_lite_file_open_elsewhere_is_waited_for(tmp_path: Path) -> None
     assert status.returncode == 1
     assert "state:     missing" in out
     assert err.startswith("myoqa: error: no myoqa index named ")
+
+
+def test_a_dropped_handshake_is_tried_again(milvus_uri: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy server that drops one connection handshake (CI saw "Fail connecting to server"
+    once, the server up) is connected on the next try; a server that never answers is still
+    one clear error."""
+    import pymilvus
+    from pymilvus.exceptions import MilvusException
+
+    real = pymilvus.MilvusClient
+    tries: list[str] = []
+
+    def flaky(**kwargs: object) -> object:
+        tries.append(str(kwargs["uri"]))
+        if len(tries) == 1:
+            raise MilvusException(code=2, message="Fail connecting to server")
+        return real(**kwargs)
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", flaky)
+    client = connect(MilvusSettings.resolve(milvus_uri))
+    assert isinstance(client.list_collections(), list)
+    assert tries == [milvus_uri, milvus_uri]
+
+    from conftest import free_port
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(MyoqaError, match=f"cannot reach the Milvus server at {nobody}"):
+        connect(MilvusSettings.resolve(nobody))
+    assert tries.count(nobody) == 4

@@ -45,6 +45,7 @@ BATCH_ROWS = 1000
 PAD_DIM = 2  # Milvus wants a vector field in every collection; texts and vocab carry a tiny one
 REBUILD_HINT = "run `myoqa index --backend milvus --rebuild`"
 CALL_SECONDS = 30
+CONNECT_RETRY_SECONDS = (0.5, 1.0, 2.0)  # a server that refused a connection is tried again
 UNAVAILABLE = 2  # pymilvus's code for a server it cannot connect to
 LITE_LOCK = "LOCK"  # milvus-lite's advisory lock in its database folder
 LITE_MARK = "collections"  # a folder every milvus-lite database holds
@@ -65,6 +66,7 @@ def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = Non
         logging.getLogger(name).setLevel(logging.CRITICAL)
     told = False
     mine = settings.is_file and os.path.abspath(settings.uri) in _LITE_OPENED
+    retries = iter(CONNECT_RETRY_SECONDS)
     while True:
         if settings.is_file and not mine:
             told = _wait_for_lite(settings.uri, notify, told)
@@ -81,6 +83,10 @@ def connect(settings: MilvusSettings, notify: Callable[[str], None] | None = Non
             if settings.is_file and _lite_busy(settings.uri):
                 continue  # another process opened it between our wait and our open
             if unreachable(exc):
+                pause = next(retries, None)
+                if pause is not None:  # a busy server can drop one handshake and take the next
+                    time.sleep(pause)
+                    continue
                 raise connection_error(exc, settings.uri) from None
             raise MyoqaError(f"Milvus at {settings.uri} refused the connection ({_reason(exc)})",
                              "check --milvus-uri: a database name follows the port, as in "
