@@ -403,9 +403,9 @@ def plot(points: list[dict[str, Any]], path: Path, kept: Sequence[Kept] = ()) ->
 
 def run(settings: Settings, out_dir: Path, sizes: list[int], repeats: int,
         log: Callable[[str], None], steps: tuple[str, ...]) -> dict[str, Any]:
-    """Run the measurements named in `steps` (cli.BENCH_STEPS) and write `latest.json` and
+    """Run the measurements named in `steps` (bench_steps.STEPS) and write `latest.json` and
     `scale.png` into out_dir."""
-    from myoqa.engine import stderr_notify
+    from myoqa.diagnostics import say as stderr_notify
     from myoqa.index.opener import ready_index
 
     ready_index(settings, stderr_notify)

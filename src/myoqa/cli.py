@@ -7,20 +7,20 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from myoqa import __version__
-from myoqa.errors import ExitCode, MyoqaError, UsageError, printable
+from myoqa.bench_steps import STEPS as BENCH_STEPS
+from myoqa.diagnostics import guarded, note, progress_bar, say
+from myoqa.errors import ExitCode, MyoqaError, UsageError
 from myoqa.errors import json_text as _json
+from myoqa.modes import MAX_K, MODES
 
 if TYPE_CHECKING:
     from myoqa.config import Settings
     from myoqa.search import Answer, Searcher
 
-MODES = ("hybrid", "bm25", "dense")
 BLAS_THREADS = "1"
-BENCH_STEPS = ("cold", "warm", "chat", "embedding", "updates", "med_build", "scale")
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,10 +45,7 @@ def _whole(value: str, most: int) -> int:
 
 
 def _k(value: str) -> int:
-    """A number of passages (or a rank among them): at most the search's one limit, MAX_K
-    (imported here, when a value is given, so `--help` does not load the search package)."""
-    from myoqa.search.request import MAX_K
-
+    """A number of passages (or a rank among them): at most the search's one limit, MAX_K."""
     return _whole(value, MAX_K)
 
 
@@ -97,7 +94,7 @@ def build_parser() -> Parser:
                          "not a terminal. Put -- before a question that starts with '-'.")
     ask.add_argument("question", nargs="*", help="the question (quote it or not; - for stdin)")
     ask.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode")
-    ask.add_argument("-k", type=_k, default=5, help="passages to show (1-100)")
+    ask.add_argument("-k", type=_k, default=5, help=f"passages to show (1-{MAX_K})")
     ask.add_argument("--json", action="store_true", help="print one JSON object (see README)")
     ask.add_argument("--open", type=_k, metavar="RANK",
                      help="open the passage of this rank in $EDITOR (or $PAGER) at its line")
@@ -124,7 +121,7 @@ def build_parser() -> Parser:
     ev = sub.add_parser("eval", help="measure retrieval quality on a question set or BEIR folder")
     ev.add_argument("--file", metavar="F", help="question set (default: eval/questions.jsonl)")
     ev.add_argument("--mode", choices=(*MODES, "all"), default="all", help="mode(s) to measure")
-    ev.add_argument("-k", type=_k, help=f"passages per question (1-100, default {EVAL_K}; "
+    ev.add_argument("-k", type=_k, help=f"passages per question (1-{MAX_K}, default {EVAL_K}; "
                     "not with --beir, which ranks a fixed depth)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--run-out", metavar="FILE", help="write ranked passages, a JSON line each")
@@ -152,7 +149,7 @@ def build_parser() -> Parser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
     from myoqa.config import Settings
 
     return Settings.resolve(args.sources, args.index_dir, args.model,
@@ -164,28 +161,6 @@ def _settings(args: argparse.Namespace) -> Any:
                             embed_with=getattr(args, "embed_with", None),
                             ray_address=getattr(args, "ray_address", None),
                             follow_links=args.follow_links)
-
-
-def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
-    """A rich progress bar on stderr, only when stderr is a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
-
-    def factory(label: str, total: int) -> Callable[[int], None]:
-        progress = Progress(console=Console(stderr=True), transient=True)
-        progress.start()
-        task = progress.add_task(label, total=total)
-
-        def tick(n: int) -> None:
-            progress.advance(task, n)
-            if progress.finished:
-                progress.stop()
-
-        return tick
-
-    return factory
 
 
 MAX_STDIN_QUESTION_BYTES = 64 * 1024
@@ -205,9 +180,9 @@ def _question(words: list[str]) -> str:
     return question
 
 
-def _styled(stream: Any) -> bool:
+def _styled(stream: TextIO, settings: Settings) -> bool:
     """Whether to print with styles: a terminal that shows them (not TERM=dumb)."""
-    return stream.isatty() and os.environ.get("TERM") != "dumb"
+    return stream.isatty() and settings.term != "dumb"
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -221,40 +196,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
     k = max(args.k, args.open or 0)
     check_request(question, args.mode, k)
     settings = _settings(args)
-    searcher = open_searcher(settings, progress=_progress_factory(not args.json),
+    searcher = open_searcher(settings, progress=progress_bar(not args.json),
                              preload_late=args.mode == "hybrid")
     answer = searcher.search(question, args.mode, k)
     _note_two_signals(settings)
     if args.json:
         print(_json(answer.to_json()))
         return ExitCode.OK
-    for note in answer.notes:
-        print(f"myoqa: note: {note}", file=sys.stderr)
+    for message in answer.notes:
+        note(message)
     if args.open:
         return _open_result(searcher, answer, args.open, settings)
-    from myoqa.render import plain_answer
+    from myoqa.render import print_answer
 
-    if not _styled(sys.stdout):
-        sys.stdout.write(plain_answer(answer))
-        sys.stdout.flush()
-        return ExitCode.OK
-    from rich.console import Console
-    from rich.text import Text
-
-    from myoqa.render import ABSTENTION, location, passage_text, safe
-
-    console = Console(highlight=False, soft_wrap=False)
-    if answer.abstained:
-        console.print(Text(ABSTENTION, style="bold red"))
-    for r in answer.results:
-        head = Text(f"{r.rank}. ", style="bold")
-        head.append(location(r), style="cyan")
-        head.append(f"   score {r.score:.3f}", style="dim")
-        console.print(head)
-        console.print(passage_text(r))
-        console.print()
-    if not answer.results:
-        console.print(Text(f"No passage matches {safe(question)!r}."))
+    print_answer(answer, question, _styled(sys.stdout, settings))
     return ExitCode.OK
 
 
@@ -266,13 +221,13 @@ def _note_two_signals(settings: Settings) -> None:
     """Say that the Milvus backend leaves late interaction out, so the difference from the
     local index is never silent (once the answer is given: an error stays one line)."""
     if settings.backend == "milvus" and settings.late is not None:
-        print(f"myoqa: note: {MILVUS_TWO_SIGNALS}", file=sys.stderr)
+        note(MILVUS_TWO_SIGNALS)
 
 
 def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settings) -> int:
     """Open the passage of `rank` in the user's editor or pager (see editor.py)."""
     from myoqa.citation import Place
-    from myoqa.editor import open_at
+    from myoqa.editor import open_at, viewer
     from myoqa.formats import format_of
 
     if rank > len(answer.results):
@@ -282,127 +237,35 @@ def _open_result(searcher: Searcher, answer: Answer, rank: int, settings: Settin
     fmt = format_of(result.source)
     text = searcher.index.texts[result.source]
     file = settings.sources / result.source if fmt is not None and fmt.extract is None else None
-    open_at(file, result.source, text, Place(result.line, result.column, result.page),
-            lambda message: print(f"myoqa: {printable(message)}", file=sys.stderr))
+    open_at(file, result.source, text, Place(result.line, result.column, result.page), say,
+            viewer(settings.viewer, settings.viewer_from))
     return ExitCode.OK
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Build (or rebuild) the index and say what it holds."""
-    from myoqa.embedders import encoder_factory
-    from myoqa.engine import stderr_notify
-    from myoqa.index.opener import build_index, build_params, ready_index
+    from myoqa.engine import backend_for
+    from myoqa.info_view import built_line
 
     settings = _settings(args)
     if settings.embed_with == "ray" and settings.ray_address not in (None, "auto"):
         from myoqa.scale.ray_embed import check_reachable
 
         check_reachable(settings.ray_address)  # before the sources are read and chunked
-    progress = _progress_factory(True)
-    if settings.backend == "milvus":
-        from myoqa.scale.milvus_engine import index_milvus
-
-        print(printable(index_milvus(settings, args.rebuild, progress)))
-        _note_two_signals(settings)
-        return ExitCode.OK
-    if args.rebuild:
-        built = build_index(settings, build_params(settings), stderr_notify, progress,
-                            make_encoder=encoder_factory(settings))
-    else:
-        built = ready_index(settings, stderr_notify, progress=progress,
-                            make_encoder=encoder_factory(settings))
-    m = built.manifest
-    print(printable(f"index {built.path} holds {m.counts.passages} passages and "
-                    f"{m.counts.spans} spans from {m.counts.sources} sources (built "
-                    f"{m.built_at} in {m.build_seconds} s; {m.reused_vectors} of "
-                    f"{m.counts.passages + m.counts.spans} vectors reused)"))
+    built = backend_for(settings).build(args.rebuild, progress=progress_bar(True))
+    print(built_line(built))
+    _note_two_signals(settings)
     return ExitCode.OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Say which sources and index folder are used and why, and whether the index is current,
     stale (why) or damaged (what), with what it holds. Exit 1 when damaged or missing."""
-    from myoqa.corpus import source_hashes
-    from myoqa.index.health import State, check
-    from myoqa.index.manifest import REBUILD_HINT
-    from myoqa.index.opener import build_params
+    from myoqa.engine import backend_for
+    from myoqa.info_view import show_status
 
     settings = _settings(args)
-    if settings.backend == "milvus":
-        return _info_milvus(settings, args.json)
-    try:
-        hashes = source_hashes(settings.sources, settings.follow_links)
-    except MyoqaError as exc:
-        hashes, problem = {}, exc.message
-    else:
-        problem = None
-    state = check(settings.index_dir, build_params(settings), hashes, full=True)
-    if problem and state.state is State.CURRENT:
-        state = replace(state, state=State.STALE, reason=problem)
-    m = state.manifest
-    if args.json:
-        print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
-                     "follow_links": settings.follow_links,
-                     "follow_links_from": settings.follow_links_from,
-                     "index_dir": str(settings.index_dir), "index_from": settings.index_from,
-                     "model": settings.model, "model_from": settings.model_from,
-                     "late_model": settings.late.key if settings.late else None,
-                     "late_from": settings.late_from,
-                     "build": str(state.build) if state.build else None, **state.to_json(),
-                     "manifest": m.to_json() if m else None}, indent=2))
-    else:
-        lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
-                 (f"links:     {'followed' if settings.follow_links else 'not followed'} out of "
-                 f"the sources  ({settings.follow_links_from})"),
-                 f"index:     {settings.index_dir}  ({settings.index_from})",
-                 (f"late:      {'on, ' + settings.late.key if settings.late else 'off'}  "
-                  f"({settings.late_from})"),
-                 f"state:     {state.state.value}" + (f": {state.reason}" if state.reason else "")]
-        if m:
-            lines += [f"build:     {state.build}",
-                      (f"built:     {m.built_at} in {m.build_seconds} s "
-                      f"({m.reused_vectors} vectors reused)"),
-                      (f"model:     {m.model.name} (dimension {m.model.dimension}, "
-                      f"encoder {m.model.encoder})"),
-                      f"passages:  {m.counts.passages}, spans: {m.counts.spans}",
-                      f"chunking:  {json.dumps(vars(m.chunking))}",
-                      f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}"]
-            lines += [f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
-                      f"sha256 {src.sha256[:16]}…" for src in m.sources]
-            lines += [f"skipped:   {s.name}  ({s.reason})" for s in m.skipped]
-        for line in lines:
-            print(printable(line))
-    if state.state is State.MISSING:
-        raise MyoqaError(state.reason or "no index", "run `myoqa index`")
-    if state.state is State.DAMAGED:
-        raise MyoqaError(f"the index is damaged: {state.reason}", REBUILD_HINT)
-    return ExitCode.OK
-
-
-def _info_milvus(settings: Settings, as_json: bool) -> int:
-    """`info`/`status` of a library kept in Milvus (see cmd_info)."""
-    from myoqa.scale.milvus_engine import milvus_status
-
-    status = milvus_status(settings)
-    m = status.manifest
-    if as_json:
-        print(_json({"sources": str(settings.sources), "sources_from": settings.sources_from,
-                     "model": settings.model, "model_from": settings.model_from,
-                     **status.to_json()}, indent=2))
-    else:
-        lines = [f"sources:   {settings.sources}  ({settings.sources_from})",
-                 f"index:     {status.collection} in Milvus at {status.uri}",
-                 f"state:     {status.state}" + (f": {status.reason}" if status.reason else "")]
-        if m:
-            lines += [f"build:     {m.build} of {m.library}",
-                      f"built:     {m.built_at} in {m.build_seconds} s",
-                      f"model:     {m.model} (dimension {m.dimension}, {m.dense_index})",
-                      f"passages:  {m.passages}, spans: {m.spans}, sources: {m.sources}"]
-        for line in lines:
-            print(printable(line))
-    if status.state in ("missing", "damaged"):
-        raise MyoqaError(status.reason or "no index", "run `myoqa index --backend milvus`")
-    return ExitCode.OK
+    return show_status(settings, backend_for(settings).status(), args.json)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -419,15 +282,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          "a BEIR run ranks a fixed depth and reports nDCG@10; leave out -k")
     if args.k is None:
         args.k = EVAL_K
+    from pathlib import Path
+
     from myoqa.eval_report import run_beir_eval, run_question_eval
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
     settings = _settings(args)
-    progress = _progress_factory(not args.json)
+    progress = progress_bar(not args.json)
     if args.beir:
-        code = run_beir_eval(settings, args, modes, progress)
+        code = run_beir_eval(settings, Path(args.beir), modes, args.json, progress,
+                             Path(args.trec_out) if args.trec_out else None)
     else:
-        code = run_question_eval(settings, args, modes, progress)
+        code = run_question_eval(settings, Path(args.file) if args.file else None, modes,
+                                 args.k, args.json, progress,
+                                 Path(args.run_out) if args.run_out else None)
     _note_two_signals(settings)
     return code
 
@@ -539,40 +407,23 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if sys.stdout is None:
-            raise MyoqaError("standard output is closed",
-                             "let myoqa write to a terminal, a file or a pipe")
-        parser = build_parser()
-        args = _parse(parser, argv)
-        if args.command is None:
-            if sys.stdin.isatty() and sys.stdout.isatty():
-                args = parser.parse_args(["chat"])
-            else:
-                parser.print_help()
-                return ExitCode.OK
-        return int(COMMANDS[args.command](args))
-    except MyoqaError as exc:
-        print(f"myoqa: error: {exc}", file=sys.stderr)
-        return int(exc.code)
-    except KeyboardInterrupt:
-        print("myoqa: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
-    except OSError as exc:
-        if debug:
-            raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(printable(f"myoqa: error: {exc.strerror or exc}{where}"), file=sys.stderr)
-        return ExitCode.FAILURE
-    except Exception as exc:  # the last guard against a traceback
-        if debug:
-            raise
-        print(printable(f"myoqa: error: unexpected {type(exc).__name__}: {exc} (this is a bug; "
-                        "set MYOQA_DEBUG=1 to see where, and please report it)"), file=sys.stderr)
-        return ExitCode.FAILURE
+    return int(guarded(lambda: _run(argv), debug))
+
+
+def _run(argv: list[str]) -> int:
+    """Parse `argv` and run its command (with none: the chat in a terminal, else the help)."""
+    if sys.stdout is None:
+        raise MyoqaError("standard output is closed",
+                         "let myoqa write to a terminal, a file or a pipe")
+    parser = build_parser()
+    args = _parse(parser, argv)
+    if args.command is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            args = parser.parse_args(["chat"])
+        else:
+            parser.print_help()
+            return ExitCode.OK
+    return int(COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

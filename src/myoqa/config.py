@@ -72,8 +72,10 @@ class Settings:
     embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), whether
     links leaving the sources folder are read, the chat's own folder (`data_dir`) and export
     folder (`export_dir`; None: the defaults `tui.places` picks), whether an unexpected
-    error shows its traceback (`debug`), and the user's cache folder (`cache`) holding the
-    exported encoders every index folder shares."""
+    error shows its traceback (`debug`), the user's cache folder (`cache`) holding the
+    exported encoders every index folder shares, the terminal's type (`term`, $TERM: `dumb`
+    shows no styles) and the program that opens a passage (`viewer`, a command line from
+    `viewer_from`: $VISUAL, $EDITOR or $PAGER; empty: less, when installed)."""
 
     sources: Path
     index_dir: Path
@@ -95,6 +97,9 @@ class Settings:
     export_dir_from: str = "the default"
     debug: bool = False
     cache: Path = field(default_factory=user_cache)
+    term: str = ""
+    viewer: str = ""
+    viewer_from: str = "the default"
 
     @classmethod
     def resolve(
@@ -145,7 +150,8 @@ class Settings:
                    late=late_model, late_from=late_why,
                    data_dir=data, data_dir_from=data_why or "the default",
                    export_dir=export, export_dir_from=export_why or "the default",
-                   debug=debug_wanted())
+                   debug=debug_wanted(), term=os.environ.get("TERM", ""),
+                   **_viewer())
 
 
 def cache_index_dir(sources: Path) -> Path:
@@ -166,6 +172,19 @@ def debug_wanted() -> bool:
     """Whether an unexpected error shows its traceback: $MYOQA_DEBUG set to anything. Read
     once by `cli.main` before anything else can fail, and kept in Settings."""
     return bool(os.environ.get(DEBUG_ENV))
+VIEWER_ENVS = ("VISUAL", "EDITOR", "PAGER")
+
+
+def _viewer() -> dict[str, str]:
+    """The program to open a passage with, as the user wrote it, and where it came from: the
+    first of $VISUAL, $EDITOR, $PAGER that is set (`editor.viewer` splits it)."""
+    for variable in VIEWER_ENVS:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return {"viewer": value, "viewer_from": f"${variable}"}
+    return {}
+
+
 _YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 

@@ -48,19 +48,16 @@ JUMPS: dict[str, Jump] = {
 }
 
 
-def viewer() -> tuple[list[str], str]:
-    """The program to open with, as argv, and where it came from: $VISUAL, $EDITOR, $PAGER,
-    else less when it is installed."""
-    for variable in ("VISUAL", "EDITOR", "PAGER"):
-        value = os.environ.get(variable, "").strip()
-        if value:
-            try:
-                argv = shlex.split(value)
-            except ValueError:
-                raise MyoqaError(f"${variable} ({value!r}) is not a valid command line",
-                                 f"fix ${variable}") from None
-            if argv:
-                return argv, f"${variable}"
+def viewer(value: str, origin: str) -> tuple[list[str], str]:
+    """The program to open with, as argv, and where it came from: the command line `value`
+    from `origin` (config resolves $VISUAL, $EDITOR, $PAGER), else less when it is installed."""
+    if value:
+        try:
+            argv = shlex.split(value)
+        except ValueError:
+            raise MyoqaError(f"{origin} ({value!r}) is not a valid command line",
+                             f"fix {origin}") from None
+        return argv, origin
     if shutil.which("less"):
         return ["less"], "less"
     raise MyoqaError("no editor or pager to open the passage with",
@@ -116,13 +113,14 @@ def _terminal_input() -> Iterator[int | None]:
 
 
 def open_at(file: Path | None, name: str, text: str, place: Place,
-            notify: Callable[[str], None]) -> None:
-    """Open `file` (or, when None, `text` as a temporary file named after `name`) at `place`.
+            notify: Callable[[str], None], program: tuple[list[str], str]) -> None:
+    """Open `file` (or, when None, `text` as a temporary file named after `name`) at `place`
+    with `program` (argv and where it came from, see `viewer`).
 
     The program inherits the terminal and is waited for; one that cannot be run or that fails
     is a MyoqaError naming it.
     """
-    program, origin = viewer()
+    program, origin = program
     if shutil.which(program[0]) is None:
         raise MyoqaError(f"cannot run {origin} ({program[0]!r}): it is not installed",
                          "set $EDITOR or $PAGER to a program that is installed")

@@ -1,20 +1,24 @@
-"""The one entry point the views use: a Searcher over the current index for some settings."""
+"""The one door the views use: the backend the settings name (local files or Milvus), and a
+Searcher over its current index."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from myoqa.backend import Backend, Built
 from myoqa.config import Settings
 from myoqa.corpus import Source, source_hashes
+from myoqa.diagnostics import Notify, say
 from myoqa.embedders import encoder_factory
-from myoqa.errors import printable
+from myoqa.errors import MyoqaError
 from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
-from myoqa.index.health import staleness
-from myoqa.index.opener import Notify, build_params, ready_index
+from myoqa.index.health import Health, State, check, staleness
+from myoqa.index.opener import build_index, build_params, ready_index
+from myoqa.index.store import current_build
 from myoqa.search import Searcher, SearchParams
 from myoqa.search.late import LateSignal, Preload
 
@@ -22,9 +26,97 @@ if TYPE_CHECKING:
     from myoqa.colbert import LateModel
 
 
-def stderr_notify(message: str) -> None:
-    """Show a message from opening or building the index on stderr, for the CLI."""
-    print(f"myoqa: {printable(message)}", file=sys.stderr, flush=True)
+def backend_for(settings: Settings) -> Backend:
+    """The backend `settings.backend` names; Milvus (and with it pymilvus) is imported only
+    when it is the one asked for."""
+    if settings.backend == "milvus":
+        from myoqa.scale.milvus_engine import MilvusBackend
+
+        return MilvusBackend(settings)
+    return LocalBackend(settings)
+
+
+def open_searcher(settings: Settings, params: SearchParams | None = None,
+                  notify: Notify = say, progress: ProgressFactory | None = None,
+                  sources: list[Source] | None = None, preload_late: bool = True) -> Searcher:
+    """A Searcher over the current index for `settings` (see `Backend.open`)."""
+    return backend_for(settings).open(params, notify, progress, sources, preload_late)
+
+
+def is_current(settings: Settings, searcher: Searcher) -> bool:
+    """Whether the index `searcher` answers from still fits the sources and settings (the chat
+    checks before every question)."""
+    return backend_for(settings).is_current(searcher)
+
+
+@dataclass(frozen=True)
+class LocalBackend:
+    """The index in a folder on this machine (`settings.index_dir`)."""
+
+    settings: Settings
+
+    def open(self, params: SearchParams | None = None, notify: Notify = say,
+             progress: ProgressFactory | None = None, sources: list[Source] | None = None,
+             preload_late: bool = True) -> Searcher:
+        """With late interaction on (and `preload_late`), its encoder starts loading on a
+        thread at once, from the graph a build saved, while the index and the query encoder
+        load."""
+        settings = self.settings
+        late = settings.late
+        early = None
+        if late is not None and preload_late and (settings.cache / encoders.ENCODERS).is_dir():
+            early = Preload(lambda: late_encoder(settings.cache, late))
+        index = ready_index(settings, notify, progress=progress, sources=sources,
+                            make_encoder=encoder_factory(settings))
+        return Searcher(index, query_encoder_factory(index), params,
+                        late_signal(index, settings, early))
+
+    def without_late(self) -> LocalBackend:
+        """The same index folder and sources with late interaction off (two signals), as
+        bench compares them."""
+        return LocalBackend(replace(self.settings, late=None))
+
+    def is_current(self, searcher: Searcher) -> bool:
+        settings = self.settings
+        return staleness(searcher.index.manifest, build_params(settings),
+                         source_hashes(settings.sources, settings.follow_links)) is None
+
+    def build(self, rebuild: bool = False, notify: Notify = say,
+              progress: ProgressFactory | None = None,
+              sources: list[Source] | None = None) -> Built:
+        settings = self.settings
+        if rebuild:
+            index = build_index(settings, build_params(settings), notify, progress, sources,
+                                make_encoder=encoder_factory(settings))
+        else:
+            index = ready_index(settings, notify, progress=progress, sources=sources,
+                                make_encoder=encoder_factory(settings))
+        m = index.manifest
+        return Built(str(index.path), m.counts.passages, m.counts.spans, m.counts.sources,
+                     m.built_at, m.build_seconds, m.reused_vectors)
+
+    def status(self) -> Health:
+        """Checked in full (every file against its hash); sources that cannot be read make a
+        current index stale, with their problem as the reason."""
+        settings = self.settings
+        try:
+            hashes = source_hashes(settings.sources, settings.follow_links)
+        except MyoqaError as exc:
+            hashes, problem = {}, exc.message
+        else:
+            problem = None
+        state = check(settings.index_dir, build_params(settings), hashes, full=True)
+        if problem and state.state is State.CURRENT:
+            state = replace(state, state=State.STALE, reason=problem)
+        return state
+
+    def build_folder(self) -> Path:
+        """The folder of the current build (bench weighs it)."""
+        return current_build(self.settings.index_dir)
+
+    def query_encoder(self, index: Index) -> Any:
+        """The query encoder of `index`, loaded now (bench times it)."""
+        return query_encoder_factory(index)()
 
 
 def query_encoder_factory(index: Index) -> Callable[[], Any]:
@@ -39,39 +131,6 @@ def query_encoder_factory(index: Index) -> Callable[[], Any]:
         return encoder
 
     return load
-
-
-def is_current(settings: Settings, searcher: Searcher) -> bool:
-    """Whether the index `searcher` answers from still fits the sources and settings (the chat
-    checks before every question)."""
-    if settings.backend == "milvus":
-        from myoqa.scale.milvus_engine import is_current as milvus_current
-
-        return milvus_current(settings, searcher)
-    return staleness(searcher.index.manifest, build_params(settings),
-                     source_hashes(settings.sources, settings.follow_links)) is None
-
-
-def open_searcher(settings: Settings, params: SearchParams | None = None,
-                  notify: Notify = stderr_notify, progress: ProgressFactory | None = None,
-                  sources: list[Source] | None = None, preload_late: bool = True) -> Searcher:
-    """A Searcher over the current index for `settings` (the one entry point for all views):
-    the local index, or with `settings.backend` milvus the library's collection in Milvus.
-
-    With late interaction on (and `preload_late`), its encoder starts loading on a thread at
-    once, from the graph a build saved, while the index and the query encoder load."""
-    if settings.backend == "milvus":
-        from myoqa.scale.milvus_engine import open_milvus_searcher
-
-        return open_milvus_searcher(settings, params, notify, progress, sources)
-    late = settings.late
-    early = None
-    if late is not None and preload_late and (settings.cache / encoders.ENCODERS).is_dir():
-        early = Preload(lambda: late_encoder(settings.cache, late))
-    index = ready_index(settings, notify, progress=progress, sources=sources,
-                        make_encoder=encoder_factory(settings))
-    return Searcher(index, query_encoder_factory(index), params,
-                    late_signal(index, settings, early))
 
 
 def late_encoder(cache: Path, late: LateModel) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -92,12 +91,13 @@ def show(lines: list[str]) -> None:
         print(text)
 
 
-def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[str],
-                      progress: Progress) -> int:
-    """Evaluate on a question set; print the table and the misses of the main mode."""
-    question_file = (Path(args.file) if args.file else project_file(
-        "eval", "questions.jsonl", what="question set", option="--file F"))
-    run_out = Path(args.run_out) if args.run_out else None
+def run_question_eval(settings: Settings, file: Path | None, modes: list[str], k: int,
+                      as_json: bool, progress: Progress, run_out: Path | None = None) -> int:
+    """Evaluate on a question set (`file`, default the checkout's eval/questions.jsonl) with
+    `k` passages per question; print the table (or JSON) and the misses of the main mode, and
+    write the ranked passages to `run_out`."""
+    question_file = file or project_file("eval", "questions.jsonl", what="question set",
+                                         option="--file F")
     kept = kept_folders(settings.sources, settings.index_dir)
     if run_out:
         check_output(run_out, inputs=[question_file], kept=kept)
@@ -106,16 +106,16 @@ def run_question_eval(settings: Settings, args: argparse.Namespace, modes: list[
     outcomes = {}
     for mode in modes:
         tick = progress(f"eval {mode}", len(questions)) if progress else None
-        outcomes[mode] = evaluation.run(searcher, questions, mode, args.k, tick)
+        outcomes[mode] = evaluation.run(searcher, questions, mode, k, tick)
     summaries = {m: evaluation.summarize(o) for m, o in outcomes.items()}
     main_mode = "hybrid" if "hybrid" in modes else modes[0]
     if run_out:
         write_output(run_out, "".join(json.dumps(row, ensure_ascii=False) + "\n"
                                       for row in evaluation.run_lines(outcomes[main_mode])),
                      inputs=[question_file], kept=kept)
-    if args.json:
+    if as_json:
         print(json_text({
-            "file": str(question_file), "k": args.k, "modes": modes, "model": settings.model,
+            "file": str(question_file), "k": k, "modes": modes, "model": settings.model,
             "index_dir": str(settings.index_dir), "questions": len(questions),
             "results": {m: {**summary_json(summaries[m]),
                             "misses": evaluation.misses(outcomes[m])} for m in modes}},
@@ -142,11 +142,10 @@ def beir_index_dir(settings: Settings, collection: Path) -> Path:
     return settings.index_dir / "beir" / (collection.resolve().name or "root")
 
 
-def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str],
-                  progress: Progress) -> int:
-    """Index a BEIR collection into its own folder and score every mode with ir_measures."""
-    directory = Path(args.beir)
-    trec_out = Path(args.trec_out) if args.trec_out else None
+def run_beir_eval(settings: Settings, directory: Path, modes: list[str], as_json: bool,
+                  progress: Progress, trec_out: Path | None = None) -> int:
+    """Index the BEIR collection in `directory` into its own folder and score every mode with
+    ir_measures (printed, or as JSON); the main mode's run goes to `trec_out`."""
     inputs = beir.input_files(directory)
     kept = kept_folders(index_dir=settings.index_dir)
     if trec_out:
@@ -165,7 +164,7 @@ def run_beir_eval(settings: Settings, args: argparse.Namespace, modes: list[str]
         if trec_out and mode == main_mode:
             write_output(trec_out, beir.trec_lines(run, f"myoqa-{mode}"), inputs=inputs,
                          kept=kept)
-    if args.json:
+    if as_json:
         print(json_text({
             "collection": str(directory), "documents": len(collection.documents),
             "queries": len(collection.judged_queries), "depth": beir.DEPTH, "modes": modes,

@@ -9,6 +9,7 @@ shown as the line end it is, and a page break (form feed) as the line break it s
 from __future__ import annotations
 
 import re
+import sys
 
 from rich.text import Text
 
@@ -93,3 +94,26 @@ def plain_answer(answer: Answer) -> str:
 
 ABSTENTION = ("The sources do not seem to answer this question; the nearest passages below are "
               "weak matches.")
+
+
+def print_answer(answer: Answer, question: str, styled: bool) -> None:
+    """Print the answer to stdout: with styles (rich) on a terminal that shows them, else as
+    `plain_answer`."""
+    if not styled:
+        sys.stdout.write(plain_answer(answer))
+        sys.stdout.flush()
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=False)
+    if answer.abstained:
+        console.print(Text(ABSTENTION, style="bold red"))
+    for r in answer.results:
+        head = Text(f"{r.rank}. ", style="bold")
+        head.append(location(r), style="cyan")
+        head.append(f"   score {r.score:.3f}", style="dim")
+        console.print(head)
+        console.print(passage_text(r))
+        console.print()
+    if not answer.results:
+        console.print(Text(f"No passage matches {safe(question)!r}."))

@@ -6,16 +6,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from myoqa.backend import Built
 from myoqa.config import MilvusSettings, Settings
 from myoqa.corpus import Source, load_sources, source_hashes
+from myoqa.diagnostics import Notify, say
 from myoqa.embedders import encoder_for
-from myoqa.errors import MyoqaError, printable
+from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.ownership import check_place, claim
@@ -34,12 +35,6 @@ from myoqa.scale.milvus_store import (
 )
 from myoqa.scale.milvus_store import staleness as stale_reason
 from myoqa.search import SearchParams
-
-Notify = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(f"myoqa: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def made_from(params: BuildParams, milvus: MilvusSettings) -> dict[str, Any]:
@@ -76,7 +71,7 @@ def encoder_dir(settings: Settings) -> Path:
 
 def build_milvus(settings: Settings, params: BuildParams,
                  progress: ProgressFactory | None = None,
-                 sources: list[Source] | None = None, notify: Notify = _stderr
+                 sources: list[Source] | None = None, notify: Notify = say
                  ) -> MilvusManifest:
     """Chunk and embed the sources with the local build code (embedding here or on Ray, as
     `settings.embed_with` says), then upload them as a new build of their alias, holding the
@@ -100,7 +95,7 @@ def _build(client: Any, settings: Settings, params: BuildParams,
     if not any(s.has_words for s in sources):
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
     claim(settings.index_dir)
-    folder, files = encoders.ensure_encoder(settings.cache, params.model, _stderr)
+    folder, files = encoders.ensure_encoder(settings.cache, params.model, say)
     built = build(sources, params, encoder_for(settings, folder), EncoderInfo(folder, files),
                   None, progress)
     return upload(client, built, alias, library, milvus, made_from(params, milvus),
@@ -136,7 +131,7 @@ def _staleness(client: Any, alias: str, library: str, made: dict[str, Any],
     return reason
 
 
-def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: Notify = _stderr,
+def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: Notify = say,
                  progress: ProgressFactory | None = None,
                  sources: list[Source] | None = None) -> tuple[Any, MilvusManifest, str]:
     """A client, the current build's manifest and its alias; built first when missing or
@@ -169,7 +164,7 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
     def load() -> Any:
         if not (directory / "model.onnx").is_file():
             with contextlib.suppress(MyoqaError):  # kept for the next question, if writable
-                encoders.ensure_encoder(settings.cache, settings.model, _stderr)
+                encoders.ensure_encoder(settings.cache, settings.model, say)
         if (directory / "model.onnx").is_file():
             from myoqa.onnx_encoder import OnnxEncoder
 
@@ -192,7 +187,7 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
 
 
 def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
-                         notify: Notify = _stderr, progress: ProgressFactory | None = None,
+                         notify: Notify = say, progress: ProgressFactory | None = None,
                          sources: list[Source] | None = None) -> MilvusSearcher:
     """A Searcher over the library's current build in Milvus (built first when stale)."""
     client, manifest, alias = ready_milvus(settings, notify=notify, progress=progress,
@@ -201,18 +196,18 @@ def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
                           params, uri=_milvus(settings).uri)
 
 
-def index_milvus(settings: Settings, rebuild: bool,
-                 progress: ProgressFactory | None = None) -> str:
-    """`myoqa index --backend milvus`: build when asked or stale; one line on what it holds."""
+def index_milvus(settings: Settings, rebuild: bool, progress: ProgressFactory | None = None,
+                 notify: Notify = say, sources: list[Source] | None = None) -> Built:
+    """`myoqa index --backend milvus`: build when asked or stale; what the build holds."""
     params = BuildParams(model=settings.model)
+    milvus = _milvus(settings)
     if rebuild:
-        manifest = build_milvus(settings, params, progress)
-        alias = library_alias(settings, params, _milvus(settings), None)
+        manifest = build_milvus(settings, params, progress, sources, notify)
+        alias = library_alias(settings, params, milvus, sources)
     else:
-        _client, manifest, alias = ready_milvus(settings, params, progress=progress)
-    return (f"index {alias} in Milvus at {_milvus(settings).uri} holds {manifest.passages} "
-            f"passages and {manifest.spans} spans from {manifest.sources} sources (built "
-            f"{manifest.built_at} in {manifest.build_seconds} s)")
+        _client, manifest, alias = ready_milvus(settings, params, notify, progress, sources)
+    return Built(f"{alias} in Milvus at {milvus.uri}", manifest.passages, manifest.spans,
+                 manifest.sources, manifest.built_at, manifest.build_seconds)
 
 
 def is_current(settings: Settings, searcher: Any) -> bool:
@@ -261,7 +256,7 @@ def milvus_status(settings: Settings) -> MilvusStatus:
     alias = library_alias(settings, params, milvus, None)
     library = library_identity(settings, None)
     hashes = _local_hashes(settings, None)
-    client = connect(milvus, _stderr)
+    client = connect(milvus, say)
     with reported(milvus.uri):
         manifest = None
         try:
@@ -274,3 +269,27 @@ def milvus_status(settings: Settings) -> MilvusStatus:
             reason = problem.message
             state = "missing" if current_collection(client, alias) is None else "damaged"
     return MilvusStatus(milvus.uri, alias, library, state, reason, manifest)
+
+
+@dataclass(frozen=True)
+class MilvusBackend:
+    """The library's collection in a Milvus server (`settings.milvus`), built by the local
+    build code and uploaded; searched with two signals (BM25 and dense)."""
+
+    settings: Settings
+
+    def open(self, params: SearchParams | None = None, notify: Notify = say,
+             progress: ProgressFactory | None = None, sources: list[Source] | None = None,
+             preload_late: bool = True) -> Any:  # noqa: ARG002 (no late interaction in Milvus)
+        return open_milvus_searcher(self.settings, params, notify, progress, sources)
+
+    def is_current(self, searcher: Any) -> bool:
+        return is_current(self.settings, searcher)
+
+    def build(self, rebuild: bool = False, notify: Notify = say,
+              progress: ProgressFactory | None = None,
+              sources: list[Source] | None = None) -> Built:
+        return index_milvus(self.settings, rebuild, progress, notify, sources)
+
+    def status(self) -> MilvusStatus:
+        return milvus_status(self.settings)

@@ -5,9 +5,10 @@ Each stage is its own module, and all but the model-backed signals are pure func
 run without the model.
 """
 
+from myoqa.modes import MAX_K, MODES
 from myoqa.search.answer import Answer, Result
 from myoqa.search.params import Convex, LateInteraction, LexicalNorm, ReciprocalRank, SearchParams
-from myoqa.search.request import MAX_K, MAX_QUESTION_CHARS, MODEL_WORDS, MODES, check_request
+from myoqa.search.request import MAX_QUESTION_CHARS, MODEL_WORDS, check_request
 from myoqa.search.searcher import Scores, Searcher
 
 __all__ = ["MAX_K", "MAX_QUESTION_CHARS", "MODEL_WORDS", "MODES", "Answer", "Convex",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from myoqa.analysis import Analyzer
 from myoqa.errors import UsageError
+from myoqa.modes import MAX_K, MODES
 
-MODES = ("hybrid", "bm25", "dense")
-MAX_K = 100
 MAX_QUESTION_CHARS = 2000
 MODEL_WORDS = 150
 
