@@ -280,8 +280,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.beir and args.k is not None:
         raise UsageError("-k is for question sets, not --beir",
                          "a BEIR run ranks a fixed depth and reports nDCG@10; leave out -k")
-    if args.k is None:
-        args.k = EVAL_K
     from pathlib import Path
 
     from myoqa.eval_report import run_beir_eval, run_question_eval
@@ -294,7 +292,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              Path(args.trec_out) if args.trec_out else None)
     else:
         code = run_question_eval(settings, Path(args.file) if args.file else None, modes,
-                                 args.k, args.json, progress,
+                                 EVAL_K if args.k is None else args.k, args.json, progress,
                                  Path(args.run_out) if args.run_out else None)
     _note_two_signals(settings)
     return code
