@@ -248,10 +248,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     from myoqa.info_view import built_line
 
     settings = _settings(args)
-    if settings.embed_with == "ray" and settings.ray_address not in (None, "auto"):
-        from myoqa.scale.ray_embed import check_reachable
-
-        check_reachable(settings.ray_address)  # before the sources are read and chunked
     built = backend_for(settings).build(args.rebuild, progress=progress_bar(True))
     print(built_line(built))
     _note_two_signals(settings)

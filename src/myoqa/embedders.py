@@ -24,3 +24,12 @@ def encoder_for(settings: Settings, folder: Path) -> Encoder:
 
         return RayEncoder(folder, settings.ray_address)
     return encoders.load_encoder(folder)
+
+
+def check_embedder(settings: Settings) -> None:
+    """Before a build reads and chunks the sources: one clear error unless the Ray cluster
+    `--ray-address` names answers (none, or `auto`: one is started here)."""
+    if settings.embed_with == "ray" and settings.ray_address not in (None, "auto"):
+        from myoqa.scale.ray_embed import check_reachable
+
+        check_reachable(settings.ray_address)

@@ -13,7 +13,7 @@ from myoqa.backend import Backend, Built
 from myoqa.config import Settings
 from myoqa.corpus import Source, source_hashes
 from myoqa.diagnostics import Notify, say
-from myoqa.embedders import encoder_factory
+from myoqa.embedders import check_embedder, encoder_factory
 from myoqa.errors import MyoqaError
 from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
 from myoqa.index.health import Health, State, check, staleness
@@ -85,6 +85,7 @@ class LocalBackend:
               progress: ProgressFactory | None = None,
               sources: list[Source] | None = None) -> Built:
         settings = self.settings
+        check_embedder(settings)
         if rebuild:
             index = build_index(settings, build_params(settings), notify, progress, sources,
                                 make_encoder=encoder_factory(settings))

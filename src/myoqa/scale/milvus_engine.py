@@ -15,7 +15,7 @@ from myoqa.backend import Built
 from myoqa.config import MilvusSettings, Settings
 from myoqa.corpus import Source, load_sources, source_hashes
 from myoqa.diagnostics import Notify, say
-from myoqa.embedders import encoder_for
+from myoqa.embedders import check_embedder, encoder_for
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
@@ -289,6 +289,7 @@ class MilvusBackend:
     def build(self, rebuild: bool = False, notify: Notify = say,
               progress: ProgressFactory | None = None,
               sources: list[Source] | None = None) -> Built:
+        check_embedder(self.settings)
         return index_milvus(self.settings, rebuild, progress, notify, sources)
 
     def status(self) -> MilvusStatus:
