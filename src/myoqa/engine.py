@@ -18,6 +18,7 @@ from myoqa.errors import MyoqaError
 from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
 from myoqa.index.health import Health, State, check, staleness
 from myoqa.index.opener import build_index, build_params, ready_index
+from myoqa.index.ownership import check_place
 from myoqa.index.store import current_build
 from myoqa.search import Searcher, SearchParams
 from myoqa.search.late import LateSignal, Preload
@@ -47,6 +48,13 @@ def is_current(settings: Settings, searcher: Searcher) -> bool:
     """Whether the index `searcher` answers from still fits the sources and settings (the chat
     checks before every question)."""
     return backend_for(settings).is_current(searcher)
+
+
+def check_index_folder(settings: Settings) -> None:
+    """Refuse an index folder `ask` would refuse (a file, one nested with the sources, one
+    holding things that are not its index), before anything is read or written (eval checks
+    it before loading a BEIR collection)."""
+    check_place(settings.index_dir, settings.sources)
 
 
 @dataclass(frozen=True)

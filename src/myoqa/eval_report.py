@@ -12,10 +12,9 @@ from typing import Any
 
 from myoqa import beir, evaluation
 from myoqa.config import Settings, project_file
-from myoqa.engine import open_searcher
+from myoqa.engine import check_index_folder, open_searcher
 from myoqa.errors import ExitCode, json_text, printable
 from myoqa.evaluation import Count, GroupSummary
-from myoqa.index.ownership import check_place
 from myoqa.output_files import check_output, kept_folders, write_output
 from myoqa.render import safe
 from myoqa.search import SearchParams
@@ -150,7 +149,7 @@ def run_beir_eval(settings: Settings, directory: Path, modes: list[str], as_json
     kept = kept_folders(index_dir=settings.index_dir)
     if trec_out:
         check_output(trec_out, inputs=inputs, kept=kept)
-    check_place(settings.index_dir, settings.sources)  # the folder `ask` would accept, no other
+    check_index_folder(settings)  # the folder `ask` would accept, no other
     collection = beir.load(directory)
     index_dir = beir_index_dir(settings, directory)
     searcher = open_searcher(replace(settings, index_dir=index_dir), progress=progress,
