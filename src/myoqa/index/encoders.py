@@ -46,7 +46,7 @@ KEY_CHARS = 16
 Notify = Callable[[str], None]
 
 
-def model_key(model: str) -> str:
+def export_key(model: str) -> str:
     """A short key that changes when the model's files change (name + package version for the
     bundled model; sizes and modification times of a model folder's files otherwise)."""
     from myoqa.embedding import bundled_version, model_path
@@ -111,7 +111,7 @@ def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[
     Exporting loads sentence-transformers (torch): seconds, once per model and user. An encoder
     whose files no longer match their digests is exported again.
     """
-    key = model_key(model)
+    key = export_key(model)
     folder = cache / ENCODERS / key
     recorded = read_digests(folder)
     if recorded is not None and encoder_damage(folder, recorded) is None:

@@ -71,7 +71,7 @@ def library_alias(settings: Settings, params: BuildParams, milvus: MilvusSetting
 def encoder_dir(settings: Settings) -> Path:
     """Where the ONNX encoder of the model is kept on this machine (the user's cache, shared by
     every index folder, exported once per model)."""
-    return settings.cache / encoders.ENCODERS / encoders.model_key(settings.model)
+    return settings.cache / encoders.ENCODERS / encoders.export_key(settings.model)
 
 
 def build_milvus(settings: Settings, params: BuildParams,
