@@ -608,10 +608,33 @@ async def test_copy_says_whether_it_copied(searcher: Searcher, tmp_path: Path,
     ({"TERM": "screen-256color", "TERM_PROGRAM": "WezTerm", "STY": "1.pts"}, False),
     ({"TERM": "tmux-256color", "TERM_PROGRAM": "WezTerm", "TMUX": "/nonexistent/sock,1,0"},
      False),
-    ({"TERM": "dumb", "MYOQA_CLIPBOARD": "osc52"}, True),
 ])
 def test_osc52_is_claimed_only_for_known_terminals(env: dict[str, str], accepted: bool) -> None:
     assert terminal_accepts_osc52(env) is accepted
+    assert terminal_accepts_osc52(env, trust_osc52=True), "MYOQA_CLIPBOARD=osc52 trusts it"
+
+
+@pytest.mark.parametrize("value", ["osc25", "on"])
+def test_an_unknown_clipboard_setting_is_a_usage_error(
+        value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from myoqa import cli
+    from myoqa.tui import app as tui_app
+    from myoqa.tui import terminal
+
+    opened: list[Path | None] = []
+    monkeypatch.setattr(terminal, "require_terminal", lambda: None)
+    monkeypatch.setattr(tui_app, "run_chat", lambda _settings, folder: opened.append(folder) or 0)
+    monkeypatch.setenv("MYOQA_CLIPBOARD", value)
+    code = cli.main(["chat", "--sources", str(tmp_path), "--index-dir", str(tmp_path / "index")])
+    assert code == 2 and opened == []
+    assert capsys.readouterr().err == (
+        f"myoqa: error: $MYOQA_CLIPBOARD is {value!r}, not auto or osc52 (set "
+        "MYOQA_CLIPBOARD=osc52 if your terminal accepts OSC 52, or unset it)\n")
+    monkeypatch.setenv("MYOQA_CLIPBOARD", " OSC52 ")
+    assert Settings.resolve(sources=tmp_path).clipboard == "osc52"
+    monkeypatch.setenv("MYOQA_CLIPBOARD", "")
+    assert Settings.resolve(sources=tmp_path).clipboard == "auto"
 
 
 async def test_source_viewer_search_and_scroll_keys(searcher: Searcher) -> None:

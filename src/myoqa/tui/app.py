@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from myoqa import __version__
-from myoqa.config import Settings
+from myoqa.config import CLIPBOARD_OSC52, Settings
 from myoqa.errors import ExitCode, MyoqaError, printable
 from myoqa.followup import contextualize
 from myoqa.output_files import kept_folders, write_output
@@ -516,7 +516,8 @@ class ChatApp(App[None]):
         """Copy a passage with its citation (clipboard tools may be slow: a worker), then say
         honestly whether it was copied."""
         outcome = copy_text(clipboard_text(result),
-                            lambda text: self.call_from_thread(self.copy_to_clipboard, text))
+                            lambda text: self.call_from_thread(self.copy_to_clipboard, text),
+                            self.settings.clipboard == CLIPBOARD_OSC52)
         if outcome.copied:
             self.call_from_thread(self.tell, f"{outcome.message}: passage {result.rank}, "
                                   f"{citation(result)}")
