@@ -26,7 +26,8 @@ from myoqa.engine import open_searcher, query_encoder_factory
 from myoqa.errors import MyoqaError
 from myoqa.search import Searcher
 from myoqa.search.late import LateSignal
-from myoqa.tui.app import LOADING, ChatApp
+from myoqa.tui.app import ChatApp
+from myoqa.tui.asking import LOADING
 from myoqa.tui.clipboard import terminal_accepts_osc52
 from myoqa.tui.history import HISTORY_FILE, HISTORY_LIMIT, History, load_history, remember
 from myoqa.tui.screens import ExportScreen, HelpScreen, SourceScreen, SourceSegment
