@@ -131,9 +131,10 @@ def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[
 def late_folder(cache: Path, late: LateModel) -> Path:
     """Where the optimised graph of the late-interaction model is kept in the user's `cache`:
     one folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
-    from importlib.metadata import version as package_version  # ~10 ms: only with late on
+    from myoqa.onnx_encoder import ort  # the encoder loads it anyway; importlib.metadata
+    # (email, zipfile, csv: 20 ms) is not needed for its version
 
-    stamp = f"{late.key};onnxruntime={package_version('onnxruntime')}"
+    stamp = f"{late.key};onnxruntime={ort.__version__}"
     return (cache / ENCODERS
             / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
 
