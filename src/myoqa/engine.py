@@ -28,10 +28,12 @@ def stderr_notify(message: str) -> None:
     print(f"myoqa: {printable(message)}", file=sys.stderr, flush=True)
 
 
-def query_encoder_factory(index: Index, early: Preload | None = None) -> Callable[[], Any]:
+def query_encoder_factory(index: Index, early: Preload | None = None, alone: bool = False
+                          ) -> Callable[[], Any]:
     """How to load the query encoder: the ONNX encoder the index was embedded with, whose
     files `health.check` verified when the index was opened (the one loading in `early`,
-    see `preload_query_encoder`, when it is of this build)."""
+    see `preload_query_encoder`, when it is of this build); `alone`: no late-interaction
+    encoder runs beside it, so its threads may spin."""
 
     def load() -> Any:
         encoder = None
@@ -40,7 +42,7 @@ def query_encoder_factory(index: Index, early: Preload | None = None) -> Callabl
                 build, encoder = early.result()
                 if build != index.path:
                     encoder = None
-        encoder = encoder or encoders.load_encoder(index.encoder_dir)
+        encoder = encoder or encoders.load_encoder(index.encoder_dir, spin=alone)
         if encoder.dimension != index.dimension:
             raise IndexProblem(f"query encoder in {index.encoder_dir} makes vectors of dimension "
                                f"{encoder.dimension}, the index holds {index.dimension}")
@@ -49,7 +51,7 @@ def query_encoder_factory(index: Index, early: Preload | None = None) -> Callabl
     return load
 
 
-def preload_query_encoder(index_dir: Path) -> Preload:
+def preload_query_encoder(index_dir: Path, alone: bool = False) -> Preload:
     """Start loading, on a thread, the query encoder of the current build in `index_dir`
     (with its files checked as `health.check` does), so that onnxruntime builds its session
     while the index opens: it leaves Python's lock meanwhile. Gives (build, encoder)."""
@@ -61,7 +63,7 @@ def preload_query_encoder(index_dir: Path) -> Preload:
         problem = encoders.encoder_damage(folder, model.encoder_files)
         if problem:
             raise IndexProblem(problem)
-        return build, encoders.load_encoder(folder)
+        return build, encoders.load_encoder(folder, spin=alone)
 
     return Preload(load)
 
@@ -94,10 +96,11 @@ def open_searcher(settings: Settings, params: SearchParams | None = None,
     early = None
     if late is not None and preload_late and (settings.cache / encoders.ENCODERS).is_dir():
         early = Preload(lambda: late_encoder(settings.cache, late))
-    dense = preload_query_encoder(settings.index_dir) if preload_late else None
+    alone = late is None
+    dense = preload_query_encoder(settings.index_dir, alone) if preload_late else None
     index = ready_index(settings, notify, progress=progress, sources=sources,
                         make_encoder=encoder_factory(settings))
-    return Searcher(index, query_encoder_factory(index, dense), params,
+    return Searcher(index, query_encoder_factory(index, dense, alone), params,
                     late_signal(index, settings, early))
 
 
