@@ -81,13 +81,15 @@ def is_current(settings: Settings, searcher: Searcher) -> bool:
 
 def open_searcher(settings: Settings, params: SearchParams | None = None,
                   notify: Notify = stderr_notify, progress: ProgressFactory | None = None,
-                  sources: list[Source] | None = None, preload_late: bool = True) -> Searcher:
+                  sources: list[Source] | None = None, preload_late: bool = True,
+                  preload_query: bool = False) -> Searcher:
     """A Searcher over the current index for `settings` (the one entry point for all views):
     the local index, or with `settings.backend` milvus the library's collection in Milvus.
 
-    With `preload_late`, the encoders a hybrid question needs start loading on threads at
-    once, while the index opens: the query encoder, and with late interaction on its
-    encoder, from the graph a build saved."""
+    With late interaction on (and `preload_late`), its encoder starts loading on a thread at
+    once, from the graph a build saved, while the index and the query encoder load; with
+    `preload_query` (a one-shot question that needs it) the query encoder too. The chat
+    leaves it off: it would slow the index's opening, so its first answer (BM25) comes later."""
     if settings.backend == "milvus":
         from myoqa.scale.milvus_engine import open_milvus_searcher
 
@@ -97,7 +99,7 @@ def open_searcher(settings: Settings, params: SearchParams | None = None,
     if late is not None and preload_late and (settings.cache / encoders.ENCODERS).is_dir():
         early = Preload(lambda: late_encoder(settings.cache, late))
     alone = late is None
-    dense = preload_query_encoder(settings.index_dir, alone) if preload_late else None
+    dense = preload_query_encoder(settings.index_dir, alone) if preload_query else None
     index = ready_index(settings, notify, progress=progress, sources=sources,
                         make_encoder=encoder_factory(settings))
     return Searcher(index, query_encoder_factory(index, dense, alone), params,
