@@ -17,14 +17,10 @@ read from the installed wordfreq package's data file (msgpack), without importin
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Callable, Collection, Iterable
-from difflib import SequenceMatcher
 from functools import lru_cache
 from pathlib import Path
-
-import msgpack
 
 from myoqa.analysis import WORD_RE, Analyzer
 
@@ -170,7 +166,9 @@ def _is_common(word: str) -> bool:
 
 def _misspelt(term: str, source_terms: Callable[[str], Iterable[str]]) -> bool:
     """Whether `term` reads as a misspelling of a source term of about its length (with the
-    same first letter)."""
+    same first letter; asked only for a word no source has, so difflib is imported here)."""
+    from difflib import SequenceMatcher
+
     matcher = SequenceMatcher(b=term, autojunk=False)
     for other in source_terms(term[:1]):
         if abs(len(other) - len(term)) <= 2:
@@ -184,7 +182,10 @@ def _misspelt(term: str, source_terms: Callable[[str], Iterable[str]]) -> bool:
 def _common_words() -> frozenset[str]:
     """Every English word of wordfreq's "small" list (Zipf frequency ≥ 3); empty when
     wordfreq is not installed."""
+    import gzip
     from importlib import metadata  # imports email, zipfile, csv: only for such a question
+
+    import msgpack
 
     try:
         path = Path(str(metadata.distribution("wordfreq").locate_file(COMMON_LIST)))
