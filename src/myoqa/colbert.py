@@ -122,10 +122,9 @@ class ColbertEncoder:
         self._tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        vocab = self._tokenizer.get_vocab()
-        self._cls, self._sep = vocab["[CLS]"], vocab["[SEP]"]
-        self._mask, self._pad = vocab["[MASK]"], vocab["[PAD]"]
-        self._markers = vocab[QUERY_MARKER], vocab[PASSAGE_MARKER]
+        self._cls, self._sep = self._token_id("[CLS]"), self._token_id("[SEP]")
+        self._mask, self._pad = self._token_id("[MASK]"), self._token_id("[PAD]")
+        self._markers = self._token_id(QUERY_MARKER), self._token_id(PASSAGE_MARKER)
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(THREADS, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -140,6 +139,14 @@ class ColbertEncoder:
                                              providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    def _token_id(self, token: str) -> int:
+        """The id of a special token (looked up alone: the whole vocabulary as a dict costs
+        10 ms at start-up)."""
+        found = self._tokenizer.token_to_id(token)
+        if found is None:
+            raise KeyError(token)
+        return int(found)
 
     def query(self, text: str) -> np.ndarray:
         """(tokens, dimension) vectors of the question, then (with `expand_query`) [MASK]

@@ -131,9 +131,10 @@ def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[
 def late_folder(cache: Path, late: LateModel) -> Path:
     """Where the optimised graph of the late-interaction model is kept in the user's `cache`:
     one folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
-    from importlib.metadata import version as package_version  # ~10 ms: only with late on
+    from myoqa.onnx_encoder import ORT_VERSION  # the encoder imports onnxruntime anyway;
+    # importlib.metadata (email, zipfile, csv: 20 ms) is not needed for its version
 
-    stamp = f"{late.key};onnxruntime={package_version('onnxruntime')}"
+    stamp = f"{late.key};onnxruntime={ORT_VERSION}"
     return (cache / ENCODERS
             / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
 
@@ -262,11 +263,12 @@ def encoder_damage(folder: Path, expected: dict[str, FileDigest]) -> str | None:
     return None
 
 
-def load_encoder(folder: Path) -> Any:
-    """An OnnxEncoder from a folder `encoder_damage` has checked (IndexProblem if unreadable)."""
+def load_encoder(folder: Path, spin: bool = False) -> Any:
+    """An OnnxEncoder from a folder `encoder_damage` has checked (IndexProblem if unreadable);
+    `spin`: see OnnxEncoder."""
     from myoqa.onnx_encoder import OnnxEncoder
 
     try:
-        return OnnxEncoder(folder)
+        return OnnxEncoder(folder, spin=spin)
     except Exception as exc:  # noqa: BLE001 (onnxruntime and tokenizers raise bare Exception)
         raise IndexProblem(f"query encoder in {folder} is damaged ({type(exc).__name__})") from None
