@@ -6,10 +6,10 @@ run without the model.
 """
 
 from myoqa.search.answer import Answer, Result
-from myoqa.search.params import Convex, LateInteraction, LexicalNorm, ReciprocalRank, SearchParams
+from myoqa.search.fusion import Convex, Fusion
+from myoqa.search.params import LateInteraction, SearchParams
 from myoqa.search.request import MAX_K, MAX_QUESTION_CHARS, MODEL_WORDS, MODES, check_request
 from myoqa.search.searcher import Scores, Searcher
 
-__all__ = ["MAX_K", "MAX_QUESTION_CHARS", "MODEL_WORDS", "MODES", "Answer", "Convex",
-           "LateInteraction", "LexicalNorm", "ReciprocalRank", "Result", "Scores", "SearchParams", "Searcher",
-           "check_request"]
+__all__ = ["MAX_K", "MAX_QUESTION_CHARS", "MODEL_WORDS", "MODES", "Answer", "Convex", "Fusion",
+           "LateInteraction", "Result", "Scores", "SearchParams", "Searcher", "check_request"]
