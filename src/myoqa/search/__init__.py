@@ -1,6 +1,8 @@
 """Search as stages: candidates → signals (BM25, dense) → fusion → result assembly → highlights.
 
-`Searcher.search` is the one search API; the CLI, the chat and the evaluation are views over it.
+`Searcher.search` is the one search API, over either backend (a `source.Library`: the local
+index through `local.IndexLibrary`, or Milvus); the CLI, the chat and the evaluation are views
+over it.
 Each stage is its own module, and all but the model-backed signals are pure functions that tests
 run without the model.
 """
