@@ -123,7 +123,7 @@ class ColbertEncoder:
         self._tokenizer.no_truncation()
         vocab = self._tokenizer.get_vocab()
         self._cls, self._sep = vocab["[CLS]"], vocab["[SEP]"]
-        self.mask_id, self._pad = vocab["[MASK]"], vocab["[PAD]"]
+        self._mask, self._pad = vocab["[MASK]"], vocab["[PAD]"]
         self._markers = vocab[QUERY_MARKER], vocab[PASSAGE_MARKER]
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(THREADS, os.cpu_count() or 1)
@@ -139,6 +139,11 @@ class ColbertEncoder:
                                              providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    @property
+    def mask_id(self) -> int:
+        """The id of [MASK], what ColBERT's query augmentation pads a question with."""
+        return int(self._mask)
 
     def query(self, text: str) -> np.ndarray:
         """(tokens, dimension) vectors of the question."""
