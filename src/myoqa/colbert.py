@@ -140,11 +140,6 @@ class ColbertEncoder:
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
 
-    @property
-    def mask_id(self) -> int:
-        """The id of [MASK], what ColBERT's query augmentation pads a question with."""
-        return int(self._mask)
-
     def query(self, text: str) -> np.ndarray:
         """(tokens, dimension) vectors of the question."""
         return self.encode_ids(self.query_ids(text))
@@ -159,6 +154,11 @@ class ColbertEncoder:
         """(tokens, dimension) vectors of one token sequence (all attended unless
         `attention` says otherwise)."""
         return self._run([ids], [attention or [1] * len(ids)])[0]
+
+    @property
+    def mask_id(self) -> int:
+        """The id of [MASK], what ColBERT's query augmentation pads a question with."""
+        return int(self._mask)
 
     def passages(self, texts: list[str]) -> list[np.ndarray]:
         """Each passage's (tokens, dimension) vectors, [CLS] and markers included, in order.
