@@ -20,7 +20,7 @@ from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.ownership import check_place, claim
 from myoqa.scale.milvus_lock import BuildLock
-from myoqa.scale.milvus_search import MilvusSearcher, load_build
+from myoqa.scale.milvus_search import MilvusLibrary, load_build
 from myoqa.scale.milvus_settings import alias_name
 from myoqa.scale.milvus_store import (
     MilvusManifest,
@@ -33,7 +33,7 @@ from myoqa.scale.milvus_store import (
     upload,
 )
 from myoqa.scale.milvus_store import staleness as stale_reason
-from myoqa.search import SearchParams
+from myoqa.search import Searcher, SearchParams
 
 Notify = Callable[[str], None]
 
@@ -193,12 +193,12 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
 
 def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
                          notify: Notify = _stderr, progress: ProgressFactory | None = None,
-                         sources: list[Source] | None = None) -> MilvusSearcher:
+                         sources: list[Source] | None = None) -> Searcher:
     """A Searcher over the library's current build in Milvus (built first when stale)."""
     client, manifest, alias = ready_milvus(settings, notify=notify, progress=progress,
                                            sources=sources)
-    return MilvusSearcher(client, manifest, query_encoder_factory(settings, alias, manifest),
-                          params, uri=_milvus(settings).uri)
+    return Searcher(MilvusLibrary(client, manifest, _milvus(settings).uri),
+                    query_encoder_factory(settings, alias, manifest), params)
 
 
 def index_milvus(settings: Settings, rebuild: bool,
@@ -220,9 +220,9 @@ def is_current(settings: Settings, searcher: Any) -> bool:
     the sources and settings."""
     params = BuildParams(model=settings.model)
     milvus = _milvus(settings)
-    manifest: MilvusManifest = searcher.manifest
+    manifest: MilvusManifest = searcher.index.manifest
     alias = library_alias(settings, params, milvus, None)
-    client = searcher.client
+    client = searcher.index.client
     with reported(milvus.uri):
         if current_collection(client, alias) != manifest.collections["passages"]:
             return False
