@@ -17,23 +17,51 @@ import numpy as np
 from myoqa import evaluation
 from myoqa.analysis import WORD_RE, Analyzer
 from myoqa.chunking import ChunkParams
-from myoqa.colbert import ColbertEncoder, wheel_dir
+from myoqa.colbert import QUERY_TOKENS, ColbertEncoder, wheel_dir
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.corpus import load_sources
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.index import BuildParams, Index
 from myoqa.index.build import EncoderInfo, build
-from myoqa.search import (
-    Convex,
-    LateInteraction,
-    LexicalNorm,
-    ReciprocalRank,
-    Searcher,
-    SearchParams,
-)
+from myoqa.search import Convex, LateInteraction, Searcher, SearchParams
 from myoqa.search.late import LateSignal, TokenVectors
 from myoqa.search.request import query_terms
 from myoqa.search.searcher import Scores
+
+
+@dataclass(frozen=True)
+class ReciprocalRank:
+    """Reciprocal rank fusion: the sum of 1 / (k + rank) over BM25 and dense similarity
+    (measured against convex fusion, not shipped)."""
+
+    k: int = 60
+
+    def fuse(self, lexical: np.ndarray,  # noqa: ARG002 - Fusion's signature
+             dense: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        return reciprocal_rank(raw, self.k) + reciprocal_rank(dense, self.k)
+
+
+def reciprocal_rank(scores: np.ndarray, k: int) -> np.ndarray:
+    """1 / (k + rank) of each score, ties ranked in order."""
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return 1.0 / (k + ranks)
+
+
+@dataclass(frozen=True)
+class MaxScaledConvex:
+    """Convex fusion with BM25 divided by the best candidate's score (hybrid's candidates hold
+    the best BM25 passage) instead of the most a passage could score (measured, not shipped;
+    abstention still reads the product's scaling)."""
+
+    dense_weight: float
+
+    def fuse(self, lexical: np.ndarray,  # noqa: ARG002 - Fusion's signature
+             dense: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        best = raw.max(initial=0.0)
+        scaled = raw / best if best > 0 else np.zeros_like(raw)
+        return Convex(self.dense_weight).fuse(scaled, dense, raw)
+
 
 QUESTIONS = evaluation.load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")
 PATIENTS = evaluation.load_questions(PROJECT_ROOT / "eval" / "patients.jsonl")
@@ -82,9 +110,16 @@ class CachedColbert:
     def query(self, text: str) -> np.ndarray:
         key = (self.expand_query, text)
         if key not in self.query_cache:
-            self.inner.expand_query = self.expand_query
-            self.query_cache[key] = self.inner.query(text)
+            self.query_cache[key] = (self._expanded(text) if self.expand_query
+                                     else self.inner.query(text))
         return self.query_cache[key]
+
+    def _expanded(self, text: str) -> np.ndarray:
+        """The question padded with [MASK] up to QUERY_TOKENS (ColBERT's query augmentation,
+        measured worse here, so not in the product)."""
+        ids = self.inner.query_ids(text)
+        pad = QUERY_TOKENS - len(ids)
+        return self.inner.encode_ids(ids + [self.inner.mask_id] * pad, [1] * len(ids) + [0] * pad)
 
     def offsets(self, text: str) -> np.ndarray:
         return self.inner.offsets(text)
@@ -299,10 +334,9 @@ def exp_fusion() -> None:
 
 def exp_lexical_norm() -> None:
     header("BM25 normalisation before convex fusion (hybrid)")
-    for norm in (LexicalNorm.MAX, LexicalNorm.IDEAL):
+    for name, fusion in (("max", MaxScaledConvex), ("ideal", Convex)):
         for w in (0.5, 0.6, 0.7, 0.8, 0.9):
-            print(row(f"{norm.value} w_dense={w}",
-                      measure(search=SearchParams(fusion=Convex(w, norm)))))
+            print(row(f"{name} w_dense={w}", measure(search=SearchParams(fusion=fusion(w)))))
 
 
 def exp_span_weight() -> None:

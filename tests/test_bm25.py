@@ -9,7 +9,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from myoqa.analysis import Analyzer
-from myoqa.bm25 import Postings, SparseBM25
+from myoqa.bm25 import EPSILON, Postings, SparseBM25, idf_from_df, raw_idf
 from myoqa.config import PROJECT_ROOT
 from myoqa.search import Searcher
 
@@ -78,3 +78,22 @@ def test_weights_computed_in_chunks_are_exact(searcher: Searcher,
     whole = SparseBM25(searcher.index.postings).weights
     monkeypatch.setattr(myoqa.bm25, "WEIGHT_CHUNK", 13)
     assert np.array_equal(SparseBM25(searcher.index.postings).weights, whole)
+
+
+def test_some_documents_scored_with_the_corpus_statistics_score_as_in_the_corpus() -> None:
+    """How the Milvus backend scores a question's pool: the pooled documents' own postings,
+    with the IDFs (`idf_from_df`, the floor of the whole vocabulary) and mean length of the
+    whole corpus, give exactly the scores the whole corpus gives them."""
+    corpus = [["myoclonus", "jerk", "jerk"], ["sleep", "start", "jerk"], ["valproate", "myoclonus"],
+              ["jerk"], ["sleep", "myoclonus", "myoclonus", "drug"]]
+    whole = SparseBM25(Postings.from_tokens(corpus))
+    pooled = [4, 1, 2]
+    part = Postings.from_tokens([corpus[i] for i in pooled])
+    df = {t: sum(t in doc for doc in corpus) for t in part.vocab}
+    floor = EPSILON * float(np.mean(raw_idf(len(corpus), np.diff(whole.postings.indptr))))
+    assert any(raw_idf(len(corpus), np.array([d]))[0] < 0 for d in df.values())
+    idf = idf_from_df(len(corpus), np.array([df[t] for t in part.vocab]), floor)
+    avgdl = sum(map(len, corpus)) / len(corpus)
+    some = SparseBM25(part, idf, avgdl)
+    for query in (["jerk"], ["myoclonus", "sleep"], ["drug", "jerk", "valproate"]):
+        assert np.array_equal(some.scores(query), whole.scores(query)[pooled])

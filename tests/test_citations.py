@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from myoqa import editor
-from myoqa.citation import Place, cite, locate
+from myoqa.citation import PROSE_SEPARATOR, Place, cite, cite_passage, locate
 from myoqa.errors import MyoqaError
-from myoqa.render import passage_text, plain, plain_answer, plain_passage, safe
+from myoqa.render import location, passage_text, plain, plain_answer, plain_passage, safe
 from myoqa.search import Answer, Result
 from myoqa.search.highlight import Highlight
+from myoqa.tui.transcript import Turn, citation, code_span, turn_markdown
+from myoqa.tui.widgets import place
 
 PASSAGE_PLACE = Place(3, 7, None)
 
@@ -44,6 +46,22 @@ def test_citation_reads_file_line_column_and_page() -> None:
     result = _result("x", [], "paper.pdf", Place(40, 1, 3))
     assert result.citation == "paper.pdf:40:1 p. 3"
     assert {"line": 40, "column": 1, "page": 3}.items() <= result.to_json().items()
+
+
+def test_one_citation_wording_with_one_escaping_rule_per_medium() -> None:
+    """The CLI line, the chat's card, the clipboard and the Markdown transcript cite a passage
+    with the same words; only how the source's name is made safe differs by medium."""
+    result = _result("x", [], "we\x1bird.pdf", Place(40, 1, 3))
+    assert cite_passage(result) == "we\x1bird.pdf:40:1 p. 3 · chars 40–41"
+    assert location(result) == "we\\x1bird.pdf:40:1 p. 3 · chars 40–41"
+    assert place(result) == "we\u241bird.pdf:40:1 p. 3 · chars 40–41"
+    assert citation(result) == "we\x1bird.pdf:40:1 p. 3, chars 40–41"
+    assert cite_passage(result, code_span, PROSE_SEPARATOR) == (
+        "`we\u241bird.pdf:40:1 p. 3`, chars 40–41")
+    answer = Answer(question="q", mode="bm25", k=1, abstained=False, results=[result],
+                    searched="q", best_similarity=None)
+    head = turn_markdown(1, Turn("q", "q", "bm25", 1, answer))[4]
+    assert head == "1. `we\u241bird.pdf:40:1 p. 3`, chars 40–41 (score 0.500)"
 
 
 def test_crlf_line_ends_show_as_line_ends_with_offsets_kept() -> None:

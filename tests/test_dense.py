@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from myoqa import bench
+from myoqa.bench import synthetic
 from myoqa.index import BuildParams, health
 from myoqa.index.build import from_parts
 from myoqa.index.dense import EXACT_DTYPE, FLAT_MAX, dense_index
@@ -21,7 +21,7 @@ LARGE = FLAT_MAX + 5_000
 def test_small_indexes_stay_exact_float32() -> None:
     import faiss
 
-    corpus = bench.synthetic_corpus(2_000, 20)
+    corpus = synthetic.synthetic_corpus(2_000, 20)
     vectors = corpus.vectors.astype(np.float32)
     index = dense_index(vectors)
     flat = faiss.IndexFlatIP(vectors.shape[1])
@@ -35,7 +35,7 @@ def test_small_indexes_stay_exact_float32() -> None:
 def test_compact_index_finds_the_exact_nearest_passages() -> None:
     """The ten nearest by the float32 vectors, found through 8-bit codes and float16 rescoring
     (recall@10 ≥ 0.98, the README's bar), with scores within float16 rounding."""
-    corpus = bench.synthetic_corpus(LARGE, 100)
+    corpus = synthetic.synthetic_corpus(LARGE, 100)
     index = dense_index(corpus.vectors)
     assert index.description.startswith("ivf-sq8") and index.exact is corpus.vectors
     scores, found = index.search(corpus.queries, 10)
@@ -49,12 +49,12 @@ def test_compact_index_finds_the_exact_nearest_passages() -> None:
 def test_large_build_is_stored_compact_loaded_mapped_and_checked(tmp_path: Path) -> None:
     """Above FLAT_MAX a build stores its float16 vectors beside the quantised index; they are
     memory-mapped when loaded, answer as before saving, and damage to them is caught."""
-    corpus = bench.synthetic_corpus(LARGE, 5)
+    corpus = synthetic.synthetic_corpus(LARGE, 5)
     hashes = {name: f"{i:064x}" for i, name in enumerate(corpus.texts)}
     entries = [SourceEntry(name, hashes[name], len(text), int(np.sum(corpus.passages.source == i)))
                for i, (name, text) in enumerate(corpus.texts.items())]
     built = from_parts(corpus.texts, corpus.passages, [], corpus.vectors,
-                       np.zeros((0, bench.DIM), np.float32), BuildParams(model="synthetic"),
+                       np.zeros((0, synthetic.DIM), np.float32), BuildParams(model="synthetic"),
                        entries)
     index_dir = tmp_path / "index"
     claim(index_dir)

@@ -15,7 +15,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from conftest import one_line_error, run_cli
-from myoqa import beir, bench, eval_report, evaluation
+from myoqa import beir, eval_report, evaluation
+from myoqa.bench import harness
 from myoqa.config import Settings
 from myoqa.errors import MyoqaError
 
@@ -262,7 +263,7 @@ def test_bench_out_that_is_a_file_is_refused_before_measuring(tmp_path: Path) ->
 
 def test_a_failed_benchmark_step_is_one_line_not_a_traceback() -> None:
     with pytest.raises(MyoqaError, match="the benchmark step 'scale 5 passages' failed: boom"):
-        bench._child([sys.executable, "-c", "import sys; sys.exit('boom')"], "scale 5 passages")
+        harness.child([sys.executable, "-c", "import sys; sys.exit('boom')"], "scale 5 passages")
 
 
 def test_cli_names_the_bad_line_before_loading_anything(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from myoqa import engine
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.onnx_encoder import OnnxEncoder
 from myoqa.search import Searcher
+from myoqa.search.late import Preload
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -44,6 +46,23 @@ def test_ask_json_is_the_same_on_the_fast_and_slow_paths(
             assert fast_json.pop("best_similarity") == pytest.approx(
                 slow_json.pop("best_similarity"), abs=1e-5)
             assert fast_json == slow_json, question
+
+
+def test_a_preloaded_query_encoder_is_taken_only_from_the_build_that_opened(
+        searcher: Searcher, tmp_path) -> None:
+    index = searcher.index
+    mine = OnnxEncoder(index.encoder_dir)
+    other = engine.query_encoder_factory(index, Preload(lambda: (tmp_path / "other", mine)))()
+    assert other is not mine and other.dimension == index.dimension
+    assert engine.query_encoder_factory(index, Preload(lambda: (index.path, mine)))() is mine
+    failed = Preload(lambda: (_ for _ in ()).throw(OSError("no index yet")))
+    assert engine.query_encoder_factory(index, failed)().dimension == index.dimension
+
+
+def test_preloading_the_current_builds_encoder_gives_that_build(seed_settings) -> None:
+    build, encoder = engine.preload_query_encoder(seed_settings.index_dir).result()
+    assert build == engine.open_searcher(seed_settings).index.path
+    assert isinstance(encoder, OnnxEncoder)
 
 
 def test_bench_runs_end_to_end_on_small_sizes(seed_settings, tmp_path) -> None:

@@ -419,13 +419,13 @@ def test_folders_a_kill_left_before_their_proof_are_replaced_or_pruned(
     """A kill between making a folder and writing its proof left `encoders/` unproven ("was not
     made by myoqa"), or an encoder's temporary folder in the way of the export ("File exists"),
     and a temporary build that no build removed; each is myoqa's and goes, a user's folder stays."""
-    from myoqa.index.encoders import model_key
+    from myoqa.index.encoders import export_key
 
     sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a sudden jerk."})
     settings = Settings.resolve(sources, tmp_path / "index")
     encoder = ({f"{ENCODERS}/.tmp-.owner-77": "enc"} if left.startswith("encoders/") else
                {f"{ENCODERS}/.owner": f"{ENCODERS}\n",
-                f"{ENCODERS}/.tmp-{model_key(settings.model)}/.owner": ""})
+                f"{ENCODERS}/.tmp-{export_key(settings.model)}/.owner": ""})
     write_sources(settings.cache, encoder)
     index_dir = write_sources(settings.index_dir, {
         MARKER: "", ".tmp-build-20260101T000000-0123abcd/.tmp-.owner-9": "",

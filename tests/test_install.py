@@ -31,6 +31,13 @@ def test_bundled_seeds_are_the_seeds_byte_for_byte() -> None:
         assert (PACKAGE_SEEDS / path.name).read_bytes() == path.read_bytes(), path.name
 
 
+def test_the_questions_bench_times_are_the_eval_questions() -> None:
+    shipped = (PACKAGE_SEEDS.parent / "bench" / "questions.txt").read_text(encoding="utf-8")
+    asked = [json.loads(line)["question"] for line in
+             (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert shipped.splitlines() == asked
+
+
 def _pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "-q", *args], check=True, capture_output=True)
 
@@ -58,6 +65,14 @@ def test_a_wheel_installed_outside_the_checkout_answers_over_the_bundled_seeds(
     top = json.loads(asked.stdout)["passages"][0]
     assert top["source"] == FLUTTER
     assert top["text"] == (SEEDS / FLUTTER).read_text(encoding="utf-8")[top["start"]:top["end"]]
+    bench = tmp_path / "bench"  # runs outside the checkout: its questions ship in the wheel
+    benched = myoqa("bench", "--steps", "warm,med_build,scale", "--sizes", "2000",
+                    "--out", str(bench), "--json")
+    assert benched.returncode == 0, benched.stderr
+    results = json.loads(benched.stdout)
+    assert results["warm"]["queries"] > 0 and results["med_build"] is None
+    assert [p["passages"] for p in results["scale"]] == [2000]
+    assert json.loads((bench / "latest.json").read_text(encoding="utf-8")) == results
     status = json.loads(myoqa("status", "--json").stdout)
     assert status["state"] == "current"
     assert status["sources"] == str(site / "myoqa" / "seeds")

@@ -183,3 +183,18 @@ def test_ask_keeps_no_telemetry_files_and_prints_no_telemetry_warning(
                             env={**os.environ, **env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
                             text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
     assert locked.returncode == 0 and locked.stderr == "", locked.stderr
+
+
+def test_the_onnxruntime_version_is_the_one_its_package_metadata_names() -> None:
+    # the late graph's cache folder is named with it: another spelling would save it again
+    from importlib import metadata
+
+    assert onnx_encoder.ORT_VERSION == metadata.version("onnxruntime")
+
+
+def test_spinning_threads_encode_the_same_vectors(searcher) -> None:
+    texts = ["which drugs are used to treat myoclonus?", "hiccups", "a" * 40]
+    quiet = OnnxEncoder(searcher.index.encoder_dir)
+    spinning = OnnxEncoder(searcher.index.encoder_dir, spin=True)
+    for text in texts:
+        assert np.array_equal(quiet.encode([text]), spinning.encode([text]))

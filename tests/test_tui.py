@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from myoqa.engine import open_searcher, query_encoder_factory
 from myoqa.errors import MyoqaError
 from myoqa.search import Searcher
 from myoqa.search.late import LateSignal
-from myoqa.tui.app import LOADING, ChatApp
+from myoqa.tui.app import ChatApp
+from myoqa.tui.asking import LOADING
 from myoqa.tui.clipboard import terminal_accepts_osc52
 from myoqa.tui.history import HISTORY_FILE, HISTORY_LIMIT, History, load_history, remember
 from myoqa.tui.screens import ExportScreen, HelpScreen, SourceScreen, SourceSegment
@@ -66,6 +68,29 @@ def own_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_app(searcher: Searcher, export_dir: Path | None = None) -> ChatApp:
     return ChatApp(factory=lambda _current, _notify, _progress: searcher, export_dir=export_dir,
                    cursor_blink=False)
+
+
+# `async with chat(...) as (app, pilot):` runs a chat, its index open (see the `chat` fixture).
+Chat = Callable[..., AbstractAsyncContextManager[tuple[ChatApp, Pilot[None]]]]
+
+
+@pytest.fixture()
+def chat(request: pytest.FixtureRequest) -> Chat:
+    """The set-up the chat tests share: run `app` (by default a chat over the session's seed
+    searcher, or `over` another searcher, saving into `export_dir`) in a terminal of `size`,
+    wait until its index is open and its workers are done, and give the app and its pilot."""
+    @asynccontextmanager
+    async def open_chat(app: ChatApp | None = None, *, over: Searcher | None = None,
+                        export_dir: Path | None = None, size: tuple[int, int] = (80, 24),
+                        notifications: bool = False
+                        ) -> AsyncIterator[tuple[ChatApp, Pilot[None]]]:
+        if app is None:
+            app = make_app(over or request.getfixturevalue("searcher"), export_dir)
+        async with app.run_test(size=size, notifications=notifications) as pilot:
+            await settle(pilot)
+            yield app, pilot
+
+    return open_chat
 
 
 async def settle(pilot: Pilot) -> None:
@@ -109,10 +134,8 @@ def shown_notes(app: ChatApp) -> list[str]:
 
 
 @pytest.mark.parametrize(("question", "source"), [(FLUTTER, FLUTTER_SOURCE), (JME, JME_SOURCE)])
-async def test_asking_adds_an_answer_card(searcher: Searcher, question: str, source: str) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_asking_adds_an_answer_card(chat: Chat, question: str, source: str) -> None:
+    async with chat() as (app, pilot):
         card = await ask(pilot, question)
         assert card.turn.question == question
         answer = card.turn.answer
@@ -123,20 +146,16 @@ async def test_asking_adds_an_answer_card(searcher: Searcher, question: str, sou
         assert question[:40] in screen_text(app)
 
 
-async def test_unanswerable_question_shows_weak_matches(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_unanswerable_question_shows_weak_matches(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         card = await ask(pilot, "what is the capital of France?")
         assert card.turn.answer is not None and card.turn.answer.abstained
         assert card.passages and all(p.has_class("weak") for p in card.passages)
         assert "The sources do not seem to answer this question" in screen_text(app)
 
 
-async def test_history_walks_up_and_down(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_history_walks_up_and_down(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         await ask(pilot, "first question")
         await ask(pilot, "second question")
         box = app.query_one(ChatInput)
@@ -163,10 +182,8 @@ def test_history_keeps_one_copy_of_a_repeat() -> None:
     assert history.previous("") == "b"
 
 
-async def test_source_viewer_opens_at_the_passage(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_source_viewer_opens_at_the_passage(chat: Chat, searcher: Searcher) -> None:
+    async with chat() as (app, pilot):
         card = await ask(pilot, FLUTTER)
         await pilot.press("tab")
         assert app.focused is card.passages[0]
@@ -189,10 +206,8 @@ async def test_source_viewer_opens_at_the_passage(searcher: Searcher) -> None:
         assert app.focused is card.passages[0]
 
 
-async def test_passages_are_selected_by_keys_and_clicks(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(100, 40)) as pilot:
-        await settle(pilot)
+async def test_passages_are_selected_by_keys_and_clicks(chat: Chat) -> None:
+    async with chat(size=(100, 40)) as (app, pilot):
         card = await ask(pilot, FLUTTER)
         await pilot.press("tab", "j")
         assert app.focused is card.passages[1]
@@ -206,10 +221,8 @@ async def test_passages_are_selected_by_keys_and_clicks(searcher: Searcher) -> N
         assert app.focused is card.passages[1]
 
 
-async def test_mode_switching_changes_the_answers_mode(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_mode_switching_changes_the_answers_mode(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         first = await ask(pilot, FLUTTER)
         await pilot.press("tab", "m")
         assert app.mode == "bm25" and "bm25" in app.sub_title
@@ -223,10 +236,8 @@ async def test_mode_switching_changes_the_answers_mode(searcher: Searcher) -> No
         assert "dense · top 5" in screen_text(app)
 
 
-async def test_k_changes_the_number_of_passages(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_k_changes_the_number_of_passages(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         await pilot.press("f4", "f4")
         card = await ask(pilot, FLUTTER)
         assert len(card.passages) == 3
@@ -237,10 +248,8 @@ async def test_k_changes_the_number_of_passages(searcher: Searcher) -> None:
         assert app.k == 20
 
 
-async def test_help_screen_opens_and_closes(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_help_screen_opens_and_closes(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         assert "myoqa chat — keys" in screen_text(app)
@@ -258,19 +267,15 @@ async def test_help_screen_opens_and_closes(searcher: Searcher) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_question_mark_types_into_the_question_box(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_question_mark_types_into_the_question_box(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         await pilot.press(*"why?")
         assert app.query_one(ChatInput).value == "why?"
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_followup_card_shows_what_was_searched(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
+async def test_followup_card_shows_what_was_searched(chat: Chat) -> None:
+    async with chat(size=(100, 30)) as (app, pilot):
         first = await ask(pilot, FLUTTER)
         assert not first.query(".searched")
         card = await ask(pilot, "what about its treatment?")
@@ -368,28 +373,24 @@ async def test_question_waits_for_the_index(searcher: Searcher) -> None:
         opened.set()
 
 
-async def test_index_problem_is_shown_not_raised() -> None:
+async def test_index_problem_is_shown_not_raised(chat: Chat) -> None:
     def broken(_current: object, _notify: Callable[[str], None], _progress: object) -> Searcher:
         raise MyoqaError("sources directory /nowhere does not exist", "pass --sources DIR")
 
-    app = ChatApp(factory=broken, cursor_blink=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with chat(ChatApp(factory=broken, cursor_blink=False)) as (app, pilot):
         assert "/nowhere does not exist" in app.query_one(StatusBar).message
         card = await ask(pilot, FLUTTER)
         assert card.turn.answer is None
         assert "/nowhere does not exist" in screen_text(app)
 
 
-async def test_markup_and_escapes_in_sources_show_literally(tmp_path: Path) -> None:
+async def test_markup_and_escapes_in_sources_show_literally(chat: Chat, tmp_path: Path) -> None:
     sources = tmp_path / "sources"
     sources.mkdir()
     (sources / "markup.txt").write_text(MARKUP_SOURCE, encoding="utf-8")
     own = open_searcher(Settings.resolve(sources=sources, index_dir=tmp_path / "index"),
                         notify=lambda _message: None)
-    app = make_app(own)
-    async with app.run_test(size=(120, 30)) as pilot:
-        await settle(pilot)
+    async with chat(over=own, size=(120, 30)) as (app, pilot):
         await pilot.press("f3")
         card = await ask(pilot, "[b]not bold[/b] link escape")
         assert card.turn.answer is not None and card.turn.answer.results
@@ -407,12 +408,10 @@ async def test_markup_and_escapes_in_sources_show_literally(tmp_path: Path) -> N
         assert "\x1b" not in screen_text(app)
 
 
-async def test_transcript_is_saved_as_markdown_with_a_header(searcher: Searcher,
+async def test_transcript_is_saved_as_markdown_with_a_header(chat: Chat, searcher: Searcher,
                                                              tmp_path: Path) -> None:
     exports = tmp_path / "chosen"
-    app = make_app(searcher, export_dir=exports)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with chat(export_dir=exports) as (app, pilot):
         await pilot.press("ctrl+s")
         assert not isinstance(app.screen, ExportScreen) and not exports.exists()
         card = await ask(pilot, FLUTTER)
@@ -443,11 +442,9 @@ async def test_transcript_is_saved_as_markdown_with_a_header(searcher: Searcher,
     assert f"**{answer.results[0].text[evidence.start:evidence.end].strip()}**" in text
 
 
-async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Searcher,
+async def test_transcript_is_saved_as_json_in_the_export_folder(chat: Chat, searcher: Searcher,
                                                                 own_places: Path) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with chat() as (_, pilot):
         await pilot.press("f3")
         card = await ask(pilot, FLUTTER)
         await pilot.press("ctrl+s", "escape")
@@ -469,13 +466,10 @@ async def test_transcript_is_saved_as_json_in_the_export_folder(searcher: Search
     assert not list(Path.cwd().glob("myoqa-*"))
 
 
-async def test_saving_into_a_file_says_why_it_cannot(searcher: Searcher,
-                                                      tmp_path: Path) -> None:
+async def test_saving_into_a_file_says_why_it_cannot(chat: Chat, tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("kept\n", encoding="utf-8")
-    app = make_app(searcher, export_dir=blocked)
-    async with app.run_test(size=(100, 24), notifications=True) as pilot:
-        await settle(pilot)
+    async with chat(export_dir=blocked, size=(100, 24), notifications=True) as (app, pilot):
         await ask(pilot, FLUTTER)
         await pilot.press("ctrl+s", "m")
         await pilot.pause()
@@ -499,10 +493,8 @@ def test_markdown_escapes_source_text(searcher: Searcher) -> None:
     assert "\x1b" not in markdown
 
 
-async def test_passages_reflow_when_resized(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_passages_reflow_when_resized(chat: Chat) -> None:
+    async with chat() as (_, pilot):
         card = await ask(pilot, FLUTTER)
         body = card.passages[0].query_one(PassageBody)
         narrow = body.size
@@ -513,20 +505,16 @@ async def test_passages_reflow_when_resized(searcher: Searcher) -> None:
         assert wide.width > narrow.width and wide.height < narrow.height
 
 
-async def test_notes_replace_each_other(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await settle(pilot)
+async def test_notes_replace_each_other(chat: Chat) -> None:
+    async with chat(notifications=True) as (app, pilot):
         await pilot.press("f3", "f4", "f4", "f4")
         await pilot.pause()
         assert shown_notes(app) == ["Top 2 passages for the next questions"]
 
 
 @pytest.mark.parametrize("width", [60, 80])
-async def test_footer_keeps_help_and_quit_in_view(searcher: Searcher, width: int) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(width, 20)) as pilot:
-        await settle(pilot)
+async def test_footer_keeps_help_and_quit_in_view(chat: Chat, width: int) -> None:
+    async with chat(size=(width, 20)) as (app, pilot):
         await ask(pilot, FLUTTER)
         await pilot.press("tab")
         await pilot.pause()
@@ -543,10 +531,8 @@ async def test_footer_keeps_help_and_quit_in_view(searcher: Searcher, width: int
 
 
 @pytest.mark.parametrize("key", ["ctrl+c", "ctrl+q"])
-async def test_ctrl_c_and_ctrl_q_quit(searcher: Searcher, key: str) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+async def test_ctrl_c_and_ctrl_q_quit(chat: Chat, key: str) -> None:
+    async with chat() as (app, pilot):
         await pilot.press(*"draft", key)
         await pilot.pause()
         assert app.return_code == 0 and not app.is_running
@@ -568,7 +554,7 @@ def fake_wayland_clipboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
 
 
 @pytest.mark.parametrize("route", ["none", "system", "osc52"])
-async def test_copy_says_whether_it_copied(searcher: Searcher, tmp_path: Path,
+async def test_copy_says_whether_it_copied(chat: Chat, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch, route: str) -> None:
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "TMUX", "TERM_PROGRAM", "WT_SESSION",
                  "KITTY_WINDOW_ID"):
@@ -578,9 +564,7 @@ async def test_copy_says_whether_it_copied(searcher: Searcher, tmp_path: Path,
     kept = fake_wayland_clipboard(tmp_path, monkeypatch) if route == "system" else None
     if route == "osc52":
         monkeypatch.setenv("MYOQA_CLIPBOARD", "osc52")
-    app = make_app(searcher)
-    async with app.run_test(size=(100, 30), notifications=True) as pilot:
-        await settle(pilot)
+    async with chat(size=(100, 30), notifications=True) as (app, pilot):
         card = await ask(pilot, FLUTTER)
         await pilot.click(card.passages[1])
         await pilot.press("c")
@@ -608,16 +592,37 @@ async def test_copy_says_whether_it_copied(searcher: Searcher, tmp_path: Path,
     ({"TERM": "screen-256color", "TERM_PROGRAM": "WezTerm", "STY": "1.pts"}, False),
     ({"TERM": "tmux-256color", "TERM_PROGRAM": "WezTerm", "TMUX": "/nonexistent/sock,1,0"},
      False),
-    ({"TERM": "dumb", "MYOQA_CLIPBOARD": "osc52"}, True),
 ])
 def test_osc52_is_claimed_only_for_known_terminals(env: dict[str, str], accepted: bool) -> None:
     assert terminal_accepts_osc52(env) is accepted
+    assert terminal_accepts_osc52(env, trust_osc52=True), "MYOQA_CLIPBOARD=osc52 trusts it"
 
 
-async def test_source_viewer_search_and_scroll_keys(searcher: Searcher) -> None:
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+@pytest.mark.parametrize("value", ["osc25", "on"])
+def test_an_unknown_clipboard_setting_is_a_usage_error(
+        value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from myoqa import cli
+    from myoqa.tui import app as tui_app
+    from myoqa.tui import terminal
+
+    opened: list[Path | None] = []
+    monkeypatch.setattr(terminal, "require_terminal", lambda: None)
+    monkeypatch.setattr(tui_app, "run_chat", lambda _settings, folder: opened.append(folder) or 0)
+    monkeypatch.setenv("MYOQA_CLIPBOARD", value)
+    code = cli.main(["chat", "--sources", str(tmp_path), "--index-dir", str(tmp_path / "index")])
+    assert code == 2 and opened == []
+    assert capsys.readouterr().err == (
+        f"myoqa: error: $MYOQA_CLIPBOARD is {value!r}, not auto or osc52 (set "
+        "MYOQA_CLIPBOARD=osc52 if your terminal accepts OSC 52, or unset it)\n")
+    monkeypatch.setenv("MYOQA_CLIPBOARD", " OSC52 ")
+    assert Settings.resolve(sources=tmp_path).clipboard == "osc52"
+    monkeypatch.setenv("MYOQA_CLIPBOARD", "")
+    assert Settings.resolve(sources=tmp_path).clipboard == "auto"
+
+
+async def test_source_viewer_search_and_scroll_keys(chat: Chat) -> None:
+    async with chat() as (app, pilot):
         await ask(pilot, JME)
         await pilot.press("tab", "enter")
         await pilot.pause()
@@ -657,15 +662,11 @@ async def test_source_viewer_search_and_scroll_keys(searcher: Searcher) -> None:
         assert not isinstance(app.screen, SourceScreen)
 
 
-async def test_history_is_kept_between_sessions(searcher: Searcher, own_places: Path) -> None:
+async def test_history_is_kept_between_sessions(chat: Chat, own_places: Path) -> None:
     for question in ("first question", "second question"):
-        app = make_app(searcher)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
+        async with chat() as (app, pilot):
             await ask(pilot, question)
-    app = make_app(searcher)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with chat() as (app, pilot):
         await pilot.press("up")
         assert app.query_one(ChatInput).value == "second question"
         await pilot.press("up")
@@ -674,14 +675,11 @@ async def test_history_is_kept_between_sessions(searcher: Searcher, own_places: 
     assert stored == {"format": 1, "questions": ["first question", "second question"]}
 
 
-async def test_unreadable_history_is_noted_and_replaced(searcher: Searcher,
-                                                        own_places: Path) -> None:
+async def test_unreadable_history_is_noted_and_replaced(chat: Chat, own_places: Path) -> None:
     path = own_places / "data" / HISTORY_FILE
     path.parent.mkdir()
     path.write_bytes(b"\x00{not json")
-    app = make_app(searcher)
-    async with app.run_test(size=(100, 24), notifications=True) as pilot:
-        await settle(pilot)
+    async with chat(size=(100, 24), notifications=True) as (app, pilot):
         assert shown_notes(app) == [(f"the question history {path} could not be read "
                                     "(JSONDecodeError); starting a new one")]
         await pilot.press("up")
@@ -755,12 +753,10 @@ def test_snapshot_export(searcher: Searcher, snap_compare: Callable[..., bool],
                         run_before=answered(FLUTTER, "ctrl+s"))
 
 
-async def test_changed_source_is_indexed_before_the_next_question(source_copy: Path,
+async def test_changed_source_is_indexed_before_the_next_question(chat: Chat, source_copy: Path,
                                                                    tmp_path: Path) -> None:
     settings = Settings.resolve(sources=source_copy, index_dir=tmp_path / "index")
-    app = ChatApp(settings, cursor_blink=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with chat(ChatApp(settings, cursor_blink=False)) as (app, pilot):
         before = await ask(pilot, ZORBLAX)
         assert before.turn.answer is not None
         assert all("Zorblax" not in r.text for r in before.turn.answer.results)
@@ -831,12 +827,10 @@ def _chat_over(searcher: Searcher, documents: Path, own_places: Path,
 
 
 async def test_default_exports_leave_documents_that_are_the_sources(
-        searcher: Searcher, own_places: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        chat: Chat, searcher: Searcher, own_places: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     documents = _documents_as_sources(own_places, monkeypatch)
     before = sorted(p.name for p in documents.iterdir())
-    app = _chat_over(searcher, documents, own_places)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+    async with chat(_chat_over(searcher, documents, own_places)) as (_, pilot):
         await ask(pilot, FLUTTER)
         await pilot.press("ctrl+s", "m")
         await pilot.pause()
@@ -848,13 +842,12 @@ async def test_default_exports_leave_documents_that_are_the_sources(
 
 
 async def test_exports_and_history_inside_the_sources_are_refused_by_name(
-        searcher: Searcher, own_places: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        chat: Chat, searcher: Searcher, own_places: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     documents = _documents_as_sources(own_places, monkeypatch)
     before = sorted(p.name for p in documents.iterdir())
     monkeypatch.setenv("MYOQA_DATA_DIR", str(documents / "data"))
     app = _chat_over(searcher, documents, own_places, export_dir=documents / "exports")
-    async with app.run_test(size=(160, 24), notifications=True) as pilot:
-        await settle(pilot)
+    async with chat(app, size=(160, 24), notifications=True) as (app, pilot):
         await ask(pilot, FLUTTER)
         assert shown_notes(app) == [(
             f"Questions are not kept for the next session: refusing to write into "

@@ -43,8 +43,9 @@ class Backend(Protocol):
 
     def open(self, params: SearchParams | None = None, notify: Notify = say,
              progress: ProgressFactory | None = None, sources: list[Source] | None = None,
-             preload_late: bool = True) -> Searcher:
-        """A searcher over the current index (built or rebuilt first when missing or stale)."""
+             preload_late: bool = True, preload_query: bool = False) -> Searcher:
+        """A searcher over the current index (built or rebuilt first when missing or stale);
+        the late-interaction and query encoders start loading at once when asked to."""
         ...
 
     def is_current(self, searcher: Searcher) -> bool:

@@ -1,4 +1,5 @@
-"""The benchmark's measurements by name, in the order `myoqa bench` runs them: the one list
-bench runs from and the CLI's --steps accepts (apart from bench, so `--help` stays light)."""
+"""The benchmark's steps by name, in the order they run: the one list `bench.runner` runs
+and `myoqa bench --steps` chooses among (apart from the bench package, so `--help` stays
+light)."""
 
 STEPS = ("cold", "warm", "chat", "embedding", "updates", "med_build", "scale")

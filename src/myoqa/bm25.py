@@ -129,19 +129,44 @@ class Postings:
         return {"indptr": self.indptr, "docs": self.docs, "tf": self.tf, "doc_len": self.doc_len}
 
 
-class SparseBM25:
-    """Okapi BM25 over stored postings."""
+def raw_idf(n: int, df: np.ndarray) -> np.ndarray:
+    """Okapi IDF of terms held by `df` of `n` documents (negative for a term in most of them)."""
+    df = np.asarray(df, dtype=np.float64)
+    raw: np.ndarray = np.log(n - df + 0.5) - np.log(df + 0.5)
+    return raw
 
-    def __init__(self, postings: Postings) -> None:
+
+def idf_floor(raw: np.ndarray) -> float:
+    """What a negative IDF becomes: EPSILON x the mean IDF of the vocabulary (rank-bm25's)."""
+    return EPSILON * (math.fsum(raw) / len(raw)) if len(raw) else 0.0
+
+
+def idf_from_df(n: int, df: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """The IDF of terms held by `df` of `n` documents, a negative one raised to `floor` (by
+    default the floor of these terms, `df` being the whole vocabulary): the one formula for
+    the local index and for a collection whose statistics are stored."""
+    raw = raw_idf(n, df)
+    idf: np.ndarray = np.where(raw < 0, idf_floor(raw) if floor is None else floor, raw)
+    return idf
+
+
+class SparseBM25:
+    """Okapi BM25 over stored postings.
+
+    With `idf_values` (one per term of `postings`) and `avgdl`, the postings are a part of a
+    larger corpus (a question's candidates) scored with the whole corpus's statistics: the
+    scores the whole corpus gives these documents."""
+
+    def __init__(self, postings: Postings, idf_values: np.ndarray | None = None,
+                 avgdl: float | None = None) -> None:
         self.postings = postings
         self.term_ids = {t: i for i, t in enumerate(postings.vocab)}
         n = len(postings.doc_len)
-        df = np.diff(postings.indptr).astype(np.float64)
-        raw = np.log(n - df + 0.5) - np.log(df + 0.5)
-        floor = EPSILON * (math.fsum(raw) / len(raw)) if len(raw) else 0.0
-        self.idf_values = np.where(raw < 0, floor, raw)
+        self.idf_values = (idf_from_df(n, np.diff(postings.indptr)) if idf_values is None
+                           else idf_values)
         doc_len = postings.doc_len.astype(np.float64)
-        avgdl = doc_len.sum() / n if n else 1.0
+        if avgdl is None:
+            avgdl = doc_len.sum() / n if n else 1.0
         norm = K1 * (1 - B + B * doc_len / avgdl)
         self.weights = np.empty(len(postings.docs))
         for lo in range(0, len(postings.docs), WEIGHT_CHUNK):

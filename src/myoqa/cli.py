@@ -197,7 +197,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     check_request(question, args.mode, k)
     settings = _settings(args)
     searcher = open_searcher(settings, progress=progress_bar(not args.json),
-                             preload_late=args.mode == "hybrid")
+                             preload_late=args.mode == "hybrid", preload_query=args.mode != "bm25")
     answer = searcher.search(question, args.mode, k)
     _note_two_signals(settings)
     if args.json:

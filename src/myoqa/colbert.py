@@ -109,7 +109,7 @@ def _checked(path: Path) -> Path:
 class ColbertEncoder:
     """Query and passage token vectors; onnxruntime and tokenizers are imported on creation."""
 
-    def __init__(self, path: Path, expand_query: bool = False, graph: Path | None = None,
+    def __init__(self, path: Path, graph: Path | None = None,
                  save_graph: Path | None = None) -> None:
         """The model in `path` (its tokenizer, and its graph unless `graph` names the optimised
         graph a build saved, loaded with optimisation off); `save_graph` writes that graph."""
@@ -118,14 +118,12 @@ class ColbertEncoder:
         from myoqa.onnx_encoder import ort  # imported with its telemetry off
 
         self.path = path
-        self.expand_query = expand_query
         self._tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        vocab = self._tokenizer.get_vocab()
-        self._cls, self._sep = vocab["[CLS]"], vocab["[SEP]"]
-        self._mask, self._pad = vocab["[MASK]"], vocab["[PAD]"]
-        self._markers = vocab[QUERY_MARKER], vocab[PASSAGE_MARKER]
+        self._cls, self._sep = self._token_id("[CLS]"), self._token_id("[SEP]")
+        self._mask, self._pad = self._token_id("[MASK]"), self._token_id("[PAD]")
+        self._markers = self._token_id(QUERY_MARKER), self._token_id(PASSAGE_MARKER)
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(THREADS, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -141,16 +139,33 @@ class ColbertEncoder:
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
 
+    def _token_id(self, token: str) -> int:
+        """The id of a special token (looked up alone: the whole vocabulary as a dict costs
+        10 ms at start-up)."""
+        found = self._tokenizer.token_to_id(token)
+        if found is None:
+            raise KeyError(token)
+        return int(found)
+
     def query(self, text: str) -> np.ndarray:
-        """(tokens, dimension) vectors of the question, then (with `expand_query`) [MASK]
-        expansions up to QUERY_TOKENS, which ColBERT was trained to fill with related terms."""
+        """(tokens, dimension) vectors of the question."""
+        return self.encode_ids(self.query_ids(text))
+
+    def query_ids(self, text: str) -> list[int]:
+        """The question as the model reads it: `[CLS] [unused0] words [SEP]`, at most
+        QUERY_TOKENS."""
         words = self._tokenizer.encode(text, add_special_tokens=False).ids[:QUERY_TOKENS - 3]
-        ids = [self._cls, self._markers[0], *words, self._sep]
-        attention = [1] * len(ids)
-        if self.expand_query:
-            attention += [0] * (QUERY_TOKENS - len(ids))
-            ids += [self._mask] * (QUERY_TOKENS - len(ids))
-        return self._run([ids], [attention])[0]
+        return [self._cls, self._markers[0], *words, self._sep]
+
+    def encode_ids(self, ids: list[int], attention: list[int] | None = None) -> np.ndarray:
+        """(tokens, dimension) vectors of one token sequence (all attended unless
+        `attention` says otherwise)."""
+        return self._run([ids], [attention or [1] * len(ids)])[0]
+
+    @property
+    def mask_id(self) -> int:
+        """The id of [MASK], what ColBERT's query augmentation pads a question with."""
+        return int(self._mask)
 
     def passages(self, texts: list[str]) -> list[np.ndarray]:
         """Each passage's (tokens, dimension) vectors, [CLS] and markers included, in order.

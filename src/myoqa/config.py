@@ -64,6 +64,11 @@ def user_cache() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
+CLIPBOARD_ENV = "MYOQA_CLIPBOARD"
+CLIPBOARD_AUTO, CLIPBOARD_OSC52 = "auto", "osc52"
+CLIPBOARDS = (CLIPBOARD_AUTO, CLIPBOARD_OSC52)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The places a run depends on, resolved once by the caller, with where each came from:
@@ -71,7 +76,8 @@ class Settings:
     index lives (`backend`: local files, or a Milvus server in `milvus`), where a build
     embeds (`embed_with`: this process, or the Ray cluster at `ray_address`), whether
     links leaving the sources folder are read, the chat's own folder (`data_dir`) and export
-    folder (`export_dir`; None: the defaults `tui.places` picks), whether an unexpected
+    folder (`export_dir`; None: the defaults `tui.places` picks), how the chat copies
+    (`clipboard`: `auto`, or `osc52` to trust the terminal's clipboard), whether an unexpected
     error shows its traceback (`debug`), the user's cache folder (`cache`) holding the
     exported encoders every index folder shares, the terminal's type (`term`, $TERM: `dumb`
     shows no styles) and the program that opens a passage (`viewer`, a command line from
@@ -95,6 +101,8 @@ class Settings:
     data_dir_from: str = "the default"
     export_dir: Path | None = None
     export_dir_from: str = "the default"
+    clipboard: str = CLIPBOARD_AUTO
+    clipboard_from: str = "the default"
     debug: bool = False
     cache: Path = field(default_factory=user_cache)
     term: str = ""
@@ -141,6 +149,7 @@ class Settings:
                                 else colbert.resolve(os.environ.get(colbert.ENV)))
         data, data_why = _pick(None, DATA_ENV, "")
         export, export_why = _pick(export_dir, EXPORT_ENV, "--export-dir")
+        copy, copy_why = _clipboard()
         return cls(src, idx, name, src_why, idx_why, model_why, backend=backend,
                    milvus=MilvusSettings.resolve(milvus_uri, milvus_token,
                                                  collection=milvus_collection)
@@ -150,8 +159,8 @@ class Settings:
                    late=late_model, late_from=late_why,
                    data_dir=data, data_dir_from=data_why or "the default",
                    export_dir=export, export_dir_from=export_why or "the default",
-                   debug=debug_wanted(), term=os.environ.get("TERM", ""),
-                   **_viewer())
+                   clipboard=copy, clipboard_from=copy_why, debug=debug_wanted(),
+                   term=os.environ.get("TERM", ""), **_viewer())
 
 
 def cache_index_dir(sources: Path) -> Path:
@@ -201,6 +210,21 @@ def _follow_links(flag: bool | None) -> tuple[bool, str]:
     raise UsageError(f"${FOLLOW_LINKS_ENV} is {os.environ[FOLLOW_LINKS_ENV]!r}, not 1 or 0",
                      f"set {FOLLOW_LINKS_ENV}=1 to follow links out of the sources folder, "
                      "or unset it")
+
+
+def _clipboard() -> tuple[str, str]:
+    """How the chat copies: $MYOQA_CLIPBOARD (there is no flag), else `auto` (the system
+    clipboard, then OSC 52 where the terminal is known to take it); `osc52` trusts the
+    terminal's clipboard. Another word is a UsageError."""
+    chosen = os.environ.get(CLIPBOARD_ENV, "")
+    word = chosen.strip().lower()
+    if not word:
+        return CLIPBOARD_AUTO, "the default"
+    if word not in CLIPBOARDS:
+        raise UsageError(f"${CLIPBOARD_ENV} is {chosen!r}, not {' or '.join(CLIPBOARDS)}",
+                         f"set {CLIPBOARD_ENV}={CLIPBOARD_OSC52} if your terminal accepts OSC 52, "
+                         "or unset it")
+    return word, f"${CLIPBOARD_ENV}"
 
 
 def _pick(flag: str | Path | None, env: str, option: str) -> tuple[Path | None, str]:

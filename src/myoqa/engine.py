@@ -19,7 +19,7 @@ from myoqa.index import Index, IndexProblem, ProgressFactory, encoders
 from myoqa.index.health import Health, State, check, staleness
 from myoqa.index.opener import build_index, build_params, ready_index
 from myoqa.index.ownership import check_place
-from myoqa.index.store import current_build
+from myoqa.index.store import current_build, read_manifest
 from myoqa.search import Searcher, SearchParams
 from myoqa.search.late import LateSignal, Preload
 
@@ -39,9 +39,11 @@ def backend_for(settings: Settings) -> Backend:
 
 def open_searcher(settings: Settings, params: SearchParams | None = None,
                   notify: Notify = say, progress: ProgressFactory | None = None,
-                  sources: list[Source] | None = None, preload_late: bool = True) -> Searcher:
+                  sources: list[Source] | None = None, preload_late: bool = True,
+                  preload_query: bool = False) -> Searcher:
     """A Searcher over the current index for `settings` (see `Backend.open`)."""
-    return backend_for(settings).open(params, notify, progress, sources, preload_late)
+    return backend_for(settings).open(params, notify, progress, sources, preload_late,
+                                      preload_query)
 
 
 def is_current(settings: Settings, searcher: Searcher) -> bool:
@@ -65,18 +67,22 @@ class LocalBackend:
 
     def open(self, params: SearchParams | None = None, notify: Notify = say,
              progress: ProgressFactory | None = None, sources: list[Source] | None = None,
-             preload_late: bool = True) -> Searcher:
+             preload_late: bool = True, preload_query: bool = False) -> Searcher:
         """With late interaction on (and `preload_late`), its encoder starts loading on a
         thread at once, from the graph a build saved, while the index and the query encoder
-        load."""
+        load; with `preload_query` (a one-shot question that needs it) the query encoder too.
+        The chat leaves it off: it would slow the index's opening, so its first answer (BM25)
+        comes later."""
         settings = self.settings
         late = settings.late
         early = None
         if late is not None and preload_late and (settings.cache / encoders.ENCODERS).is_dir():
             early = Preload(lambda: late_encoder(settings.cache, late))
+        alone = late is None
+        dense = preload_query_encoder(settings.index_dir, alone) if preload_query else None
         index = ready_index(settings, notify, progress=progress, sources=sources,
                             make_encoder=encoder_factory(settings))
-        return Searcher(index, query_encoder_factory(index), params,
+        return Searcher(index, query_encoder_factory(index, dense, alone), params,
                         late_signal(index, settings, early))
 
     def without_late(self) -> LocalBackend:
@@ -128,18 +134,44 @@ class LocalBackend:
         return query_encoder_factory(index)()
 
 
-def query_encoder_factory(index: Index) -> Callable[[], Any]:
+def query_encoder_factory(index: Index, early: Preload | None = None, alone: bool = False
+                          ) -> Callable[[], Any]:
     """How to load the query encoder: the ONNX encoder the index was embedded with, whose
-    files `health.check` verified when the index was opened."""
+    files `health.check` verified when the index was opened (the one loading in `early`,
+    see `preload_query_encoder`, when it is of this build); `alone`: no late-interaction
+    encoder runs beside it, so its threads may spin."""
 
     def load() -> Any:
-        encoder = encoders.load_encoder(index.encoder_dir)
+        encoder = None
+        if early is not None:
+            with contextlib.suppress(Exception):  # e.g. no index yet: load it now
+                build, encoder = early.result()
+                if build != index.path:
+                    encoder = None
+        encoder = encoder or encoders.load_encoder(index.encoder_dir, spin=alone)
         if encoder.dimension != index.dimension:
             raise IndexProblem(f"query encoder in {index.encoder_dir} makes vectors of dimension "
                                f"{encoder.dimension}, the index holds {index.dimension}")
         return encoder
 
     return load
+
+
+def preload_query_encoder(index_dir: Path, alone: bool = False) -> Preload:
+    """Start loading, on a thread, the query encoder of the current build in `index_dir`
+    (with its files checked as `health.check` does), so that onnxruntime builds its session
+    while the index opens: it leaves Python's lock meanwhile. Gives (build, encoder)."""
+
+    def load() -> tuple[Path, Any]:
+        build = current_build(index_dir)
+        model = read_manifest(build).model
+        folder = encoders.encoder_folder(index_dir, model.encoder)
+        problem = encoders.encoder_damage(folder, model.encoder_files)
+        if problem:
+            raise IndexProblem(problem)
+        return build, encoders.load_encoder(folder, spin=alone)
+
+    return Preload(load)
 
 
 def late_encoder(cache: Path, late: LateModel) -> Any:

@@ -13,6 +13,7 @@ import sys
 
 from rich.text import Text
 
+from myoqa.citation import cite_passage
 from myoqa.errors import printable
 from myoqa.formats import PAGE_BREAK
 from myoqa.search import Answer, Result
@@ -56,8 +57,9 @@ def passage_text(result: Result, term_style: str = TERM_STYLE,
 
 
 def location(result: Result) -> str:
-    """Where a passage is: `file:line:column` (with the page for a PDF) and character range."""
-    return f"{printable(result.citation)} · chars {result.start}–{result.end}"
+    """Where a passage is, for terminal text: `file:line:column` (with the page for a PDF) and
+    character range, the name's unprintable characters written as escapes."""
+    return cite_passage(result, printable)
 
 
 def terms(result: Result) -> list[str]:

@@ -30,7 +30,7 @@ from myoqa.index.manifest import (
     LateInfo,
     Manifest,
     ModelInfo,
-    Skipped,
+    SkippedFile,
     SourceEntry,
 )
 from myoqa.index.tables import Index, UnitTable, spans_inside
@@ -96,7 +96,7 @@ def known_vectors(previous: Index | None, encoder: EncoderInfo) -> dict[bytes, n
 
 def build(sources: list[Source], params: BuildParams, encoder: Encoder, info: EncoderInfo,
           previous: Index | None = None, progress: ProgressFactory | None = None,
-          skipped: list[Skipped] | None = None, late_encoder: Any | None = None,
+          skipped: list[SkippedFile] | None = None, late_encoder: Any | None = None,
           late_info: EncoderInfo | None = None) -> Index:
     """Chunk, tokenize and embed `sources` into an in-memory index, reusing what `previous`
     already embedded with the same encoder; with `late_encoder`, also every passage's
@@ -177,7 +177,7 @@ def from_parts(texts: dict[str, str], passages: list[Unit] | UnitTable, spans: l
                passage_vectors: np.ndarray, span_vectors: np.ndarray, params: BuildParams,
                entries: list[SourceEntry] | None = None, model: ModelInfo | None = None,
                reused: int = 0,
-               skipped: list[Skipped] | None = None, started: float | None = None,
+               skipped: list[SkippedFile] | None = None, started: float | None = None,
                encoder_dir: Path = Path()) -> Index:
     """An in-memory index from already-embedded units (also used by the scale benchmark, which
     gives its passages as a table: millions of Unit objects would outweigh the index)."""

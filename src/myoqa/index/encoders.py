@@ -46,7 +46,7 @@ KEY_CHARS = 16
 Notify = Callable[[str], None]
 
 
-def model_key(model: str) -> str:
+def export_key(model: str) -> str:
     """A short key that changes when the model's files change (name + package version for the
     bundled model; sizes and modification times of a model folder's files otherwise)."""
     from myoqa.embedding import bundled_version, model_path
@@ -111,7 +111,7 @@ def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[
     Exporting loads sentence-transformers (torch): seconds, once per model and user. An encoder
     whose files no longer match their digests is exported again.
     """
-    key = model_key(model)
+    key = export_key(model)
     folder = cache / ENCODERS / key
     recorded = read_digests(folder)
     if recorded is not None and encoder_damage(folder, recorded) is None:
@@ -131,9 +131,10 @@ def ensure_encoder(cache: Path, model: str, notify: Notify) -> tuple[Path, dict[
 def late_folder(cache: Path, late: LateModel) -> Path:
     """Where the optimised graph of the late-interaction model is kept in the user's `cache`:
     one folder per model and onnxruntime version (a graph is saved by, and for, one version)."""
-    from importlib.metadata import version as package_version  # ~10 ms: only with late on
+    from myoqa.onnx_encoder import ORT_VERSION  # the encoder imports onnxruntime anyway;
+    # importlib.metadata (email, zipfile, csv: 20 ms) is not needed for its version
 
-    stamp = f"{late.key};onnxruntime={package_version('onnxruntime')}"
+    stamp = f"{late.key};onnxruntime={ORT_VERSION}"
     return (cache / ENCODERS
             / f"{LATE_PREFIX}{hashlib.sha256(stamp.encode()).hexdigest()[:KEY_CHARS]}")
 
@@ -262,11 +263,12 @@ def encoder_damage(folder: Path, expected: dict[str, FileDigest]) -> str | None:
     return None
 
 
-def load_encoder(folder: Path) -> Any:
-    """An OnnxEncoder from a folder `encoder_damage` has checked (IndexProblem if unreadable)."""
+def load_encoder(folder: Path, spin: bool = False) -> Any:
+    """An OnnxEncoder from a folder `encoder_damage` has checked (IndexProblem if unreadable);
+    `spin`: see OnnxEncoder."""
     from myoqa.onnx_encoder import OnnxEncoder
 
     try:
-        return OnnxEncoder(folder)
+        return OnnxEncoder(folder, spin=spin)
     except Exception as exc:  # noqa: BLE001 (onnxruntime and tokenizers raise bare Exception)
         raise IndexProblem(f"query encoder in {folder} is damaged ({type(exc).__name__})") from None

@@ -72,8 +72,9 @@ class SourceEntry:
 
 
 @dataclass(frozen=True)
-class Skipped:
-    """A file below the sources folder that was not indexed, and why."""
+class SkippedFile:
+    """A skipped file as the manifest records it (name and why); `corpus.Skipped` is the
+    richer one the survey makes."""
 
     name: str
     reason: str
@@ -104,7 +105,7 @@ class Manifest:
     build_seconds: float
     dense_index: str
     reused_vectors: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     late: LateInfo | None = None
     format_version: int = FORMAT_VERSION
 
@@ -156,7 +157,7 @@ class Manifest:
                 build_seconds=float(_get(data, "build_seconds", (int, float))),
                 dense_index=_get(data, "dense_index", str),
                 reused_vectors=_get(data, "reused_vectors", int),
-                skipped=[Skipped(_get(s, "name", str), _get(s, "reason", str))
+                skipped=[SkippedFile(_get(s, "name", str), _get(s, "reason", str))
                          for s in _list(data, "skipped")],
                 late=_late(data),
                 format_version=version,

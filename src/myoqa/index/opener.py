@@ -169,7 +169,7 @@ def build_index(settings: Place, params: BuildParams, notify: Notify,
             encoder = (make_encoder or encoders.load_encoder)(folder)
             built = build(sources, params, encoder,
                           EncoderInfo(folder, files), previous, progress,
-                          [manifest.Skipped(s.name, s.reason) for s in skipped],
+                          [manifest.SkippedFile(s.name, s.reason) for s in skipped],
                           late, late_info)
             return save(built, index_dir)
     except OSError as exc:

@@ -26,7 +26,6 @@ TMP_PREFIX = ".tmp-"
 # wrote both through it, and a kill could leave one behind.
 MARKER_TMP = re.compile(re.escape(f"{TMP_PREFIX}{MARKER}-") + r"[0-9]+")
 OWNER_TMP = re.compile(re.escape(f"{TMP_PREFIX}{OWNER}-") + r"[0-9]+")
-FIXED = frozenset({MARKER, "CURRENT", ".lock"})
 LISTED_NAMES = 3
 SMALL_FILE = 4096  # bytes: the most a marker, proof or CURRENT holds
 NESTED = "beir"

@@ -21,7 +21,7 @@ from myoqa.index import BuildParams, ProgressFactory, encoders
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.ownership import check_place, claim
 from myoqa.scale.milvus_lock import BuildLock
-from myoqa.scale.milvus_search import MilvusSearcher, load_build
+from myoqa.scale.milvus_search import MilvusLibrary, load_build
 from myoqa.scale.milvus_settings import alias_name
 from myoqa.scale.milvus_store import (
     MilvusManifest,
@@ -34,7 +34,7 @@ from myoqa.scale.milvus_store import (
     upload,
 )
 from myoqa.scale.milvus_store import staleness as stale_reason
-from myoqa.search import SearchParams
+from myoqa.search import Searcher, SearchParams
 
 
 def made_from(params: BuildParams, milvus: MilvusSettings) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def library_alias(settings: Settings, params: BuildParams, milvus: MilvusSetting
 def encoder_dir(settings: Settings) -> Path:
     """Where the ONNX encoder of the model is kept on this machine (the user's cache, shared by
     every index folder, exported once per model)."""
-    return settings.cache / encoders.ENCODERS / encoders.model_key(settings.model)
+    return settings.cache / encoders.ENCODERS / encoders.export_key(settings.model)
 
 
 def build_milvus(settings: Settings, params: BuildParams,
@@ -188,12 +188,12 @@ def query_encoder_factory(settings: Settings, alias: str, manifest: MilvusManife
 
 def open_milvus_searcher(settings: Settings, params: SearchParams | None = None,
                          notify: Notify = say, progress: ProgressFactory | None = None,
-                         sources: list[Source] | None = None) -> MilvusSearcher:
+                         sources: list[Source] | None = None) -> Searcher:
     """A Searcher over the library's current build in Milvus (built first when stale)."""
     client, manifest, alias = ready_milvus(settings, notify=notify, progress=progress,
                                            sources=sources)
-    return MilvusSearcher(client, manifest, query_encoder_factory(settings, alias, manifest),
-                          params, uri=_milvus(settings).uri)
+    return Searcher(MilvusLibrary(client, manifest, _milvus(settings).uri),
+                    query_encoder_factory(settings, alias, manifest), params)
 
 
 def index_milvus(settings: Settings, rebuild: bool, progress: ProgressFactory | None = None,
@@ -215,9 +215,9 @@ def is_current(settings: Settings, searcher: Any) -> bool:
     the sources and settings."""
     params = BuildParams(model=settings.model)
     milvus = _milvus(settings)
-    manifest: MilvusManifest = searcher.manifest
+    manifest: MilvusManifest = searcher.index.manifest
     alias = library_alias(settings, params, milvus, None)
-    client = searcher.client
+    client = searcher.index.client
     with reported(milvus.uri):
         if current_collection(client, alias) != manifest.collections["passages"]:
             return False
@@ -280,10 +280,11 @@ class MilvusBackend:
 
     def open(self, params: SearchParams | None = None, notify: Notify = say,
              progress: ProgressFactory | None = None, sources: list[Source] | None = None,
-             preload_late: bool = True) -> Any:  # noqa: ARG002 (no late interaction in Milvus)
+             preload_late: bool = True, preload_query: bool = False  # noqa: ARG002 (loaded on use)
+             ) -> Searcher:
         return open_milvus_searcher(self.settings, params, notify, progress, sources)
 
-    def is_current(self, searcher: Any) -> bool:
+    def is_current(self, searcher: Searcher) -> bool:
         return is_current(self.settings, searcher)
 
     def build(self, rebuild: bool = False, notify: Notify = say,

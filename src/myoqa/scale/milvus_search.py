@@ -1,33 +1,32 @@
-"""Searching an index stored in Milvus with myoqa's own scoring, fusion and result assembly.
+"""A library stored in Milvus, searched by myoqa's own stages (`myoqa.search.Searcher`).
 
-Milvus finds the candidates: the best passages by its BM25 over myoqa's analysed terms and by
-its dense index, as many of each as the local search takes. Only their membership is used (BM25
-distances differ in sign and scale between Milvus builds). myoqa then fetches the candidates'
-terms, vectors and spans and scores them exactly as locally: BM25 from the stored corpus
-statistics, cosine from the stored vectors, the same fusion, abstention, widening and
-highlights, over the exact source snapshots kept in Milvus. So a passage that is a candidate
-in both backends gets the same score in both.
+`MilvusLibrary` is the Milvus side of `myoqa.search.source.Library`. Milvus finds each
+question's pool: the best passages by its BM25 over myoqa's analysed terms and by its dense
+index, as many of each as the local search takes. Only their membership is used (BM25 distances
+differ in sign and scale between Milvus builds). The pool's terms, vectors and spans are then
+fetched and scored exactly as locally: BM25 from the stored corpus statistics (`myoqa.bm25`'s
+formulas), cosine from the stored vectors, over the exact source snapshots kept in Milvus. So a
+passage that is a candidate in both backends gets the same score in both.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from myoqa.analysis import Analyzer
-from myoqa.bm25 import K1, B, Postings, SparseBM25
-from myoqa.chunking import ChunkParams, Unit
-from myoqa.index import Index, UnitTable
-from myoqa.index.manifest import Counts, Manifest, ModelInfo
+from myoqa.bm25 import Postings, SparseBM25, idf_from_df
+from myoqa.chunking import Unit
+from myoqa.index import UnitTable
 from myoqa.scale.milvus_settings import dense_search_params
 from myoqa.scale.milvus_store import BATCH_ROWS, MilvusManifest, read_manifest, reported
-from myoqa.search import Answer, Scores, Searcher, SearchParams
+from myoqa.search.source import Candidates
+from myoqa.search.unmatched import by_initial
 
 CACHED_SOURCES = 64
 PASSAGE_FIELDS = ["id", "source", "source_id", "start", "end", "span_lo", "span_hi", "terms",
@@ -45,10 +44,11 @@ class RemoteTexts(Mapping[str, str]):
     """Source texts read from the build's snapshot collection when first needed, then cached
     (the most recent CACHED_SOURCES), so a client with no local files shows exact text."""
 
-    def __init__(self, client: Any, manifest: MilvusManifest) -> None:
+    def __init__(self, client: Any, manifest: MilvusManifest, uri: str) -> None:
         self._client = client
         self._collection = manifest.collections["texts"]
         self._count = manifest.sources
+        self._uri = uri
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._missing: set[str] = set()
         self._lock = threading.Lock()
@@ -60,8 +60,9 @@ class RemoteTexts(Mapping[str, str]):
                 return self._cache[name]
         if name in self._missing:
             raise KeyError(name)
-        rows = self._client.query(self._collection, filter=f"name == {literal(name)}",
-                                  output_fields=["piece", "text"], limit=16384)
+        with reported(self._uri):
+            rows = self._client.query(self._collection, filter=f"name == {literal(name)}",
+                                      output_fields=["piece", "text"], limit=16384)
         if not rows:
             self._missing.add(name)
             raise KeyError(name)
@@ -76,23 +77,21 @@ class RemoteTexts(Mapping[str, str]):
         return self._count
 
     def __iter__(self) -> Iterator[str]:
-        iterator = self._client.query_iterator(self._collection, batch_size=BATCH_ROWS,
-                                               filter="piece == 0", output_fields=["name"])
-        try:
-            while batch := iterator.next():
+        with reported(self._uri):
+            for batch in _batches(self._client, self._collection, BATCH_ROWS, "piece == 0",
+                                  ["name"]):
                 yield from (r["name"] for r in batch)
-        finally:
-            iterator.close()
 
 
 class RemotePassages:
     """The collection's passages as the views see them: a count, and the Unit of a passage id
-    (from the rows fetched for the last question, else read from Milvus)."""
+    (from the rows taken for the last question, else read from Milvus)."""
 
-    def __init__(self, client: Any, manifest: MilvusManifest) -> None:
+    def __init__(self, client: Any, manifest: MilvusManifest, uri: str) -> None:
         self._client = client
         self._collection = manifest.collections["passages"]
         self._count = manifest.passages
+        self._uri = uri
         self.seen: dict[int, Unit] = {}
 
     def __len__(self) -> int:
@@ -101,22 +100,55 @@ class RemotePassages:
     def __getitem__(self, i: int) -> Unit:
         unit = self.seen.get(int(i))
         if unit is None:
-            rows = self._client.get(self._collection, ids=[int(i)],
-                                    output_fields=["source", "start", "end"])
+            with reported(self._uri):
+                rows = self._client.get(self._collection, ids=[int(i)],
+                                        output_fields=["source", "start", "end"])
             if not rows:
                 raise IndexError(i)
             unit = Unit(rows[0]["source"], int(rows[0]["start"]), int(rows[0]["end"]))
         return unit
 
 
-@dataclass
-class RemoteIndex:
-    """What the views read from `searcher.index`, served from Milvus."""
+def _batches(client: Any, collection: str, size: int, where: str,
+             fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The rows of `collection` matching `where`, a batch at a time."""
+    iterator = client.query_iterator(collection, batch_size=size, filter=where,
+                                     output_fields=fields)
+    try:
+        while batch := iterator.next():
+            yield batch
+    finally:
+        iterator.close()
 
-    manifest: MilvusManifest
-    texts: RemoteTexts
-    passages: RemotePassages
-    path: Path = field(default_factory=Path)
+
+class MilvusLibrary:
+    """A build in Milvus as a `myoqa.search.source.Library`, and what the views read from
+    `searcher.index` (texts, passages, manifest). Calls to Milvus are serialised and a failure
+    is reported in one line."""
+
+    def __init__(self, client: Any, manifest: MilvusManifest, uri: str = "Milvus") -> None:
+        self.client = client
+        self.uri = uri
+        self.manifest = manifest
+        self.path = Path()
+        self._analyzer = Analyzer(stem=manifest.analyzer["stem"],
+                                  stopwords=manifest.analyzer["stopwords"])
+        self._texts = RemoteTexts(client, manifest, uri)
+        self.passages = RemotePassages(client, manifest, uri)
+        self._lock = threading.RLock()
+        self._df: dict[str, int | None] = {}
+        self._idf: dict[str, float] = {}
+        self._by_initial: dict[str, list[str]] | None = None
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The analyzer the collection's terms were made with."""
+        return self._analyzer
+
+    @property
+    def texts(self) -> RemoteTexts:
+        """The sources' snapshots kept in Milvus."""
+        return self._texts
 
     @property
     def dimension(self) -> int:
@@ -127,211 +159,135 @@ class RemoteIndex:
         """The exact source text of a passage or span."""
         return self.texts[unit.source][unit.start:unit.end]
 
-
-class CandidatePostings:
-    """The candidates' postings, whose `vocab` is the whole collection's vocabulary (read only
-    by the check for unmatched or misspelt question words); scoring goes through term ids."""
-
-    def __init__(self, postings: Postings, vocabulary: Callable[[], list[str]]) -> None:
-        self.indptr, self.docs, self.tf, self.doc_len = (postings.indptr, postings.docs,
-                                                         postings.tf, postings.doc_len)
-        self.terms = postings.vocab
-        self._vocabulary = vocabulary
-
     @property
-    def vocab(self) -> list[str]:
-        """Every term of the collection (read from Milvus once, when first asked for)."""
-        return self._vocabulary()
-
-
-class CollectionBM25(SparseBM25):
-    """BM25 over the candidates only, with the whole collection's statistics: the scores the
-    local index gives these passages (rank-bm25's formulas, as in `myoqa.bm25`)."""
-
-    def __init__(self, postings: Postings, manifest: MilvusManifest, df: dict[str, int],
-                 vocabulary: Callable[[], list[str]]) -> None:
-        stats = manifest.bm25
-        self.postings = CandidatePostings(postings, vocabulary)  # type: ignore[assignment]
-        self.term_ids = {t: i for i, t in enumerate(postings.vocab)}
-        self.size = len(postings.doc_len)
-        self.k1 = K1
-        self._idf = {t: self._from_df(stats.passages, count, stats.idf_floor)
-                     for t, count in df.items()}
-        self._max_idf = stats.max_idf
-        self.idf_values = np.array([self._idf.get(t, 0.0) for t in postings.vocab])
-        doc_len = postings.doc_len.astype(np.float64)
-        tf = postings.tf.astype(np.float64)
-        norm = K1 * (1 - B + B * doc_len[postings.docs] / stats.avgdl)
-        term_of = np.repeat(np.arange(len(postings.vocab)), np.diff(postings.indptr))
-        self.weights = self.idf_values[term_of] * tf * (K1 + 1) / (tf + norm)
-
-    @staticmethod
-    def _from_df(n: int, df: int, floor: float) -> float:
-        raw = float(np.log(np.float64(n) - df + 0.5) - np.log(np.float64(df) + 0.5))
-        return floor if raw < 0 else raw
+    def max_idf(self) -> float:
+        """The IDF of the collection's rarest term (recorded at build time)."""
+        return self.manifest.bm25.max_idf
 
     def idf(self, term: str) -> float | None:
         """The term's IDF in the whole collection, or None when no passage holds it."""
+        self.frequencies([term])
         return self._idf.get(term)
 
-    @property
-    def max_idf(self) -> float:
-        """The IDF of the collection's rarest term."""
-        return self._max_idf
+    def holds(self, term: str) -> bool:
+        """Whether any passage of the collection holds `term`."""
+        return term in self.frequencies([term])
 
+    def terms_starting(self, initial: str) -> list[str]:
+        """The collection's terms that start with `initial` (the vocabulary is read once, when
+        a rare unmatched word first needs it)."""
+        with self._lock:
+            if self._by_initial is None:
+                with reported(self.uri):
+                    self._by_initial = by_initial(
+                        r["id"] for batch in _batches(self.client,
+                                                      self.manifest.collections["vocab"],
+                                                      BATCH_ROWS * 10, "", ["id"])
+                        for r in batch)
+            return self._by_initial.get(initial, [])
 
-class _CandidateSearcher(Searcher):
-    """The local search code run over the candidates Milvus returns for each question."""
+    def frequencies(self, terms: list[str]) -> dict[str, int]:
+        """Document frequencies of `terms` held by some passage (remembered across questions,
+        with their IDFs)."""
+        with self._lock:
+            new = sorted({t for t in terms if t not in self._df})
+            if new:
+                with reported(self.uri):
+                    rows = self.client.get(self.manifest.collections["vocab"], ids=new,
+                                           output_fields=["df"])
+                got = {r["id"]: int(r["df"]) for r in rows}
+                stats = self.manifest.bm25
+                for t in new:
+                    df = self._df[t] = got.get(t)
+                    if df is not None:
+                        self._idf[t] = float(idf_from_df(stats.passages, np.array([df]),
+                                                         stats.idf_floor)[0])
+            return {t: df for t in set(terms) if (df := self._df[t]) is not None}
 
-    def __init__(self, remote: MilvusSearcher) -> None:
-        self.remote = remote
-        self.global_ids = np.zeros(0, dtype=np.int64)
-        super().__init__(remote.empty_view(), lambda: remote.encoder, remote.params)
-        self._memo: tuple[str, np.ndarray] | None = None
-
-    def embed(self, text: str) -> np.ndarray:
-        """The query vector, computed once per question."""
-        if self._memo is None or self._memo[0] != text:
-            self._memo = (text, self.remote.embed(text))
-        return self._memo[1]
-
-    def in_sources(self, term: str) -> bool:
-        """Whether the collection holds `term`: the candidates' statistics know only the
-        question's terms, so another term ("antiseizur" for "anti-seizure") is asked of Milvus."""
-        return self.bm25.idf(term) is not None or self.remote.holds(term)
-
-    def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
-        """Fetch the candidates for `text` from Milvus, then score them as locally."""
-        terms = self.analyzer.terms(text) if terms is None else terms
-        query = None if mode == "bm25" else self.embed(text)
-        self.index, self.bm25, self.global_ids = self.remote.candidates(terms, query, mode)
-        return super().score(text, mode, terms)
-
-
-class MilvusSearcher:
-    """The Searcher of an index in Milvus: the same `search`, `score` and `index` the CLI, the
-    chat and the evaluation use on a local index."""
-
-    def __init__(self, client: Any, manifest: MilvusManifest,
-                 encoder_factory: Callable[[], Any] | None, params: SearchParams | None = None,
-                 uri: str = "Milvus") -> None:
-        self.client = client
-        self.uri = uri
-        self.manifest = manifest
-        self.params = params or SearchParams()
-        self.analyzer = Analyzer(stem=manifest.analyzer["stem"],
-                                 stopwords=manifest.analyzer["stopwords"])
-        self.index = RemoteIndex(manifest, RemoteTexts(client, manifest),
-                                 RemotePassages(client, manifest))
-        self._encoder_factory = encoder_factory
-        self._encoder: Any = None
-        self._lock = threading.RLock()
-        self._vocab: dict[str, int | None] = {}
-        self._all_terms: list[str] | None = None
-
-    @property
-    def dense_ready(self) -> bool:
-        """Whether dense search can run without loading the encoder first."""
-        return self._encoder is not None
-
-    @property
-    def encoder(self) -> Any:
-        """The loaded query encoder."""
-        self.load_encoder()
-        return self._encoder
-
-    def load_encoder(self) -> None:
-        """Load the query encoder now (the chat does this in a background worker)."""
-        if self._encoder is None:
-            from myoqa.errors import UsageError
-
-            if self._encoder_factory is None:
-                raise UsageError("dense search is not available for this index",
-                                 "use --mode bm25")
-            self._encoder = self._encoder_factory()
-
-    def embed(self, text: str) -> np.ndarray:
-        """The normalised query vector."""
-        return np.asarray(self.encoder.encode([text]), dtype=np.float32)[0]
-
-    def search(self, question: str, mode: str = "hybrid", k: int = 5) -> Answer:
-        """Top-k passages for `question`, exactly as a local index answers over these
-        candidates."""
-        with self._lock, reported(self.uri):
-            return _CandidateSearcher(self).search(question, mode, k)
-
-    def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
-        """Scores of the candidate passages for `text`, by passage id in the collection."""
-        with self._lock, reported(self.uri):
-            view = _CandidateSearcher(self)
-            scored = view.score(text, mode, terms)
-            ids = view.global_ids[scored.ids]
-            table = view.index.passages
-            self.index.passages.seen = {int(g): table[int(i)] for g, i in zip(ids, scored.ids, strict=False)}
-            return replace(scored, ids=ids)
-
-    def empty_view(self) -> Index:
-        """An index of no passages, the starting point of each question's candidates."""
-        return self._view([], [], np.zeros((0, self.manifest.dimension), np.float32))
-
-    def candidates(self, terms: list[str], query: np.ndarray | None, mode: str
-                   ) -> tuple[Index, SparseBM25, np.ndarray]:
-        """The candidates' view (an Index of just them), their BM25, and their passage ids."""
-        depth = self.params.candidates
+    def pool(self, terms: list[str], query: np.ndarray | None, mode: str,
+             depth: int) -> MilvusPool:
+        """The passages Milvus finds for the question: the `depth` best by its BM25 (unless
+        `mode` is dense) and by the dense index (with a `query`), fetched."""
         collection = self.manifest.collections["passages"]
         found: set[int] = set()
-        if mode != "dense" and terms:
-            hits = self.client.search(collection, data=[" ".join(terms)], anns_field="sparse",
-                                      limit=depth, output_fields=["id"],
-                                      search_params={"metric_type": "BM25"})
-            found.update(int(h["id"]) for h in hits[0])
-        if mode == "bm25" and len(found) < min(depth, self.manifest.passages):
-            # Locally, passages without a question word score 0 and follow in passage order.
-            found.update(range(min(depth, self.manifest.passages)))
-        if query is not None:
-            params = dense_search_params(self.manifest.dense_index, self.manifest.dense_params,
-                                         depth)
-            hits = self.client.search(collection, data=[query.tolist()], anns_field="vector",
-                                      limit=depth, output_fields=["id"],
-                                      search_params={"metric_type": "IP", "params": params})
-            found.update(int(h["id"]) for h in hits[0])
-        ids = sorted(found)
-        rows = self._rows(collection, ids, PASSAGE_FIELDS)
-        spans = self._spans(rows)
-        df = self._df(terms)
-        passage_vectors = np.array([r["vector"] for r in rows], dtype=np.float32).reshape(
-            len(rows), self.manifest.dimension)
-        index = self._view(rows, spans, passage_vectors)
-        postings = Postings.from_tokens([r["terms"].split() for r in rows])
-        return (index, CollectionBM25(postings, self.manifest, df, self.vocabulary),
-                np.array(ids, dtype=np.int64))
+        with self._lock, reported(self.uri):
+            if mode != "dense" and terms:
+                hits = self.client.search(collection, data=[" ".join(terms)],
+                                          anns_field="sparse", limit=depth,
+                                          output_fields=["id"],
+                                          search_params={"metric_type": "BM25"})
+                found.update(int(h["id"]) for h in hits[0])
+            if mode == "bm25" and len(found) < min(depth, self.manifest.passages):
+                # Locally, passages without a question word score 0 and follow in passage order.
+                found.update(range(min(depth, self.manifest.passages)))
+            if query is not None:
+                params = dense_search_params(self.manifest.dense_index,
+                                             self.manifest.dense_params, depth)
+                hits = self.client.search(collection, data=[query.tolist()],
+                                          anns_field="vector", limit=depth, output_fields=["id"],
+                                          search_params={"metric_type": "IP",
+                                                         "params": params})
+                found.update(int(h["id"]) for h in hits[0])
+            rows = self.rows(collection, sorted(found), PASSAGE_FIELDS)
+        idf = {t: self._idf[t] for t in self.frequencies(terms)}
+        return MilvusPool(self, rows, terms, idf)
 
-    def vocabulary(self) -> list[str]:
-        """Every term of the collection, read once (only a rare unmatched word needs it)."""
-        with self._lock:
-            if self._all_terms is None:
-                iterator = self.client.query_iterator(self.manifest.collections["vocab"],
-                                                      batch_size=BATCH_ROWS * 10, filter="",
-                                                      output_fields=["id"])
-                terms: list[str] = []
-                try:
-                    while batch := iterator.next():
-                        terms += [r["id"] for r in batch]
-                finally:
-                    iterator.close()
-                self._all_terms = terms
-            return self._all_terms
-
-    def _rows(self, collection: str, ids: list[int], fields: list[str]) -> list[dict]:
+    def rows(self, collection: str, ids: list[int], fields: list[str]) -> list[dict[str, Any]]:
         """Rows of `ids` in id order, fetched in batches."""
-        rows: list[dict] = []
-        for lo in range(0, len(ids), BATCH_ROWS):
-            rows += self.client.get(collection, ids=ids[lo:lo + BATCH_ROWS], output_fields=fields)
-        return sorted(rows, key=lambda r: r["id"])
+        out: list[dict[str, Any]] = []
+        with self._lock, reported(self.uri):
+            for lo in range(0, len(ids), BATCH_ROWS):
+                out += self.client.get(collection, ids=ids[lo:lo + BATCH_ROWS],
+                                       output_fields=fields)
+        return sorted(out, key=lambda r: r["id"])
 
-    def _spans(self, rows: list[dict]) -> list[dict]:
-        """Every span inside a run of overlapping candidates, as locally: the evidence of a
-        widened result may be a span no single passage of it holds."""
+
+class MilvusPool:
+    """The passages Milvus found for one question (rows in id order), BM25-scored with the
+    whole collection's statistics: the scores the local index gives these passages."""
+
+    def __init__(self, library: MilvusLibrary, rows: list[dict[str, Any]], terms: list[str],
+                 idf: dict[str, float]) -> None:
+        self._library = library
+        self._rows = rows
+        self._terms = terms
+        postings = Postings.from_tokens([r["terms"].split() for r in rows])
+        self._bm25 = SparseBM25(postings, np.array([idf.get(t, 0.0) for t in postings.vocab]),
+                                library.manifest.bm25.avgdl)
+        self.bm25 = self._bm25.scores(terms)
+        self._vectors = np.array([r["vector"] for r in rows], dtype=np.float32).reshape(
+            len(rows), library.dimension)
+
+    def nearest(self, query: np.ndarray, depth: int) -> np.ndarray:
+        """Positions of the `depth` pooled passages nearest to `query`."""
+        return np.argsort(-(self._vectors @ query), kind="stable")[:depth]
+
+    def take(self, rows: np.ndarray, vectors: bool) -> Candidates:
+        """The pooled passages at `rows`, with every span inside a run of overlapping ones (as
+        locally: the evidence of a widened result may be a span no single passage of it
+        holds)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        taken = [self._rows[i] for i in rows.tolist()]
+        spans = self._spans(sorted(taken, key=lambda r: r["id"]))
+        names = list(dict.fromkeys(r["source"] for r in taken))
+        local = {r["source_id"]: names.index(r["source"]) for r in taken}
+        span_ids = np.array([s["id"] for s in spans], dtype=np.int64)
+        ranges = np.array([[r["span_lo"], r["span_hi"]] for r in taken], dtype=np.int64
+                          ).reshape(len(taken), 2)
+        ids = np.array([r["id"] for r in taken], dtype=np.int64)
+        table = _table(taken, names, local)
+        self._library.passages.seen = dict(zip(ids.tolist(), table, strict=True))
+        return Candidates(
+            ids=ids, passages=table,
+            passage_spans=np.searchsorted(span_ids, ranges).astype(np.int64),
+            spans=_table(spans, names, local),
+            span_vectors=np.array([s["vector"] for s in spans], dtype=np.float32).reshape(
+                len(spans), self._library.dimension),
+            passage_vectors=self._vectors[rows] if vectors else None,
+            holding=None if vectors else self._holding()[rows])
+
+    def _spans(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The spans of each run of overlapping `rows` (in id order)."""
         wanted: list[int] = []
         run_source, run_end, run_lo, run_hi = None, -1, 0, 0
         for r in rows:
@@ -339,58 +295,25 @@ class MilvusSearcher:
                 run_end, run_hi = max(run_end, r["end"]), max(run_hi, r["span_hi"])
                 continue
             wanted += range(run_lo, run_hi)
-            run_source, run_end, run_lo, run_hi = r["source_id"], r["end"], r["span_lo"], r[
-                "span_hi"]
+            run_source, run_end = r["source_id"], r["end"]
+            run_lo, run_hi = r["span_lo"], r["span_hi"]
         wanted += range(run_lo, run_hi)
-        return self._rows(self.manifest.collections["spans"], sorted(set(wanted)),
-                          ["id", "source_id", "start", "end", "vector"])
+        return self._library.rows(self._library.manifest.collections["spans"],
+                                  sorted(set(wanted)),
+                                  ["id", "source_id", "start", "end", "vector"])
 
-    def holds(self, term: str) -> bool:
-        """Whether any passage of the collection holds `term` (its df, remembered)."""
-        with self._lock:
-            return term in self._df([term])
-
-    def _df(self, terms: list[str]) -> dict[str, int]:
-        """Document frequencies of the question's terms (remembered across questions)."""
-        new = sorted({t for t in terms if t not in self._vocab})
-        if new:
-            got = {r["id"]: int(r["df"]) for r in self.client.get(
-                self.manifest.collections["vocab"], ids=new, output_fields=["df"])}
-            self._vocab.update({t: got.get(t) for t in new})
-        return {t: df for t in set(terms) if (df := self._vocab[t]) is not None}
-
-    def _view(self, rows: list[dict], spans: list[dict], passage_vectors: np.ndarray) -> Index:
-        """An in-memory Index of the fetched passages and spans (sources named by the rows)."""
-        import faiss
-
-        names = list(dict.fromkeys(r["source"] for r in rows))
-        local = {r["source_id"]: names.index(r["source"]) for r in rows}
-        table = _table(rows, names, local)
-        span_table = _table(spans, names, local)
-        span_ids = np.array([s["id"] for s in spans], dtype=np.int64)
-        ranges = np.array([[r["span_lo"], r["span_hi"]] for r in rows], dtype=np.int64
-                          ).reshape(len(rows), 2)
-        passage_spans = np.searchsorted(span_ids, ranges).astype(np.int64)
-        span_vectors = np.array([s["vector"] for s in spans], dtype=np.float32).reshape(
-            len(spans), self.manifest.dimension)
-        flat = faiss.IndexFlatIP(self.manifest.dimension)
-        flat.add(passage_vectors)
-        analyzer = self.manifest.analyzer
-        manifest = Manifest(
-            model=ModelInfo(self.manifest.model, self.manifest.dimension, "", {}),
-            chunking=ChunkParams(), analyzer=Analyzer(stem=analyzer["stem"],
-                                                      stopwords=analyzer["stopwords"]),
-            analyzer_rules=analyzer["rules"], sources=[],
-            counts=Counts(len(names), len(rows), len(spans)), files={}, versions={},
-            built_at=self.manifest.built_at, build_seconds=0.0, dense_index="flat")
-        return Index(path=Path(), encoder_dir=Path(), manifest=manifest, texts=self.index.texts,
-                     passages=table,
-                     spans=span_table, passage_spans=passage_spans,
-                     postings=Postings.from_tokens([]), passage_vectors=flat,
-                     span_vectors=span_vectors)
+    def _holding(self) -> np.ndarray:
+        """Per pooled passage, whether it holds a word of the question."""
+        out = np.zeros(len(self._rows), dtype=bool)
+        postings = self._bm25.postings
+        for term in self._terms:
+            i = self._bm25.term_ids.get(term)
+            if i is not None:
+                out[postings.docs[postings.indptr[i]:postings.indptr[i + 1]]] = True
+        return out
 
 
-def _table(rows: list[dict], names: list[str], local: dict[int, int]) -> UnitTable:
+def _table(rows: list[dict[str, Any]], names: list[str], local: dict[int, int]) -> UnitTable:
     return UnitTable(names, np.array([local[r["source_id"]] for r in rows], dtype=np.int32),
                      np.array([r["start"] for r in rows], dtype=np.int64),
                      np.array([r["end"] for r in rows], dtype=np.int64))

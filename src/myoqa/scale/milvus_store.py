@@ -421,9 +421,9 @@ def bm25_stats(index: Any) -> BM25Stats:
 
 
 def _raw_idf(postings: Any) -> np.ndarray:
-    df = np.diff(postings.indptr).astype(np.float64)
-    n = len(postings.doc_len)
-    return np.log(n - df + 0.5) - np.log(df + 0.5)
+    from myoqa.bm25 import raw_idf
+
+    return raw_idf(len(postings.doc_len), np.diff(postings.indptr))
 
 
 def check_owner(client: Any, alias: str, library: str) -> None:

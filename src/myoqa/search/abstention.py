@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What the search found, as far as abstention cares."""
+class Support:
+    """How well the best passages support an answer, as far as abstention cares (not the
+    evaluation's `Evidence`, the quotes that answer a question)."""
 
     mode: str
     best_dense: float | None
@@ -17,7 +18,7 @@ class Evidence:
     unmatched_units: bool
 
 
-def abstains(found: Evidence, dense_below: float, lexical_below: float,
+def abstains(found: Support, dense_below: float, lexical_below: float,
              late_below: float | None, on_units: bool) -> bool:
     """True when the sources do not seem to answer.
 

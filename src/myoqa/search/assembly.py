@@ -4,6 +4,7 @@ the passage table, the source texts and the fused scores."""
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ class Hit:
         return True
 
 
-def pick(table: UnitTable, texts: dict[str, str], ids: np.ndarray, fused: np.ndarray, k: int,
+def pick(table: UnitTable, texts: Mapping[str, str], ids: np.ndarray, fused: np.ndarray, k: int,
          how: Assembly, may_lead: np.ndarray | None = None) -> list[Hit]:
     """The k best passages that do not overlap, each absorbing the candidates that overlap
     it alone, best first, while the union stays within `max_words`.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,6 +30,8 @@ ROW = re.compile(r"[|\t]|\s\S*\d")
 ("Piracetam 2.4 g a day"), not a heading."""
 LOOK = 16
 """Characters looked at on each side of an edge to tell whether it is a boundary."""
+SNAPS_KEPT = 4096
+"""Spans whose snapped edges are remembered."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,10 @@ def is_caption(text: str, start: int, end: int) -> bool:
     return end <= line_end and CAPTION.match(text[line_start:line_end].lstrip()) is not None
 
 
+@lru_cache(maxsize=SNAPS_KEPT)
 def snap(text: str, start: int, end: int) -> tuple[int, int]:
-    """[start, end) widened, each edge by at most SNAP_WORDS words, to the nearest boundary."""
+    """[start, end) widened, each edge by at most SNAP_WORDS words, to the nearest boundary
+    (remembered: a warm question snaps the same spans of the same passages again)."""
     return _snap_start(text, start), _snap_end(text, end)
 
 

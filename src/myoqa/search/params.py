@@ -3,45 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
-
-class LexicalNorm(Enum):
-    """How BM25 scores are scaled to 0-1 before convex fusion."""
-
-    IDEAL = "ideal"
-    """By the most a passage could score for the question's terms (an unknown word counts as
-    the rarest), so a question in other words than the text's leans on the dense score."""
-    MAX = "max"
-    """By the best passage's score (kept for the experiments that compare the two)."""
-
-
-@dataclass(frozen=True)
-class Convex:
-    """dense_weight × dense + (1 − dense_weight) × normalised BM25."""
-
-    dense_weight: float = 0.7
-    lexical_norm: LexicalNorm = LexicalNorm.IDEAL
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise ValueError(f"dense_weight must lie in [0, 1], not {self.dense_weight}")
-        if not isinstance(self.lexical_norm, LexicalNorm):
-            raise TypeError(f"lexical_norm must be a LexicalNorm, not {self.lexical_norm!r}")
-
-
-@dataclass(frozen=True)
-class ReciprocalRank:
-    """Reciprocal rank fusion: the sum of 1 / (k + rank) over the signals."""
-
-    k: int = 60
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"rrf k must be at least 1, not {self.k}")
-
-
-Fusion = Convex | ReciprocalRank
+from myoqa.search.fusion import Convex, Fusion
 
 
 @dataclass(frozen=True)
@@ -79,7 +42,7 @@ class SearchParams:
     candidates: int = 200
 
     def __post_init__(self) -> None:
-        if not isinstance(self.fusion, Convex | ReciprocalRank):
-            raise TypeError(f"fusion must be Convex or ReciprocalRank, not {self.fusion!r}")
+        if not isinstance(self.fusion, Fusion):
+            raise TypeError(f"fusion must be a Fusion (such as Convex), not {self.fusion!r}")
         if self.late is not None and not isinstance(self.late, LateInteraction):
             raise TypeError(f"late must be a LateInteraction or None, not {self.late!r}")

@@ -1,5 +1,6 @@
-"""The search pipeline over one index: request → candidates → signals → fusion → assembly →
-highlights, with abstention. The model-free stages live in their own modules."""
+"""The search pipeline over one library (the local index, or Milvus): request → pool →
+candidates → signals → fusion → assembly → highlights, with abstention. The model-free stages
+live in their own modules; what a backend must answer is `source.Library`."""
 
 from __future__ import annotations
 
@@ -9,28 +10,28 @@ from typing import Any
 
 import numpy as np
 
-from myoqa.bm25 import SparseBM25
 from myoqa.citation import locate
 from myoqa.errors import UsageError
 from myoqa.formats import is_paged
 from myoqa.index import Index
 from myoqa.search import candidates, signals
-from myoqa.search.abstention import Evidence, abstains
+from myoqa.search.abstention import Support, abstains
 from myoqa.search.answer import Answer, Result
 from myoqa.search.assembly import Assembly, Hit, pick
-from myoqa.search.fusion import fuse
 from myoqa.search.highlight import highlights, span_candidates
 from myoqa.search.late import LateSignal, Preload, rerank, span_scores
-from myoqa.search.params import Convex, LexicalNorm, SearchParams
+from myoqa.search.local import IndexLibrary
+from myoqa.search.params import SearchParams
 from myoqa.search.request import check_request, query_terms, searched_text
-from myoqa.search.unmatched import UNITS, by_initial, missing_terms, note, unmatched_terms
+from myoqa.search.source import Candidates, Library
+from myoqa.search.unmatched import UNITS, missing_terms, note, unmatched_terms
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of the candidate passages `ids` for one question, and the query vector."""
+    """Scores of the candidate passages `found` for one question, and the query vector."""
 
-    ids: np.ndarray
+    found: Candidates
     fused: np.ndarray
     lexical: np.ndarray
     dense: np.ndarray | None
@@ -38,31 +39,26 @@ class Scores:
     late_query: np.ndarray | None = None
     late_best: float | None = None
 
+    @property
+    def ids(self) -> np.ndarray:
+        """The candidates' passage ids in the library, in the order of the scores."""
+        return self.found.ids
+
 
 class Searcher:
-    """Ranks an index's passages for a question; the query encoder is loaded on first dense use."""
+    """Ranks a library's passages for a question; the query encoder is loaded on first dense
+    use. `index` is what the views read (the local Index, or the Milvus library); a local
+    Index is searched through `IndexLibrary`."""
 
-    def __init__(self, index: Index, encoder_factory: Callable[[], Any] | None,
+    def __init__(self, index: Index | Library, encoder_factory: Callable[[], Any] | None,
                  params: SearchParams | None = None, late: LateSignal | None = None) -> None:
         self.index = index
+        self.library: Library = IndexLibrary(index) if isinstance(index, Index) else index
         self.late = late
         self.params = params or SearchParams()
-        self.analyzer = index.analyzer
+        self.analyzer = self.library.analyzer
         self._encoder_factory = encoder_factory
         self._encoder: Any = None
-        self.bm25 = SparseBM25(index.postings)
-        self._by_initial: dict[str, list[str]] | None = None
-
-    def _source_terms(self, initial: str) -> list[str]:
-        """The index's terms that start with `initial` (grouped on first use)."""
-        if self._by_initial is None:
-            self._by_initial = by_initial(self.bm25.postings.vocab)
-        return self._by_initial.get(initial, [])
-
-    def in_sources(self, term: str) -> bool:
-        """Whether any passage holds `term` (asked for the question's terms and for its
-        hyphenated words written together)."""
-        return self.bm25.idf(term) is not None
 
     @property
     def dense_ready(self) -> bool:
@@ -97,18 +93,20 @@ class Searcher:
         terms = query_terms(self.analyzer, cleaned)
         scored = self.score(cleaned, mode, terms)
         best_sim = float(scored.dense.max()) if scored.dense is not None else None
-        unmatched = unmatched_terms(cleaned, self.analyzer, self.in_sources, self._source_terms)
+        library = self.library
+        unmatched = unmatched_terms(cleaned, self.analyzer, library.holds, library.terms_starting)
         if unmatched:
             notes.append(note(unmatched))
         p = self.params
-        found = Evidence(mode, best_sim, float(scored.lexical.max(initial=0.0)),
-                         scored.late_best, any(w.lower() in UNITS for w in unmatched))
-        abstained = abstains(found, p.abstain_below, p.abstain_lexical_below,
+        support = Support(mode, best_sim, float(scored.lexical.max(initial=0.0)),
+                          scored.late_best, any(w.lower() in UNITS for w in unmatched))
+        abstained = abstains(support, p.abstain_below, p.abstain_lexical_below,
                              p.abstain_late_below, p.abstain_on_units)
-        weights = {t: max(self.bm25.idf(t) or 0.0, 0.01) for t in terms}
-        how = Assembly(self.params.max_words, self.params.partial_min, self.params.source_penalty)
-        picked = pick(self.index.passages, self.index.texts, scored.ids, scored.fused, k, how,
-                      self._holding(terms)[scored.ids] if mode == "bm25" else None)
+        weights = {t: max(library.idf(t) or 0.0, 0.01) for t in terms}
+        how = Assembly(p.max_words, p.partial_min, p.source_penalty)
+        found = scored.found
+        picked = pick(found.passages, library.texts, np.arange(len(found.ids)), scored.fused, k,
+                      how, found.holding if mode == "bm25" else None)
         results = [self._result(rank, hit, weights, scored, cleaned)
                    for rank, hit in enumerate(picked, 1)]
         return Answer(question=question, mode=mode, k=k, abstained=abstained, results=results,
@@ -116,63 +114,54 @@ class Searcher:
                       unmatched_terms=unmatched)
 
     def score(self, text: str, mode: str, terms: list[str] | None = None) -> Scores:
-        """Scores of the candidate passages for `text`: all of them in a small index, else the
-        union of the best `candidates` by BM25 and by dense similarity."""
+        """Scores of the candidate passages for `text`: of the library's pool for the question
+        (every passage of a local index), all of a small pool, else the union of the best
+        `candidates` by BM25 and by dense similarity."""
         terms = query_terms(self.analyzer, text) if terms is None else list(dict.fromkeys(terms))
-        raw = self.bm25.scores(terms)
-        fusion = self.params.fusion
-        norm = fusion.lexical_norm if isinstance(fusion, Convex) else LexicalNorm.IDEAL
-        n, limit = len(raw), self.params.candidates
-        if mode == "bm25":
-            ids = candidates.top(raw, limit)
-            return Scores(ids, raw[ids], signals.normalised_bm25(raw, terms, self.bm25, norm, ids),
-                          None, None)
+        limit = self.params.candidates
         late = self.late if mode == "hybrid" and self.params.late is not None else None
         # the two query encoders run at once: onnxruntime leaves Python's lock while it runs
         late_query = Preload(lambda: late.query(text)) if late is not None else None
-        query = self.embed(text)
-        best = [signals.nearest_passages(self.index.passage_vectors, query,
-                                         candidates.dense_depth(n, limit))]
+        query = None if mode == "bm25" else self.embed(text)
+        pool = self.library.pool(terms, query, mode, limit)
+        raw = pool.bm25
+        if query is None:
+            rows = candidates.top(raw, limit)
+            found = pool.take(rows, vectors=False)
+            picked = raw[rows]
+            return Scores(found, picked, signals.normalised_bm25(picked, terms, self.library),
+                          None, None)
+        n = len(raw)
+        best = [pool.nearest(query, candidates.dense_depth(n, limit))]
         if mode == "hybrid":
             best.append(candidates.top(raw, limit))
-        ids = candidates.candidate_ids(n, limit, best)
-        lexical = signals.normalised_bm25(raw, terms, self.bm25, norm, ids)
-        dense = signals.dense_similarity(self.index.passage_vectors, self.index.span_vectors,
-                                         self.index.passage_spans, query, ids,
-                                         self.params.span_weight)
-        fused = dense if mode == "dense" else fuse(fusion, lexical, dense, raw[ids])
+        rows = candidates.candidate_ids(n, limit, best)
+        found = pool.take(rows, vectors=True)
+        assert found.passage_vectors is not None
+        lexical = signals.normalised_bm25(raw[rows], terms, self.library)
+        dense = signals.dense_similarity(found.passage_vectors, found.span_vectors,
+                                         found.passage_spans, query, self.params.span_weight)
+        fused = dense if mode == "dense" else self.params.fusion.fuse(lexical, dense, raw[rows])
         if late is not None and late_query is not None and self.params.late is not None:
             how = self.params.late
             tokens = late_query.result()
             top = candidates.top(fused, how.depth)
-            found = late.scores(tokens, ids[top])
-            return Scores(ids, rerank(fused, found, top, how), lexical, dense, query,
-                          tokens, float(found.max(initial=-1.0)))
-        return Scores(ids, fused, lexical, dense, query)
-
-
-    def _holding(self, terms: list[str]) -> np.ndarray:
-        """Per passage, whether it holds a word of the question (a term's IDF may be 0 in a
-        tiny index, so a score of 0 does not tell)."""
-        out = np.zeros(self.bm25.size, dtype=bool)
-        postings = self.bm25.postings
-        for term in terms:
-            i = self.bm25.term_ids.get(term)
-            if i is not None:
-                out[postings.docs[postings.indptr[i]:postings.indptr[i + 1]]] = True
-        return out
+            late_found = late.scores(tokens, found.ids[top])
+            return Scores(found, rerank(fused, late_found, top, how), lexical, dense, query,
+                          tokens, float(late_found.max(initial=-1.0)))
+        return Scores(found, fused, lexical, dense, query)
 
     def _result(self, rank: int, hit: Hit, weights: dict[str, float], scored: Scores,
                 question: str) -> Result:
-        source = self.index.passages.names[hit.source_id]
-        source_text = self.index.texts[source]
+        found = scored.found
+        source = found.passages.names[hit.source_id]
+        source_text = self.library.texts[source]
         text = source_text[hit.start:hit.end]
-        spans = span_candidates(self.index.spans, self.index.passage_spans,
-                                self.index.span_vectors, hit.units, hit.start, hit.end,
-                                scored.query)
+        spans = span_candidates(found.spans, found.passage_spans, found.span_vectors, hit.units,
+                                hit.start, hit.end, scored.query)
         w = self.params.evidence_token_weight
         if w and self.late is not None and scored.late_query is not None and spans:
-            spans = self._token_evidence(self.late, hit, spans, scored.late_query, w)
+            spans = self._token_evidence(self.late, found, hit, spans, scored.late_query, w)
         marks = highlights(text, spans, self.analyzer, weights,
                            self.params.evidence_lexical_weight, self.params.answerable_evidence,
                            lexical_only=scored.query is None,
@@ -183,12 +172,17 @@ class Searcher:
                       highlights=marks,
                       missing_terms=missing_terms(question, self.analyzer, text))
 
-    def _token_evidence(self, late: LateSignal, hit: Hit, spans: list[tuple[int, int, float]],
-                        late_query: np.ndarray, weight: float) -> list[tuple[int, int, float]]:
-        """The evidence candidates' dense scores mixed with their token-level MaxSim."""
-        parts = [late.passage(u, self.index.text(unit), unit.start)
-                 for u in hit.units for unit in [self.index.passages[u]]]
+    def _token_evidence(self, late: LateSignal, found: Candidates, hit: Hit,
+                        spans: list[tuple[int, int, float]], late_query: np.ndarray,
+                        weight: float) -> list[tuple[int, int, float]]:
+        """The evidence candidates' dense scores mixed with their token-level MaxSim (`hit`'s
+        units are rows of `found`)."""
+        texts = self.library.texts
+        parts = [late.passage(int(found.ids[row]),
+                              texts[unit.source][unit.start:unit.end], unit.start)
+                 for row in hit.units for unit in [found.passages[row]]]
         vectors = np.concatenate([v for v, _ in parts])
         offsets = np.concatenate([o for _, o in parts]) - hit.start
         tokens = span_scores(late_query, vectors, offsets, [(s, e) for s, e, _ in spans])
-        return [(s, e, (1 - weight) * d + weight * t) for (s, e, d), t in zip(spans, tokens, strict=False)]
+        return [(s, e, (1 - weight) * d + weight * t)
+                for (s, e, d), t in zip(spans, tokens, strict=False)]

@@ -17,14 +17,10 @@ read from the installed wordfreq package's data file (msgpack), without importin
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Callable, Collection, Iterable
-from difflib import SequenceMatcher
 from functools import lru_cache
 from pathlib import Path
-
-import msgpack
 
 from myoqa.analysis import WORD_RE, Analyzer
 
@@ -63,9 +59,19 @@ SOURCE_PREFIX_MIN = 5
 HYPHENATED = re.compile(r"[^\W_]+(?:[-‐‑–][^\W_]+)+")
 
 
+PASSAGES_KEPT = 512
+"""Passages whose terms are kept for `missing_terms` (a warm question meets the same again)."""
+
+
 def content_words(question: str, analyzer: Analyzer) -> list[tuple[str, str]]:
     """(word as written, its term) of each content word of `question`, in order, once each
     (by lower-case spelling); digits are not words."""
+    return list(_content_words(question, analyzer))
+
+
+@lru_cache(maxsize=64)
+def _content_words(question: str, analyzer: Analyzer) -> tuple[tuple[str, str], ...]:
+    """`content_words`, worked out once per question (each of its results asks again)."""
     out, seen = [], set()
     generic = _generic_terms(analyzer)
     for word in WORD_RE.findall(question):
@@ -76,7 +82,7 @@ def content_words(question: str, analyzer: Analyzer) -> list[tuple[str, str]]:
             continue
         seen.add(lower)
         out.append((word, term))
-    return out
+    return tuple(out)
 
 
 def unmatched_terms(question: str, analyzer: Analyzer, in_sources: Callable[[str], bool],
@@ -95,13 +101,19 @@ def unmatched_terms(question: str, analyzer: Analyzer, in_sources: Callable[[str
 def missing_terms(question: str, analyzer: Analyzer, text: str) -> list[str]:
     """The question's content words (as written) that `text` does not contain: what a passage
     lacks, matched as `unmatched_terms` matches the sources."""
-    terms = set(analyzer.terms(text))
-    grouped = by_initial(terms)
+    terms, grouped = _passage_terms(text, analyzer)
     joined = _joined_parts(question, analyzer, terms.__contains__)
     return [word for word, term in content_words(question, analyzer)
             if word.lower() not in joined
             and not mentions(word, term, terms.__contains__,
                              lambda initial: grouped.get(initial, ()))]
+
+
+@lru_cache(maxsize=PASSAGES_KEPT)
+def _passage_terms(text: str, analyzer: Analyzer) -> tuple[frozenset[str], dict[str, list[str]]]:
+    """A passage's distinct terms, and grouped by initial (read only by the caller)."""
+    terms = frozenset(analyzer.terms(text))
+    return terms, by_initial(terms)
 
 
 def mentions(word: str, term: str, has: Callable[[str], bool],
@@ -154,7 +166,9 @@ def _is_common(word: str) -> bool:
 
 def _misspelt(term: str, source_terms: Callable[[str], Iterable[str]]) -> bool:
     """Whether `term` reads as a misspelling of a source term of about its length (with the
-    same first letter)."""
+    same first letter; asked only for a word no source has, so difflib is imported here)."""
+    from difflib import SequenceMatcher
+
     matcher = SequenceMatcher(b=term, autojunk=False)
     for other in source_terms(term[:1]):
         if abs(len(other) - len(term)) <= 2:
@@ -168,7 +182,10 @@ def _misspelt(term: str, source_terms: Callable[[str], Iterable[str]]) -> bool:
 def _common_words() -> frozenset[str]:
     """Every English word of wordfreq's "small" list (Zipf frequency ≥ 3); empty when
     wordfreq is not installed."""
+    import gzip
     from importlib import metadata  # imports email, zipfile, csv: only for such a question
+
+    import msgpack
 
     try:
         path = Path(str(metadata.distribution("wordfreq").locate_file(COMMON_LIST)))

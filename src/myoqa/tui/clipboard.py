@@ -5,7 +5,8 @@ The rule:
    the Windows clipboard). It counts as copied only when reading the clipboard back gives the
    text (pyperclip does not check the tool's exit status).
 2. Else the terminal's clipboard, through the OSC 52 escape sequence, but only when the terminal
-   is known to honour it: MYOQA_CLIPBOARD=osc52 says so, or the terminal names itself as one
+   is known to honour it: MYOQA_CLIPBOARD=osc52 says so (resolved in config.Settings and passed
+   here as `trust_osc52`), or the terminal names itself as one
    that allows it by default (kitty, foot, Alacritty, WezTerm, Ghostty, Windows Terminal). Under
    tmux it also needs tmux's `set-clipboard on` (tmux's default, `external`, drops the sequence);
    under GNU screen it is never claimed. Most terminals silently ignore OSC 52 (or ask first),
@@ -20,7 +21,6 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-CLIPBOARD_ENV = "MYOQA_CLIPBOARD"
 # Terminals whose default configuration accepts OSC 52 clipboard writes, by $TERM ...
 OSC52_TERMS = frozenset({"xterm-kitty", "foot", "foot-extra", "alacritty", "wezterm",
                          "xterm-ghostty"})
@@ -50,9 +50,10 @@ def _tmux_passes_osc52() -> bool:
     return shown.returncode == 0 and shown.stdout.strip() == "on"
 
 
-def terminal_accepts_osc52(env: Mapping[str, str]) -> bool:
-    """Whether OSC 52 is known to reach a clipboard from here (see the module's rule)."""
-    if env.get(CLIPBOARD_ENV, "").lower() == "osc52":
+def terminal_accepts_osc52(env: Mapping[str, str], trust_osc52: bool = False) -> bool:
+    """Whether OSC 52 is known to reach a clipboard from here (see the module's rule): the user
+    said so (`trust_osc52`), or the terminal variables in `env` name a terminal that takes it."""
+    if trust_osc52:
         return True
     if env.get("STY"):
         return False
@@ -79,15 +80,16 @@ def _system_copy(text: str) -> str:
     return ""
 
 
-def copy_text(text: str, send_osc52: Callable[[str], None],
+def copy_text(text: str, send_osc52: Callable[[str], None], trust_osc52: bool = False,
               env: Mapping[str, str] | None = None) -> CopyOutcome:
     """Copy `text` by the first route that is known to work; `send_osc52` writes the escape
-    sequence to the terminal (the app's own)."""
+    sequence to the terminal (the app's own), used without a working system clipboard when
+    `trust_osc52` or the terminal (named in `env`, default the environment) takes it."""
     env = os.environ if env is None else env
     problem = _system_copy(text)
     if not problem:
         return CopyOutcome(True, "Copied to the clipboard")
-    if terminal_accepts_osc52(env):
+    if terminal_accepts_osc52(env, trust_osc52):
         send_osc52(text)
         return CopyOutcome(True, "Copied through the terminal (OSC 52)")
     return CopyOutcome(False, f"Could not copy: {problem} ({NO_TOOL_HINT})")

@@ -15,8 +15,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
+from myoqa.citation import PROSE_SEPARATOR, cite_passage
 from myoqa.render import passage_text, safe
-from myoqa.tui.transcript import citation
 from myoqa.tui.widgets import ChatFooter, CopyRequested
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class SourceScreen(Screen[None]):
     def _show_title(self, found: str = "") -> None:
         hint = found or "/ search · Esc close"
         self.query_one("#source-title", Static).update(
-            Text(safe(f"{citation(self.result)} · {hint}")))
+            Text(f"{cite_passage(self.result, safe, PROSE_SEPARATOR)} · {safe(hint)}"))
 
     def scroll_to_passage(self) -> None:
         """Scroll so the passage starts a few lines below the top."""

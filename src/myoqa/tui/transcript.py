@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from myoqa.citation import PROSE_SEPARATOR, cite_passage
 from myoqa.output_files import Kept, check_folder, write_output
 from myoqa.render import ABSTENTION, safe
 
@@ -70,13 +71,19 @@ def weak_answer(answer: Answer) -> str:
 
 
 def citation(result: Result) -> str:
-    """A passage's citation: file:line:column (and page for a PDF) and character range."""
-    return f"{result.citation}, chars {result.start}–{result.end}"
+    """A passage's citation in plain text (the clipboard, notes): file:line:column (and page
+    for a PDF) and character range."""
+    return cite_passage(result, sep=PROSE_SEPARATOR)
 
 
 def clipboard_text(result: Result) -> str:
     """A passage quoted with its citation, as copied to the clipboard."""
     return f"“{safe(result.text)}”\n— {citation(result)}"
+
+
+def code_span(text: str) -> str:
+    """`text` as a Markdown code span, shown literally (control characters made visible)."""
+    return f"`{safe(text)}`"
 
 
 def escape(text: str) -> str:
@@ -119,7 +126,7 @@ def turn_markdown(number: int, turn: Turn) -> list[str]:
     if weak_answer(answer):
         lines += _quote(weak_answer(answer), "") + [""]
     for result in answer.results:
-        head = (f"{result.rank}. `{safe(result.citation)}`, chars {result.start}–{result.end} "
+        head = (f"{result.rank}. {cite_passage(result, code_span, PROSE_SEPARATOR)} "
                 f"(score {result.score:.3f})")
         lines += [head, ""]
         lines += _quote(_passage_markdown(result), "   ") + [""]

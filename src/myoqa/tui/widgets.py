@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, LoadingIndicator, Static
 from textual.widgets._footer import FooterKey
 
+from myoqa.citation import cite_passage
 from myoqa.render import passage_text, safe
 from myoqa.tui.history import History
 from myoqa.tui.transcript import Turn, weak_answer
@@ -36,8 +37,9 @@ TOP = Binding.Group("top")
 
 
 def place(result: Result) -> str:
-    """A passage's place, compactly: file:line:column (and page) and character range."""
-    return safe(f"{result.citation} · chars {result.start}–{result.end}")
+    """A passage's place on its card: file:line:column (and page) and character range, the
+    name made safe for Textual's Text."""
+    return cite_passage(result, safe)
 
 
 def bar_fraction(score: float, mode: str, top: float) -> float:
