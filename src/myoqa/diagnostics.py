@@ -23,6 +23,11 @@ def note(message: str) -> None:
     print(f"myoqa: note: {printable(message)}", file=sys.stderr)
 
 
+def error(message: str) -> None:
+    """A failure already caught where it happened (the chat's, once its screen is gone)."""
+    print(f"myoqa: error: {message}", file=sys.stderr)
+
+
 def progress_bar(enabled: bool) -> ProgressBar | None:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     if not enabled or not sys.stderr.isatty():
@@ -54,7 +59,7 @@ def guarded(command: Callable[[], int], debug: bool) -> int:
     try:
         return command()
     except MyoqaError as exc:
-        print(f"myoqa: error: {exc}", file=sys.stderr)
+        error(str(exc))
         return int(exc.code)
     except KeyboardInterrupt:
         print("myoqa: interrupted", file=sys.stderr)

@@ -7,7 +7,6 @@ palette's commands and the help screen's keys are in `commands`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -20,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, Static
 
 from myoqa.config import CLIPBOARD_OSC52, Settings
+from myoqa.diagnostics import error, say
 from myoqa.errors import ExitCode, MyoqaError
 from myoqa.followup import contextualize
 from myoqa.output_files import kept_folders
@@ -376,9 +376,9 @@ def run_chat(settings: Settings, export_dir: Path | None = None) -> int:
     app = ChatApp(settings, export_dir=export_dir)
     app.run()
     if app.open_problem:
-        print(f"myoqa: error: {app.open_problem}", file=sys.stderr)
+        error(app.open_problem)
     if not app.index_settled.is_set():
-        print("myoqa: finishing the index build before exiting…", file=sys.stderr)
+        say("finishing the index build before exiting…")
     if app.return_code:
         return app.return_code
     return ExitCode.FAILURE if app.open_problem else ExitCode.OK
