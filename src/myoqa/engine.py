@@ -85,11 +85,6 @@ class LocalBackend:
         return Searcher(index, query_encoder_factory(index, dense, alone), params,
                         late_signal(index, settings, early))
 
-    def without_late(self) -> LocalBackend:
-        """The same index folder and sources with late interaction off (two signals), as
-        bench compares them."""
-        return LocalBackend(replace(self.settings, late=None))
-
     def is_current(self, searcher: Searcher) -> bool:
         settings = self.settings
         return staleness(searcher.index.manifest, build_params(settings),
@@ -124,14 +119,6 @@ class LocalBackend:
         if problem and state.state is State.CURRENT:
             state = replace(state, state=State.STALE, reason=problem)
         return state
-
-    def build_folder(self) -> Path:
-        """The folder of the current build (bench weighs it)."""
-        return current_build(self.settings.index_dir)
-
-    def query_encoder(self, index: Index) -> Any:
-        """The query encoder of `index`, loaded now (bench times it)."""
-        return query_encoder_factory(index)()
 
 
 def query_encoder_factory(index: Index, early: Preload | None = None, alone: bool = False
