@@ -22,20 +22,20 @@ from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, w
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
 from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
-from myoqa.corpus import load_sources
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, Index
 from myoqa.index.ownership import claim
 from myoqa.scale import milvus_lock
+from myoqa.scale.milvus_client import connect
 from myoqa.scale.milvus_engine import (
     encoder_dir,
     library_alias,
     library_identity,
-    made_from,
     open_milvus_searcher,
 )
 from myoqa.scale.milvus_lock import BuildLock, Holder, lock_name
-from myoqa.scale.milvus_store import connect, current_collection, upload
+from myoqa.scale.milvus_manifest import current_collection
+from myoqa.scale.milvus_upload import upload
 from myoqa.search import MODES, Searcher
 
 QUESTIONS = [json.loads(line)["question"] for line in
@@ -57,10 +57,8 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
     build would, without embedding again) with its query encoder; return the alias."""
     params = BuildParams(model=settings.model)
     alias = library_alias(settings, params, settings.milvus, sources)
-    listed = sources if sources is not None else load_sources(settings.sources)
     upload(connect(settings.milvus), index, alias, library_identity(settings, sources),
-           settings.milvus,
-           made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
+           settings.milvus)
     if not encoder_dir(settings).exists():
         claim(settings.index_dir)
         shutil.copytree(index.encoder_dir.parent, encoder_dir(settings).parent)
@@ -414,7 +412,7 @@ def test_status_and_info_through_milvus(tmp_path: Path, seeds_on_server: Setting
     assert status["collection"] == library_alias(seeds_on_server, BuildParams(
         model=seeds_on_server.model), seeds_on_server.milvus, None)
     assert status["library"] == str(SEEDS.resolve())
-    assert status["manifest"]["passages"] == len(searcher.index.passages)
+    assert status["manifest"]["manifest"]["counts"]["passages"] == len(searcher.index.passages)
     info = run_cli("info", *where)
     assert info.returncode == 0 and "state:     current" in info.stdout
     missing = run_cli("status", *on_cli(tmp_path / "gone", seeds_on_server.index_dir, uri))

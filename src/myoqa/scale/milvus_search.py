@@ -25,8 +25,9 @@ from myoqa.bm25 import K1, B, Postings, SparseBM25
 from myoqa.chunking import ChunkParams, Unit
 from myoqa.index import Index, UnitTable
 from myoqa.index.manifest import Counts, Manifest, ModelInfo
+from myoqa.scale.milvus_client import BATCH_ROWS, reported
+from myoqa.scale.milvus_manifest import MilvusManifest, read_manifest
 from myoqa.scale.milvus_settings import dense_search_params
-from myoqa.scale.milvus_store import BATCH_ROWS, MilvusManifest, read_manifest, reported
 from myoqa.search import Answer, Scores, Searcher, SearchParams
 
 CACHED_SOURCES = 64
