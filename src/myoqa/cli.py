@@ -16,6 +16,7 @@ from myoqa.errors import json_text as _json
 
 if TYPE_CHECKING:
     from myoqa.config import Settings
+    from myoqa.index.manifest import Manifest
     from myoqa.search import Answer, Searcher
 
 MODES = ("hybrid", "bm25", "dense")
@@ -365,11 +366,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                       (f"model:     {m.model.name} (dimension {m.model.dimension}, "
                       f"encoder {m.model.encoder})"),
                       f"passages:  {m.counts.passages}, spans: {m.counts.spans}",
-                      f"chunking:  {json.dumps(vars(m.chunking))}",
-                      f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}"]
-            lines += [f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
-                      f"sha256 {src.sha256[:16]}…" for src in m.sources]
-            lines += [f"skipped:   {s.name}  ({s.reason})" for s in m.skipped]
+                      *_made_of(m)]
         for line in lines:
             print(printable(line))
     if state.state is State.MISSING:
@@ -377,6 +374,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     if state.state is State.DAMAGED:
         raise MyoqaError(f"the index is damaged: {state.reason}", REBUILD_HINT)
     return ExitCode.OK
+
+
+def _made_of(m: Manifest) -> list[str]:
+    """The `info` lines of what a build was made from: settings, sources, skipped files (the
+    same for a local build and a Milvus one)."""
+    return [f"chunking:  {json.dumps(vars(m.chunking))}",
+            f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}",
+            *(f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
+              f"sha256 {src.sha256[:16]}…" for src in m.sources),
+            *(f"skipped:   {s.name}  ({s.reason})" for s in m.skipped)]
 
 
 def _info_milvus(settings: Settings, as_json: bool) -> int:
@@ -397,7 +404,8 @@ def _info_milvus(settings: Settings, as_json: bool) -> int:
             lines += [f"build:     {m.build} of {m.library}",
                       f"built:     {m.built_at} in {m.build_seconds} s",
                       f"model:     {m.model} (dimension {m.dimension}, {m.dense_index})",
-                      f"passages:  {m.passages}, spans: {m.spans}, sources: {m.sources}"]
+                      f"passages:  {m.passages}, spans: {m.spans}, sources: {m.sources}",
+                      *_made_of(m.manifest)]
         for line in lines:
             print(printable(line))
     if status.state in ("missing", "damaged"):

@@ -249,7 +249,8 @@ class MilvusStatus:
                 "stale": self.reason if self.state == "stale" else None,
                 "damaged": self.reason if self.state in ("damaged", "missing") else None,
                 "build": self.manifest.build if self.manifest else None,
-                "manifest": self.manifest.to_json() if self.manifest else None}
+                "milvus_build": self.manifest.milvus_json() if self.manifest else None,
+                "manifest": self.manifest.manifest.to_json() if self.manifest else None}
 
 
 def milvus_status(settings: Settings) -> MilvusStatus:

@@ -11,12 +11,16 @@ build is made of collections, not files.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+from myoqa.bm25 import EPSILON
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams
 from myoqa.index.health import staleness as index_staleness
@@ -44,6 +48,35 @@ class BM25Stats:
     avgdl: float
     idf_floor: float
     max_idf: float
+
+
+@dataclass
+class TermCounts:
+    """The corpus-wide counts BM25 needs, kept while a build streams: each term's document
+    frequency (terms in the order first met, as the local postings list them), and how many
+    passages there are and how many terms they hold."""
+
+    df: dict[str, int] = field(default_factory=dict)
+    passages: int = 0
+    length: int = 0
+
+    def add(self, terms: list[str]) -> None:
+        """Count one passage's terms."""
+        self.passages += 1
+        self.length += len(terms)
+        for term in dict.fromkeys(terms):
+            self.df[term] = self.df.get(term, 0) + 1
+
+    def stats(self) -> BM25Stats:
+        """The numbers the local BM25 (`myoqa.bm25.SparseBM25`) computes from its postings."""
+        counts = np.fromiter(self.df.values(), dtype=np.float64, count=len(self.df))
+        raw = np.log(self.passages - counts + 0.5) - np.log(counts + 0.5)
+        floor = EPSILON * (math.fsum(raw) / len(raw)) if len(raw) else 0.0
+        idf = np.where(raw < 0, floor, raw)
+        return BM25Stats(passages=self.passages,
+                         avgdl=self.length / self.passages if self.passages else 1.0,
+                         idf_floor=floor if bool((raw < 0).any()) else 0.0,
+                         max_idf=float(idf.max()) if len(idf) else 0.0)
 
 
 @dataclass(frozen=True)
@@ -105,11 +138,16 @@ class MilvusManifest:
         """How long the build took, reading the sources to the last collection loaded."""
         return self.manifest.build_seconds
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready data: the property stored on the passages collection, and `status`'s."""
+    def milvus_json(self) -> dict[str, Any]:
+        """What only a Milvus build records, JSON-ready (`status --json` shows it beside the
+        index manifest, which has the local backend's shape)."""
         return {"format": self.format, "build": self.build, "library": self.library,
                 "collections": self.collections, "bm25": asdict(self.bm25),
-                "dense_params": self.dense_params, "manifest": self.manifest.to_json()}
+                "dense_params": self.dense_params}
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data: the property stored on the passages collection."""
+        return {**self.milvus_json(), "manifest": self.manifest.to_json()}
 
     @classmethod
     def from_json(cls, text: str, where: str) -> MilvusManifest:

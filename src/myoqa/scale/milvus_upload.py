@@ -12,7 +12,6 @@ for readers still on it, older ones are dropped.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -21,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from myoqa.analysis import RULES_VERSION
-from myoqa.bm25 import EPSILON
 from myoqa.config import MilvusSettings
 from myoqa.errors import MyoqaError
 from myoqa.faultpoints import pause
@@ -33,8 +31,8 @@ from myoqa.scale.milvus_client import BATCH_ROWS, connection_error, drop, reason
 from myoqa.scale.milvus_manifest import (
     MANIFEST_PROPERTY,
     PARTS,
-    BM25Stats,
     MilvusManifest,
+    TermCounts,
     build_of,
     builds_of,
     check_owner,
@@ -74,11 +72,10 @@ class BuildWriter:
         self.started = time.perf_counter()
         self.dimension = 0
         self.entries: list[SourceEntry] = []
-        self.df: dict[str, int] = {}
+        self.terms = TermCounts()
         self.passages = 0
         self.spans = 0
         self.text_rows = 0
-        self.total_length = 0
 
     def write(self, batch: Batch) -> None:
         """Insert one batch's passages, spans and source snapshots, counting its terms."""
@@ -101,10 +98,7 @@ class BuildWriter:
     def _counted(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """The rows, each passage's terms counted into the document frequencies and lengths."""
         for row in rows:
-            terms = row["terms"].split()
-            self.total_length += len(terms)
-            for term in dict.fromkeys(terms):
-                self.df[term] = self.df.get(term, 0) + 1
+            self.terms.add(row["terms"].split())
             yield row
 
     def _insert(self, part: str, rows: Iterator[dict[str, Any]]) -> int:
@@ -127,7 +121,7 @@ class BuildWriter:
         switch the alias (after `holds` confirms the build lock is still ours)."""
         if not self.passages:
             raise MyoqaError("the sources hold no words to index", "add text to the source files")
-        self._insert("vocab", vocab_rows(self.df))
+        self._insert("vocab", vocab_rows(self.terms.df))
         dense_params = dense_index_params(self.settings.dense_index, self.passages)
         for part in PARTS:
             self.client.flush(self.names[part])
@@ -142,7 +136,7 @@ class BuildWriter:
             build_seconds=round(time.perf_counter() - self.started, 3),
             dense_index=self.settings.dense_index)
         final = MilvusManifest(build=self.build, library=library, collections=self.names,
-                               bm25=bm25_stats(self.df, self.passages, self.total_length),
+                               bm25=self.terms.stats(),
                                dense_params=dense_params, manifest=manifest)
         self.client.alter_collection_properties(self.names["passages"], {
             MANIFEST_PROPERTY: json.dumps(final.to_json(), sort_keys=True)})
@@ -153,19 +147,6 @@ class BuildWriter:
         else:
             self.client.alter_alias(self.names["passages"], self.alias)
         return final
-
-
-def bm25_stats(df: dict[str, int], passages: int, total_length: int) -> BM25Stats:
-    """The corpus-wide numbers of the local BM25 (`myoqa.bm25.SparseBM25`) from the document
-    frequencies and the passages' total length."""
-    counts = np.fromiter(df.values(), dtype=np.float64, count=len(df))
-    raw = np.log(passages - counts + 0.5) - np.log(counts + 0.5)
-    floor = EPSILON * (math.fsum(raw) / len(raw)) if len(raw) else 0.0
-    idf = np.where(raw < 0, floor, raw)
-    return BM25Stats(passages=passages,
-                     avgdl=float(np.float64(total_length) / passages) if passages else 1.0,
-                     idf_floor=floor if bool((raw < 0).any()) else 0.0,
-                     max_idf=float(idf.max()) if len(idf) else 0.0)
 
 
 def stream_build(client: Any, sources: Iterable[SourceText], params: BuildParams,
@@ -195,15 +176,20 @@ def upload(client: Any, index: Index, alias: str, library: str, settings: Milvus
     alias to it and drop older builds; return its manifest."""
     m = index.manifest
     params = BuildParams(model=m.model.name, chunking=m.chunking, analyzer=m.analyzer)
-    hashes = m.source_hashes()
-    whole = Batch(sources=[SourceText(name, index.texts[name], hashes[name])
-                           for name in index.passages.names],
-                  passages=index.passages, spans=index.spans, passage_spans=index.passage_spans,
-                  passage_vectors=index.passage_vectors.reconstruct_n(0, len(index.passages)),
-                  span_vectors=np.asarray(index.span_vectors), first_source=0, first_passage=0,
-                  first_span=0)
+    whole = index_batch(index)
     return _written(client, alias, library, params, settings, m.model,
                     lambda writer: writer.write(whole), holds)
+
+
+def index_batch(index: Index) -> Batch:
+    """An in-memory index as one batch (its vectors as float32 rows)."""
+    hashes = index.manifest.source_hashes()
+    return Batch(sources=[SourceText(name, index.texts[name], hashes[name])
+                          for name in index.passages.names],
+                 passages=index.passages, spans=index.spans, passage_spans=index.passage_spans,
+                 passage_vectors=index.passage_vectors.reconstruct_n(0, len(index.passages)),
+                 span_vectors=np.asarray(index.span_vectors), first_source=0, first_passage=0,
+                 first_span=0)
 
 
 def _written(client: Any, alias: str, library: str, params: BuildParams,
