@@ -73,13 +73,14 @@ class BuildWriter:
         self.dimension = 0
         self.entries: list[SourceEntry] = []
         self.terms = TermCounts()
-        self.passages = 0
         self.spans = 0
         self.text_rows = 0
 
     def write(self, batch: Batch) -> None:
         """Insert one batch's passages, spans and source snapshots, counting its terms."""
         if not self.dimension:
+            # a first batch without units is the only one (batches close on units): the build
+            # then fails in `finish` and its collections are dropped
             self.dimension = int(batch.passage_vectors.shape[1]) or 1
             for part in PARTS:  # passages first: a build killed later leaves it for the next
                 self.client.create_collection(self.names[part],
@@ -91,7 +92,6 @@ class BuildWriter:
         held = np.bincount(batch.passages.source, minlength=len(batch.sources))
         self.entries += [SourceEntry(s.name, s.sha256, len(s.text), int(n))
                          for s, n in zip(batch.sources, held, strict=True)]
-        self.passages += len(batch.passages)
         self.spans += len(batch.spans)
         pause(BATCH_STEP)
 
@@ -119,10 +119,10 @@ class BuildWriter:
                ) -> MilvusManifest:
         """Write the vocabulary, index and load every collection, record the manifest, then
         switch the alias (after `holds` confirms the build lock is still ours)."""
-        if not self.passages:
+        if not self.terms.passages:
             raise MyoqaError("the sources hold no words to index", "add text to the source files")
         self._insert("vocab", vocab_rows(self.terms.df))
-        dense_params = dense_index_params(self.settings.dense_index, self.passages)
+        dense_params = dense_index_params(self.settings.dense_index, self.terms.passages)
         for part in PARTS:
             self.client.flush(self.names[part])
             self.client.create_index(self.names[part], index_params(
@@ -131,7 +131,7 @@ class BuildWriter:
         manifest = Manifest(
             model=replace(model, dimension=self.dimension), chunking=self.params.chunking,
             analyzer=self.params.analyzer, analyzer_rules=RULES_VERSION, sources=self.entries,
-            counts=Counts(len(self.entries), self.passages, self.spans), files={},
+            counts=Counts(len(self.entries), self.terms.passages, self.spans), files={},
             versions=_versions(), built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             build_seconds=round(time.perf_counter() - self.started, 3),
             dense_index=self.settings.dense_index)
