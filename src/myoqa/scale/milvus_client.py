@@ -157,19 +157,6 @@ def reason(exc: BaseException) -> str:
     return str(getattr(exc, "message", "") or exc).splitlines()[0][:200]
 
 
-def query_all(client: Any, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-    """Every row matching `expr`, read in batches (a query alone is capped by the server)."""
-    iterator = client.query_iterator(collection, batch_size=BATCH_ROWS, filter=expr,
-                                     output_fields=fields)
-    rows: list[dict[str, Any]] = []
-    try:
-        while batch := iterator.next():
-            rows += batch
-    finally:
-        iterator.close()
-    return rows
-
-
 def drop(client: Any, name: str) -> None:
     """Drop a collection; one already gone (or refused) is left as it is."""
     from pymilvus.exceptions import MilvusException
