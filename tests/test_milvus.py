@@ -11,37 +11,55 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, write_sources
+from conftest import (
+    FLUTTER,
+    MED,
+    SEEDS,
+    FakeEncoder,
+    milvus_server,
+    run_cli,
+    two_signals,
+    write_sources,
+)
 from myoqa import beir
+from myoqa.analysis import Analyzer
+from myoqa.bm25 import Postings, SparseBM25
+from myoqa.chunking import ChunkParams, chunk
 from myoqa.cli import MILVUS_TWO_SIGNALS
 from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
 from myoqa.corpus import load_sources
 from myoqa.errors import MyoqaError
+from myoqa.faultpoints import PAUSE_ENV
 from myoqa.index import BuildParams, Index
+from myoqa.index.build import EncoderInfo, build
 from myoqa.index.ownership import claim
 from myoqa.scale import milvus_lock
+from myoqa.scale.milvus_batches import batches
+from myoqa.scale.milvus_client import connect
 from myoqa.scale.milvus_engine import (
     encoder_dir,
     library_alias,
     library_identity,
-    made_from,
     open_milvus_searcher,
 )
 from myoqa.scale.milvus_lock import BuildLock, Holder, lock_name
-from myoqa.scale.milvus_store import connect, current_collection, upload
+from myoqa.scale.milvus_manifest import TermCounts, current_collection
+from myoqa.scale.milvus_schema import SourceText, passage_rows, span_rows, text_rows
+from myoqa.scale.milvus_upload import BATCH_STEP, index_batch, upload
 from myoqa.search import MODES, Searcher
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
              if line.strip()]
 KILL_WAIT_SECONDS = 600
+SMALL_BATCH = 1  # unit: each source of the seeds is a batch
 MED_NDCG_TARGET = 0.78
 JERKS = {"jerks.txt": "Myoclonus is a brief, shock-like jerk of a muscle or a group of muscles. "
                       "Clonazepam and levetiracetam are used to treat it.\n"}
@@ -57,10 +75,8 @@ def publish(settings: Settings, index: Index, sources: list | None = None) -> st
     build would, without embedding again) with its query encoder; return the alias."""
     params = BuildParams(model=settings.model)
     alias = library_alias(settings, params, settings.milvus, sources)
-    listed = sources if sources is not None else load_sources(settings.sources)
     upload(connect(settings.milvus), index, alias, library_identity(settings, sources),
-           settings.milvus,
-           made_from(params, settings.milvus), {s.name: s.sha256 for s in listed})
+           settings.milvus)
     if not encoder_dir(settings).exists():
         claim(settings.index_dir)
         shutil.copytree(index.encoder_dir.parent, encoder_dir(settings).parent)
@@ -122,8 +138,9 @@ def test_file_uri_serves_a_client_without_the_sources(tmp_path: Path, seed_setti
 
 def test_killed_build_leaves_the_old_build_then_a_changed_source_rebuilds(
         source_copy: Path, tmp_path: Path, searcher: Searcher, milvus_uri: str) -> None:
-    """SIGKILL while a rebuild uploads: the alias still names the old build, whole; the next
-    build (after a source changed) is used and drops what the killed one left."""
+    """SIGKILL while a rebuild uploads (stopped after its first batch is written): the alias
+    still names the old build, whole; the next build (after a source changed) is used and
+    drops what the killed one left."""
     settings = on_milvus(Settings.resolve(sources=source_copy, index_dir=tmp_path / "idx"),
                          milvus_uri)
     alias = publish(settings, searcher.index)
@@ -134,11 +151,14 @@ def test_killed_build_leaves_the_old_build_then_a_changed_source_rebuilds(
              "--backend", "milvus", "--milvus-uri", milvus_uri]
     build = subprocess.Popen([sys.executable, "-m", "myoqa", "index", "--rebuild", *where],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline = time.monotonic() + KILL_WAIT_SECONDS
-    while not {c for c in client.list_collections() if c.startswith(alias)} - before:
-        assert build.poll() is None and time.monotonic() < deadline, "the build never uploaded"
-        time.sleep(0.05)
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", PAUSE_ENV: BATCH_STEP})
+    assert build.stderr is not None
+    for line in build.stderr:
+        if line == f"myoqa: test pause at {BATCH_STEP}\n":
+            break
+    else:
+        raise AssertionError("the build ended before writing a batch")
     build.send_signal(signal.SIGKILL)
     build.wait()
     left = {c for c in client.list_collections() if c.startswith(alias)} - before
@@ -414,7 +434,7 @@ def test_status_and_info_through_milvus(tmp_path: Path, seeds_on_server: Setting
     assert status["collection"] == library_alias(seeds_on_server, BuildParams(
         model=seeds_on_server.model), seeds_on_server.milvus, None)
     assert status["library"] == str(SEEDS.resolve())
-    assert status["manifest"]["passages"] == len(searcher.index.passages)
+    assert status["manifest"]["counts"]["passages"] == len(searcher.index.passages)
     info = run_cli("info", *where)
     assert info.returncode == 0 and "state:     current" in info.stdout
     missing = run_cli("status", *on_cli(tmp_path / "gone", seeds_on_server.index_dir, uri))
@@ -478,3 +498,44 @@ def test_a_dropped_handshake_is_tried_again(milvus_uri: str,
     with pytest.raises(MyoqaError, match=f"cannot reach the Milvus server at {nobody}"):
         connect(MilvusSettings.resolve(nobody))
     assert tries.count(nobody) == 4
+
+
+def test_streamed_batches_hold_the_rows_of_a_local_build() -> None:
+    """A build streamed a few sources at a time writes the rows an in-memory build of the same
+    sources gives: the same passage and span ids, sources, offsets, span ranges, terms,
+    vectors and snapshots (a batch's numbering continues the previous one's)."""
+    sources = load_sources(SEEDS)
+    params = BuildParams(model="fake")
+    local = index_batch(build(sources, params, FakeEncoder(), EncoderInfo(Path(), {})))
+    streamed = list(batches([SourceText(s.name, s.text, s.sha256) for s in sources],
+                            params.chunking, FakeEncoder(), units_per_batch=SMALL_BATCH))
+    assert len(streamed) == len(sources) > 1
+    texts: list[dict] = []
+    for batch in streamed:
+        texts += text_rows(batch, len(texts))
+    assert [r for b in streamed for r in passage_rows(b, params.analyzer)] == list(
+        passage_rows(local, params.analyzer))
+    assert [r for b in streamed for r in span_rows(b)] == list(span_rows(local))
+    assert texts == list(text_rows(local, 0))
+
+
+def test_term_counts_give_the_local_bm25_numbers() -> None:
+    """The counts a streaming build keeps give the local BM25's document frequencies (in the
+    local vocabulary's order), average length, IDF floor and largest IDF."""
+    analyzer = Analyzer()
+    passages = [s.text[u.start:u.end] for s in load_sources(SEEDS)
+                for u in chunk(s.name, s.text, ChunkParams())[0]]
+    counts = TermCounts()
+    for text in passages:
+        counts.add(analyzer.terms(text))
+    postings = Postings.from_texts(passages, analyzer)
+    local = SparseBM25(postings)
+    assert list(counts.df.items()) == list(zip(postings.vocab,
+                                               np.diff(postings.indptr).tolist(), strict=True))
+    stats = counts.stats()
+    assert stats.passages == len(passages)
+    assert stats.avgdl == float(postings.doc_len.astype(np.float64).sum() / len(passages))
+    assert stats.max_idf == local.max_idf
+    raw = np.log(len(passages) - np.diff(postings.indptr) + 0.5) - np.log(
+        np.diff(postings.indptr) + 0.5)
+    assert (raw < 0).any() and stats.idf_floor == float(local.idf_values[raw < 0][0])

@@ -12,6 +12,8 @@ folder made, its proof not written), `export written` (the encoder exported, not
 `build proof` (a build's temporary folder made, no proof), `build written` (every file of the
 build synced), `current switch` (the build renamed in, CURRENT not yet switched), `removal`
 (a folder being removed, emptied but for its proof: pruning, or clean-up after a failure).
+A Milvus build meets `milvus batch written` (a batch inserted into the new build's collections,
+the alias unchanged).
 """
 
 from __future__ import annotations

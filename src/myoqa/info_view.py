@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from myoqa.errors import ExitCode, MyoqaError, json_text, printable
 from myoqa.index.health import Health, State
-from myoqa.index.manifest import REBUILD_HINT
+from myoqa.index.manifest import REBUILD_HINT, Manifest
 
 if TYPE_CHECKING:
     from myoqa.backend import Built, Status
@@ -73,11 +73,7 @@ def _show_local(settings: Settings, state: Health, as_json: bool) -> None:
                   (f"model:     {m.model.name} (dimension {m.model.dimension}, "
                    f"encoder {m.model.encoder})"),
                   f"passages:  {m.counts.passages}, spans: {m.counts.spans}",
-                  f"chunking:  {json.dumps(vars(m.chunking))}",
-                  f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}"]
-        lines += [f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
-                  f"sha256 {src.sha256[:16]}…" for src in m.sources]
-        lines += [f"skipped:   {s.name}  ({s.reason})" for s in m.skipped]
+                  *_made_of(m)]
     for line in lines:
         print(printable(line))
 
@@ -97,6 +93,17 @@ def _show_milvus(settings: Settings, status: MilvusStatus, as_json: bool) -> Non
         lines += [f"build:     {m.build} of {m.library}",
                   f"built:     {m.built_at} in {m.build_seconds} s",
                   f"model:     {m.model} (dimension {m.dimension}, {m.dense_index})",
-                  f"passages:  {m.passages}, spans: {m.spans}, sources: {m.sources}"]
+                  f"passages:  {m.passages}, spans: {m.spans}, sources: {m.sources}",
+                  *_made_of(m.manifest)]
     for line in lines:
         print(printable(line))
+
+
+def _made_of(m: Manifest) -> list[str]:
+    """The lines of what a build was made from: settings, sources, skipped files (the same for
+    a local build and a Milvus one)."""
+    return [f"chunking:  {json.dumps(vars(m.chunking))}",
+            f"analyzer:  {json.dumps(vars(m.analyzer))} rules {m.analyzer_rules}",
+            *(f"source:    {src.name}  {src.chars} chars, {src.passages} passages, "
+              f"sha256 {src.sha256[:16]}…" for src in m.sources),
+            *(f"skipped:   {s.name}  ({s.reason})" for s in m.skipped)]

@@ -76,11 +76,16 @@ def check(index_dir: Path, params: BuildParams, hashes: dict[str, str], full: bo
     return Health(State.STALE if reason else State.CURRENT, reason, build, manifest)
 
 
-def staleness(manifest: Manifest, params: BuildParams, hashes: dict[str, str]) -> str | None:
-    """Why a build no longer fits its sources or settings, or None when it does.
+def staleness(manifest: Manifest, params: BuildParams, hashes: dict[str, str] | None,
+              dense_index: str | None = None) -> str | None:
+    """Why a build no longer fits its sources or settings, or None when it does: the one rule
+    of both stores (the local folder, and Milvus, whose build records the same manifest).
 
     With late interaction off, a build's token vectors are left unused, not a reason to
-    rebuild; with it on, a build needs them from the same model, with its saved graph."""
+    rebuild; with it on, a build needs them from the same model, with its saved graph.
+    `dense_index` is given by a store whose dense index kind is a setting (Milvus); `hashes`
+    None means the sources are not on this machine (a Milvus client): the build is taken as
+    it is for them."""
     changed = [name for name, same in (
         ("model", manifest.model.name == params.model),
         ("chunking", manifest.chunking == params.chunking),
@@ -88,12 +93,13 @@ def staleness(manifest: Manifest, params: BuildParams, hashes: dict[str, str]) -
          == RULES_VERSION),
         ("late-interaction model",
          params.late_model is None or (manifest.late is not None and manifest.late.encoder != ""
-                                       and manifest.late.model == params.late_model)))
+                                       and manifest.late.model == params.late_model)),
+        ("dense index", dense_index is None or manifest.dense_index == dense_index))
         if not same]
     if changed:
         return f"settings changed ({', '.join(changed)})"
     built = manifest.source_hashes()
-    if built != hashes:
+    if hashes is not None and built != hashes:
         names = sorted(set(built) ^ set(hashes)
                        | {n for n in built if n in hashes and built[n] != hashes[n]})
         more = "…" if len(names) > LISTED_CHANGES else ""

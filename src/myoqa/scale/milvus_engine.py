@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +18,22 @@ from myoqa.diagnostics import Notify, say
 from myoqa.embedders import check_embedder, encoder_for
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, ProgressFactory, encoders
-from myoqa.index.build import EncoderInfo, build
+from myoqa.index.build import EncoderInfo
 from myoqa.index.ownership import check_place, claim
+from myoqa.scale.milvus_client import connect, reported
 from myoqa.scale.milvus_lock import BuildLock
-from myoqa.scale.milvus_search import MilvusLibrary, load_build
-from myoqa.scale.milvus_settings import alias_name
-from myoqa.scale.milvus_store import (
+from myoqa.scale.milvus_manifest import (
     MilvusManifest,
     StaleMilvusIndex,
     check_owner,
-    connect,
     current_collection,
     read_manifest,
-    reported,
-    upload,
 )
-from myoqa.scale.milvus_store import staleness as stale_reason
+from myoqa.scale.milvus_manifest import staleness as stale_reason
+from myoqa.scale.milvus_schema import SourceText
+from myoqa.scale.milvus_search import MilvusLibrary, load_build
+from myoqa.scale.milvus_settings import alias_name
+from myoqa.scale.milvus_upload import stream_build
 from myoqa.search import Searcher, SearchParams
 
 
@@ -96,10 +96,9 @@ def _build(client: Any, settings: Settings, params: BuildParams,
         raise MyoqaError("the sources hold no text to index", "add text to the source files")
     claim(settings.index_dir)
     folder, files = encoders.ensure_encoder(settings.cache, params.model, say)
-    built = build(sources, params, encoder_for(settings, folder), EncoderInfo(folder, files),
-                  None, progress)
-    return upload(client, built, alias, library, milvus, made_from(params, milvus),
-                  {s.name: s.sha256 for s in sources}, progress, lock.check)
+    return stream_build(client, [SourceText(s.name, s.text, s.sha256) for s in sources], params,
+                        encoder_for(settings, folder), EncoderInfo(folder, files), alias, library,
+                        milvus, progress, lock.check)
 
 
 def _milvus(settings: Settings) -> MilvusSettings:
@@ -117,7 +116,7 @@ def _local_hashes(settings: Settings, sources: list[Source] | None) -> dict[str,
     return None
 
 
-def _staleness(client: Any, alias: str, library: str, made: dict[str, Any],
+def _staleness(client: Any, alias: str, library: str, params: BuildParams, dense_index: str,
                hashes: dict[str, str] | None) -> str | None:
     """Why the library's build must be (re)built, or None; an out-of-date build of another
     library is refused, never replaced."""
@@ -125,7 +124,7 @@ def _staleness(client: Any, alias: str, library: str, made: dict[str, Any],
         manifest = read_manifest(client, alias)
     except StaleMilvusIndex as problem:
         return problem.message
-    reason = stale_reason(client, manifest, made, hashes)
+    reason = stale_reason(manifest, params, dense_index, hashes)
     if reason is not None and manifest.library != library:
         check_owner(client, alias, library)
     return reason
@@ -143,12 +142,12 @@ def ready_milvus(settings: Settings, params: BuildParams | None = None, notify: 
     alias = library_alias(settings, params, milvus, sources)
     library = library_identity(settings, sources)
     hashes = _local_hashes(settings, sources)
-    made = made_from(params, milvus)
     client = connect(milvus, notify)
     with reported(milvus.uri):
-        if _staleness(client, alias, library, made, hashes) is not None:
+        kind = milvus.dense_index
+        if _staleness(client, alias, library, params, kind, hashes) is not None:
             with BuildLock(client, alias, notify) as lock:
-                reason = _staleness(client, alias, library, made, hashes)  # built meanwhile?
+                reason = _staleness(client, alias, library, params, kind, hashes)  # built meanwhile?
                 if reason is not None:
                     notify(f"{reason}; building the index in Milvus ({alias})")
                     _build(client, settings, params, progress, sources, alias, library, lock)
@@ -223,7 +222,7 @@ def is_current(settings: Settings, searcher: Any) -> bool:
             return False
         hashes = (source_hashes(settings.sources, settings.follow_links)
                   if settings.sources.is_dir() else None)
-        return stale_reason(client, manifest, made_from(params, milvus), hashes) is None
+        return stale_reason(manifest, params, milvus.dense_index, hashes) is None
 
 
 @dataclass(frozen=True)
@@ -245,7 +244,8 @@ class MilvusStatus:
                 "stale": self.reason if self.state == "stale" else None,
                 "damaged": self.reason if self.state in ("damaged", "missing") else None,
                 "build": self.manifest.build if self.manifest else None,
-                "manifest": asdict(self.manifest) if self.manifest else None}
+                "milvus_build": self.manifest.milvus_json() if self.manifest else None,
+                "manifest": self.manifest.manifest.to_json() if self.manifest else None}
 
 
 def milvus_status(settings: Settings) -> MilvusStatus:
@@ -261,7 +261,7 @@ def milvus_status(settings: Settings) -> MilvusStatus:
         manifest = None
         try:
             manifest = read_manifest(client, alias)
-            reason = stale_reason(client, manifest, made_from(params, milvus), hashes)
+            reason = stale_reason(manifest, params, milvus.dense_index, hashes)
             state = "current" if reason is None else "stale"
             if reason is not None and manifest.library != library:
                 reason = f"{reason}; the collection holds another library ({manifest.library})"
