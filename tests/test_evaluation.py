@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONTROLS, FLUTTER, run_cli
+from helpers import CONTROLS, FLUTTER, run_cli
 from myoqa import evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.errors import MyoqaError

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.onnx_encoder import OnnxEncoder

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
+from helpers import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
 from myoqa.config import CACHE_ENV, Settings
 from myoqa.engine import query_encoder_factory
 from myoqa.faultpoints import PAUSE_ENV

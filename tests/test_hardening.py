@@ -29,7 +29,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import (
+from helpers import (
     CONTROLS,
     FLUTTER,
     PROSE,

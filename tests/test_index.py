@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import (
+from helpers import (
     FLUTTER,
     PROSE,
     SEEDS,

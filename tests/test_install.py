@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, SEEDS
+from helpers import FLUTTER, SEEDS
 from myoqa.config import PACKAGE_SEEDS, PROJECT_ROOT
 
 pytestmark = pytest.mark.slow

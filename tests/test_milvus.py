@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, write_sources
+from helpers import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, write_sources
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
 from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
@@ -204,7 +204,7 @@ def test_backend_usage_errors(tmp_path: Path) -> None:
                            "URI or set MYOQA_MILVUS_URI)\n")
     proc = run_cli("ask", "x", env={"MYOQA_BACKEND": "elastic"})
     assert proc.returncode == 2 and "unknown backend 'elastic'" in proc.stderr
-    from conftest import free_port
+    from helpers import free_port
 
     proc = run_cli("ask", "x", "--backend", "milvus", "--milvus-uri",
                    f"http://127.0.0.1:{free_port()}", "--index-dir", str(tmp_path))
@@ -219,7 +219,7 @@ def test_milvus_refuses_an_index_folder_inside_the_sources_as_ask_does(
         tmp_path: Path, command: list[str]) -> None:
     """The local index folder (the encoder's home) is checked as the local backend checks it,
     before the server is reached (none listens here)."""
-    from conftest import free_port, one_line_error, writable_copy
+    from helpers import free_port, one_line_error, writable_copy
 
     sources = writable_copy(SEEDS, tmp_path / "sources")
     proc = run_cli(*command, "--backend", "milvus", "--milvus-uri",
@@ -473,7 +473,7 @@ def test_a_dropped_handshake_is_tried_again(milvus_uri: str,
     assert isinstance(client.list_collections(), list)
     assert tries == [milvus_uri, milvus_uri]
 
-    from conftest import free_port
+    from helpers import free_port
     nobody = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MyoqaError, match=f"cannot reach the Milvus server at {nobody}"):
         connect(MilvusSettings.resolve(nobody))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import cli_env, run_cli, unprivileged
+from helpers import cli_env, run_cli, unprivileged
 from myoqa import onnx_encoder
 from myoqa.config import Settings
 from myoqa.onnx_encoder import OnnxEncoder, export_onnx

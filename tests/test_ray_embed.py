@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SEEDS, free_port, run_cli, two_signals
+from helpers import SEEDS, free_port, run_cli, two_signals
 from myoqa.index import Index
 from myoqa.index.store import load
 from myoqa.search import Searcher

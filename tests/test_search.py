@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FLUTTER, PROSE
+from helpers import FLUTTER, PROSE
 from myoqa.analysis import Analyzer
 from myoqa.errors import UsageError
 from myoqa.search import Searcher
