@@ -18,6 +18,24 @@ from myoqa.config import CACHE_ENV, Settings
 from myoqa.engine import open_searcher
 from myoqa.search import Searcher
 
+# Kinds of test that take minutes (markers in pyproject.toml): each is slow, so `make test-fast`
+# (`-m "not slow"`) leaves them out while `make test` runs them. A test taking one of these
+# session fixtures is of its kind whether or not its file says so.
+SLOW_KINDS = ("milvus", "ray", "med", "install", "bench", "faults")
+FIXTURE_KINDS = {"med_searcher": "med", "med_root": "med", "milvus_uri": "milvus",
+                 "ray_address": "ray"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark a test that uses a slow kind's fixture with that kind, and every test of a slow
+    kind `slow` as well."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in FIXTURE_KINDS:
+                item.add_marker(FIXTURE_KINDS[fixture])
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

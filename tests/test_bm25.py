@@ -34,6 +34,7 @@ def test_same_scores_as_rank_bm25_on_the_seeds(searcher: Searcher) -> None:
     _assert_same(corpus, [analyzer.terms(q) for q in questions] + [["myoclonus"] * 3, []])
 
 
+@pytest.mark.med
 def test_same_scores_as_rank_bm25_on_med() -> None:
     analyzer = Analyzer()
     corpus = [analyzer.terms(json.loads(line)["text"]) for line in

@@ -174,7 +174,7 @@ def test_eval_rejects_a_malformed_file(tmp_path: Path, seed_settings: Settings) 
     assert proc.returncode == 1 and "bad.jsonl:1" in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.med
 def test_med_beir_collection(med_searcher: Searcher, med_root: Path, tmp_path: Path) -> None:
     """`eval --beir` through the CLI, on the MED index the session already built."""
     med = PROJECT_ROOT / "eval" / "datasets" / "med"

@@ -46,6 +46,7 @@ def test_ask_json_is_the_same_on_the_fast_and_slow_paths(
             assert fast_json == slow_json, question
 
 
+@pytest.mark.bench
 def test_bench_runs_end_to_end_on_small_sizes(seed_settings, tmp_path) -> None:
     out = tmp_path / "bench"
     steps = "cold,warm,chat,embedding,updates,scale"  # all but building MED (minutes)

@@ -32,7 +32,7 @@ from myoqa.index import Index
 from myoqa.index.encoders import ENCODERS
 from myoqa.index.store import current_build, load
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.faults
 
 KILLS_PER_PHASE = 3
 HANG_GUARD = 600  # seconds: only ends a hung test, never a measurement

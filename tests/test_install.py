@@ -14,7 +14,7 @@ import pytest
 from helpers import FLUTTER, SEEDS
 from myoqa.config import PACKAGE_SEEDS, PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.install
 NOT_PACKAGED = {".venv", ".git", "index", "eval", "tests", "build", ".pytest_cache", ".ruff_cache",
                 ".hypothesis"}
 

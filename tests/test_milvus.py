@@ -38,6 +38,7 @@ from myoqa.scale.milvus_lock import BuildLock, Holder, lock_name
 from myoqa.scale.milvus_store import connect, current_collection, upload
 from myoqa.search import MODES, Searcher
 
+pytestmark = pytest.mark.milvus
 QUESTIONS = [json.loads(line)["question"] for line in
              (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
              if line.strip()]
