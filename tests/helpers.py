@@ -5,6 +5,7 @@ fixtures stay in conftest.py). Imported as `from helpers import …`."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from myoqa.config import PROJECT_ROOT, Settings
-from myoqa.search import Searcher
+from myoqa.search import Answer, Searcher
 
 SEEDS = PROJECT_ROOT / "seeds"
 MED = PROJECT_ROOT / "eval" / "datasets" / "med"
@@ -31,6 +32,12 @@ REBUILD = "myoqa index --rebuild"
 # What a terminal acts on: C0 controls but newline, DEL, C1 controls, bidi overrides and isolates.
 CONTROLS = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)),
             *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))} - {"\n"}
+
+
+def eval_questions() -> list[str]:
+    """The questions of eval/questions.jsonl, in order."""
+    lines = (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
 
 
 def two_signals(local: Searcher) -> Searcher:
@@ -243,3 +250,25 @@ def milvus_server(data: Path) -> Iterator[tuple[str, subprocess.Popen]]:
             server.kill()
             server.wait()
         log.close()
+
+
+def check_answer(searcher: Searcher, answer: Answer, k: int) -> None:
+    """Ranked, exact, non-overlapping passages whose highlights lie inside them (none only
+    when BM25 alone finds no question word in any passage, an abstention)."""
+    results = answer.results
+    none_found = answer.mode == "bm25" and answer.abstained
+    assert (0 if none_found else 1) <= len(results) <= k
+    assert [r.rank for r in results] == list(range(1, len(results) + 1))
+    scores = [r.score for r in results]
+    assert all(np.isfinite(scores)) and scores == sorted(scores, reverse=True)
+    for r in results:
+        source = searcher.index.texts[r.source]
+        assert r.text == source[r.start:r.end] and r.text.strip()
+        assert r.line == source.count("\n", 0, r.start) + 1
+        assert sum(h.kind == "evidence" for h in r.highlights) <= 1
+        for h in r.highlights:
+            assert h.kind in ("term", "evidence") and 0 <= h.start < h.end <= len(r.text)
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            assert a.source != b.source or a.end <= b.start or b.end <= a.start, (a, b)
+    json.dumps(answer.to_json())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CONTROLS, FLUTTER, run_cli
+from helpers import CONTROLS, FLUTTER, MED, SEEDS, run_cli
 from myoqa import evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.errors import MyoqaError
@@ -35,7 +35,7 @@ def _lines(path: Path) -> list[dict]:
 @pytest.mark.parametrize("path,size", [(QUESTIONS, 80), (HOLDOUT, 60)])
 def test_question_set_format_and_exact_evidence(path: Path, size: int) -> None:
     rows = _lines(path)
-    texts = {p.name: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "seeds").iterdir()}
+    texts = {p.name: p.read_text(encoding="utf-8") for p in SEEDS.iterdir()}
     assert len(rows) >= size
     kinds = [r["kind"] for r in rows]
     assert kinds.count("paraphrase") * 3 >= len(rows)
@@ -56,7 +56,7 @@ def test_followup_set_has_exact_evidence() -> None:
     assert len(rows) >= 12
     for r in rows:
         for ev in r["evidence"]:
-            assert ev["text"] in (PROJECT_ROOT / "seeds" / ev["source"]).read_text(encoding="utf-8")
+            assert ev["text"] in (SEEDS / ev["source"]).read_text(encoding="utf-8")
 
 
 def test_coverage_rule_is_half_the_evidence() -> None:
@@ -177,9 +177,8 @@ def test_eval_rejects_a_malformed_file(tmp_path: Path, seed_settings: Settings) 
 @pytest.mark.med
 def test_med_beir_collection(med_searcher: Searcher, med_root: Path, tmp_path: Path) -> None:
     """`eval --beir` through the CLI, on the MED index the session already built."""
-    med = PROJECT_ROOT / "eval" / "datasets" / "med"
     trec = tmp_path / "med.trec"
-    proc = run_cli("eval", "--beir", str(med), "--json", "--trec-out", str(trec),
+    proc = run_cli("eval", "--beir", str(MED), "--json", "--trec-out", str(trec),
                    "--index-dir", str(med_root), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     measures = json.loads(proc.stdout)["measures"]

@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli
-from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
+from helpers import eval_questions, run_cli
+from myoqa.config import DEFAULT_MODEL
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.onnx_encoder import OnnxEncoder
 from myoqa.search import Searcher
 
-QUESTIONS = [json.loads(line)["question"] for line in
-             (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+QUESTIONS = eval_questions()
 
 
 @pytest.fixture(scope="module")

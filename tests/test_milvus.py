@@ -18,10 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FLUTTER, MED, SEEDS, milvus_server, run_cli, two_signals, write_sources
+from helpers import (
+    FLUTTER,
+    MED,
+    SEEDS,
+    eval_questions,
+    milvus_server,
+    run_cli,
+    two_signals,
+    write_sources,
+)
 from myoqa import beir
 from myoqa.cli import MILVUS_TWO_SIGNALS
-from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
+from myoqa.config import MilvusSettings, Settings
 from myoqa.corpus import load_sources
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams, Index
@@ -39,9 +48,7 @@ from myoqa.scale.milvus_store import connect, current_collection, upload
 from myoqa.search import MODES, Searcher
 
 pytestmark = pytest.mark.milvus
-QUESTIONS = [json.loads(line)["question"] for line in
-             (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+QUESTIONS = eval_questions()
 KILL_WAIT_SECONDS = 600
 MED_NDCG_TARGET = 0.78
 JERKS = {"jerks.txt": "Myoclonus is a brief, shock-like jerk of a muscle or a group of muscles. "

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from helpers import cli_env, run_cli, unprivileged
+from helpers import SEEDS, cli_env, run_cli, unprivileged
 from myoqa import onnx_encoder
 from myoqa.config import Settings
 from myoqa.onnx_encoder import OnnxEncoder, export_onnx
@@ -23,7 +23,6 @@ from myoqa.onnx_encoder import OnnxEncoder, export_onnx
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-SEEDS_DIR = Path(__file__).parents[1] / "seeds"
 CHUNK_WORDS = 80
 MIN_COSINE = 0.9999
 HEAVY_MODULES = ("torch", "sentence_transformers", "transformers")
@@ -62,7 +61,7 @@ HAND_TEXTS = [
 def _seed_chunks() -> list[str]:
     """Every seed line cut into ~80-word pieces, the size the index is expected to use."""
     chunks = []
-    for path in sorted(SEEDS_DIR.glob("*.txt")):
+    for path in sorted(SEEDS.glob("*.txt")):
         for line in path.read_text(encoding="utf-8").splitlines():
             words = line.split()
             chunks.extend(
