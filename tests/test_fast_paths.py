@@ -31,6 +31,7 @@ def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
     assert cosines.min() >= 0.9999
 
 
+@pytest.mark.slow  # every eval question, two modes, both encoders: minutes
 def test_ask_json_is_the_same_on_the_fast_and_slow_paths(
         searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
     slow = Searcher(searcher.index, lambda: slow_encoder, late=searcher.late)

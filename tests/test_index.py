@@ -286,6 +286,7 @@ def test_index_of_a_newer_format_is_refused_not_rebuilt(seed_settings: Settings,
 
 # Incremental builds ----------------------------------------------------------------------------
 
+@pytest.mark.slow  # a full rebuild, then every question of two sets on both indexes
 def test_incremental_build_reembeds_only_what_changed_and_answers_as_a_full_one(
         seed_settings: Settings, source_copy: Path, tmp_path: Path) -> None:
     with open(source_copy / PROSE, "a", encoding="utf-8") as fh:
