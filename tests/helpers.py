@@ -98,11 +98,14 @@ def builds(index_dir: Path) -> set[str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            stdin: str | None = None, prefix: list[str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
     """Run `python -m myoqa` in a fresh process, as a user would; `stdin` is piped in when
-    given (else stdin is empty and not a terminal)."""
+    given (else stdin is empty and not a terminal); `prefix` goes before the command (such as
+    `unprivileged()`)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "myoqa", *args], capture_output=True,
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "myoqa", *args],
+                          capture_output=True,
                           text=True, env=full_env, timeout=timeout, check=False,
                           **({"input": stdin} if stdin is not None
                              else {"stdin": subprocess.DEVNULL}))

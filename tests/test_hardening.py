@@ -376,7 +376,7 @@ def test_same_size_edit_of_a_read_only_index_is_refused(
     index_dir = copy_index(seed_settings, tmp_path)
     _forge_stored_text(index_dir)
     read_only(index_dir)
-    proc = _run_unprivileged("ask", "diaphragmatic flutter", env=cli_env(index_dir))
+    proc = run_cli("ask", "diaphragmatic flutter", env=cli_env(index_dir), prefix=unprivileged())
     one_line_error(proc, 1, f"{index_dir} is not writable")
     assert "does not match its recorded hash" in proc.stderr and "XXXX" not in proc.stdout
 
@@ -406,21 +406,12 @@ def test_file_changed_during_a_build_gives_a_consistent_index_then_a_rebuild(
     assert second.texts["a.txt"].startswith("Rewritten")
 
 
-
-
-def _run_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", *args],
-                          capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-                          stdin=subprocess.DEVNULL)
-
-
 def test_read_only_index_still_answers(seed_settings: Settings, tmp_path: Path,
                                        read_only: Callable[[Path], None]) -> None:
     index_dir = copy_index(seed_settings, tmp_path)
     read_only(index_dir)
-    proc = _run_unprivileged("ask", "what is diaphragmatic flutter?", "--json", "-k", "2",
-                             env=cli_env(index_dir))
+    proc = run_cli("ask", "what is diaphragmatic flutter?", "--json", "-k", "2",
+                   env=cli_env(index_dir), prefix=unprivileged())
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["passages"][0]["source"] == FLUTTER
 
@@ -432,7 +423,7 @@ def test_stale_read_only_index_is_refused_naming_the_directory(
     index_dir = copy_index(seed_settings, tmp_path)
     before = sorted(p.name for p in index_dir.iterdir())
     read_only(index_dir)
-    proc = _run_unprivileged("ask", "myoclonus", env=cli_env(index_dir, sources))
+    proc = run_cli("ask", "myoclonus", env=cli_env(index_dir, sources), prefix=unprivileged())
     line = one_line_error(proc, 1, f"{index_dir} is not writable", "--index-dir")
     assert "previous index is unchanged" in line
     assert "sources changed (new.txt)" in proc.stderr
@@ -448,8 +439,8 @@ def test_unreadable_entry_of_a_model_folder_is_named_not_taken_for_the_index_fol
     (model / "extra").chmod(0o644)  # names listed, entries not reachable
     try:
         sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
-        proc = _run_unprivileged("index", "--model", str(model),
-                                 env=cli_env(tmp_path / "index", sources))
+        proc = run_cli("index", "--model", str(model), env=cli_env(tmp_path / "index", sources),
+                       prefix=unprivileged())
     finally:
         (model / "extra").chmod(0o755)
     line = one_line_error(proc, 1, f"cannot read {model / 'extra' / 'notes'}: "

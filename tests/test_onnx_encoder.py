@@ -177,8 +177,6 @@ def test_ask_keeps_no_telemetry_files_and_prints_no_telemetry_warning(
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert list(home.rglob("*")) == []
     read_only(home)
-    locked = subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", "ask",
-                             "what is diaphragmatic flutter?", "-k", "1"],
-                            env={**os.environ, **env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                            text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
+    locked = run_cli("ask", "what is diaphragmatic flutter?", "-k", "1", env=env,
+                     prefix=unprivileged())
     assert locked.returncode == 0 and locked.stderr == "", locked.stderr
