@@ -95,6 +95,7 @@ def test_metrics_agree_with_ir_measures_when_passages_are_documents() -> None:
     assert ours["Hit@1"] == 0.0 and ours["Hit@3"] == 1.0 and ours["Full@5"] == 1.0
 
 
+@pytest.mark.slow  # every question of eval/questions.jsonl
 def test_tuned_quality_does_not_regress(searcher: Searcher) -> None:
     questions = evaluation.load_questions(QUESTIONS)
     summary = evaluation.summarize(evaluation.run(searcher, questions, "hybrid"))
@@ -104,6 +105,7 @@ def test_tuned_quality_does_not_regress(searcher: Searcher) -> None:
     assert summary["all"].in_scope_abstained == evaluation.Count(0, 87)
 
 
+@pytest.mark.slow  # every question of eval/holdout.jsonl
 def test_held_out_quality_does_not_regress(searcher: Searcher) -> None:
     """eval/holdout.jsonl was written apart from the system and never used to choose a setting."""
     summary = evaluation.summarize(evaluation.run(searcher, evaluation.load_questions(HOLDOUT),

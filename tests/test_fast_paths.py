@@ -22,6 +22,7 @@ def slow_encoder() -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(load_model(DEFAULT_MODEL))
 
 
+@pytest.mark.slow  # loads torch, then every eval question and every seed passage
 def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
         searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
     fast = OnnxEncoder(searcher.index.encoder_dir)
