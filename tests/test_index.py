@@ -245,6 +245,7 @@ def test_damage_is_found_named_and_reported_by_status(seed_settings: Settings, t
     assert "damaged" in run_cli("info", env=cli_env(index_dir)).stdout
 
 
+@pytest.mark.slow  # each repair exports the model again (torch)
 def test_encoder_damage_is_found_before_each_question_and_repaired(
         seed_settings: Settings, tmp_path: Path) -> None:
     index_dir = copy_index(seed_settings, tmp_path)

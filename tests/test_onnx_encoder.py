@@ -110,6 +110,7 @@ def test_tokenizer_truncates_to_max_seq_length(exported_dir: Path) -> None:
     assert sum(short.attention_mask) == 4
 
 
+@pytest.mark.slow  # loads torch's model beside the export
 def test_matches_sentence_transformers(
     encoder: OnnxEncoder, reference: SentenceTransformer
 ) -> None:
