@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: chat ask index eval bench test lint clean
+.PHONY: chat ask index eval bench test test-fast lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# All but the slow kinds (Milvus, Ray, MED, install, bench, kill/fault windows; markers in
+# pyproject.toml): the real model on the real seeds still, in a few minutes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # ruff's rules, the layers contract in pyproject.toml (imports run one way), mypy strict on the core.
 lint: $(STAMP)

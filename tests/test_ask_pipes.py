@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, cli_env, docx_paragraph, make_docx, make_pdf, run_cli
+from helpers import FLUTTER, cli_env, docx_paragraph, make_docx, make_pdf, run_cli
 from myoqa import corpus
 from myoqa.citation import locate
 from myoqa.config import Settings

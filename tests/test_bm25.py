@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
+from helpers import MED, eval_questions
 from myoqa.analysis import Analyzer
 from myoqa.bm25 import EPSILON, Postings, SparseBM25, idf_from_df, raw_idf
-from myoqa.config import PROJECT_ROOT
 from myoqa.search import Searcher
-
-MED = PROJECT_ROOT / "eval" / "datasets" / "med"
 
 
 def _assert_same(corpus: list[list[str]], queries: list[list[str]]) -> None:
@@ -28,12 +26,11 @@ def _assert_same(corpus: list[list[str]], queries: list[list[str]]) -> None:
 def test_same_scores_as_rank_bm25_on_the_seeds(searcher: Searcher) -> None:
     analyzer = Analyzer()
     corpus = [analyzer.terms(searcher.index.text(p)) for p in searcher.index.passages]
-    questions = [json.loads(line)["question"] for line in
-                 (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").split("\n")
-                 if line]
+    questions = eval_questions()
     _assert_same(corpus, [analyzer.terms(q) for q in questions] + [["myoclonus"] * 3, []])
 
 
+@pytest.mark.med
 def test_same_scores_as_rank_bm25_on_med() -> None:
     analyzer = Analyzer()
     corpus = [analyzer.terms(json.loads(line)["text"]) for line in

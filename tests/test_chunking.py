@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FLUTTER, PROSE, SEEDS
+from helpers import FLUTTER, PROSE, SEEDS
 from myoqa.analysis import WORD_RE, Analyzer
 from myoqa.chunking import ChunkParams, chunk, is_keyword_run
 from myoqa.corpus import load_sources

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, PROSE, cli_env, copy_index, run_cli
+from helpers import FLUTTER, PROSE, cli_env, copy_index, run_cli
 from myoqa import __version__
 from myoqa.config import PROJECT_ROOT, Settings
 

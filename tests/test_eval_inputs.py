@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import one_line_error, run_cli
+from helpers import one_line_error, run_cli
 from myoqa import beir, eval_report, evaluation
 from myoqa.bench import harness
 from myoqa.config import Settings

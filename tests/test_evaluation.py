@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONTROLS, FLUTTER, run_cli
+from helpers import CONTROLS, FLUTTER, MED, SEEDS, run_cli
 from myoqa import evaluation
 from myoqa.config import PROJECT_ROOT, Settings
 from myoqa.errors import MyoqaError
@@ -35,7 +35,7 @@ def _lines(path: Path) -> list[dict]:
 @pytest.mark.parametrize("path,size", [(QUESTIONS, 80), (HOLDOUT, 60)])
 def test_question_set_format_and_exact_evidence(path: Path, size: int) -> None:
     rows = _lines(path)
-    texts = {p.name: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "seeds").iterdir()}
+    texts = {p.name: p.read_text(encoding="utf-8") for p in SEEDS.iterdir()}
     assert len(rows) >= size
     kinds = [r["kind"] for r in rows]
     assert kinds.count("paraphrase") * 3 >= len(rows)
@@ -56,7 +56,7 @@ def test_followup_set_has_exact_evidence() -> None:
     assert len(rows) >= 12
     for r in rows:
         for ev in r["evidence"]:
-            assert ev["text"] in (PROJECT_ROOT / "seeds" / ev["source"]).read_text(encoding="utf-8")
+            assert ev["text"] in (SEEDS / ev["source"]).read_text(encoding="utf-8")
 
 
 def test_coverage_rule_is_half_the_evidence() -> None:
@@ -95,6 +95,7 @@ def test_metrics_agree_with_ir_measures_when_passages_are_documents() -> None:
     assert ours["Hit@1"] == 0.0 and ours["Hit@3"] == 1.0 and ours["Full@5"] == 1.0
 
 
+@pytest.mark.slow  # every question of eval/questions.jsonl
 def test_tuned_quality_does_not_regress(searcher: Searcher) -> None:
     questions = evaluation.load_questions(QUESTIONS)
     summary = evaluation.summarize(evaluation.run(searcher, questions, "hybrid"))
@@ -104,6 +105,7 @@ def test_tuned_quality_does_not_regress(searcher: Searcher) -> None:
     assert summary["all"].in_scope_abstained == evaluation.Count(0, 87)
 
 
+@pytest.mark.slow  # every question of eval/holdout.jsonl
 def test_held_out_quality_does_not_regress(searcher: Searcher) -> None:
     """eval/holdout.jsonl was written apart from the system and never used to choose a setting."""
     summary = evaluation.summarize(evaluation.run(searcher, evaluation.load_questions(HOLDOUT),
@@ -174,12 +176,11 @@ def test_eval_rejects_a_malformed_file(tmp_path: Path, seed_settings: Settings) 
     assert proc.returncode == 1 and "bad.jsonl:1" in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.med
 def test_med_beir_collection(med_searcher: Searcher, med_root: Path, tmp_path: Path) -> None:
     """`eval --beir` through the CLI, on the MED index the session already built."""
-    med = PROJECT_ROOT / "eval" / "datasets" / "med"
     trec = tmp_path / "med.trec"
-    proc = run_cli("eval", "--beir", str(med), "--json", "--trec-out", str(trec),
+    proc = run_cli("eval", "--beir", str(MED), "--json", "--trec-out", str(trec),
                    "--index-dir", str(med_root), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     measures = json.loads(proc.stdout)["measures"]

@@ -8,16 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from helpers import eval_questions, run_cli
 from myoqa import engine
-from myoqa.config import DEFAULT_MODEL, PROJECT_ROOT
+from myoqa.config import DEFAULT_MODEL
 from myoqa.embedding import SentenceTransformerEncoder, load_model
 from myoqa.onnx_encoder import OnnxEncoder
 from myoqa.search import Searcher
 from myoqa.search.late import Preload
 
-QUESTIONS = [json.loads(line)["question"] for line in
-             (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+QUESTIONS = eval_questions()
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +24,7 @@ def slow_encoder() -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(load_model(DEFAULT_MODEL))
 
 
+@pytest.mark.slow  # loads torch, then every eval question and every seed passage
 def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
         searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
     fast = OnnxEncoder(searcher.index.encoder_dir)
@@ -34,6 +34,7 @@ def test_onnx_matches_sentence_transformers_on_every_question_and_passage(
     assert cosines.min() >= 0.9999
 
 
+@pytest.mark.slow  # every eval question, two modes, both encoders: minutes
 def test_ask_json_is_the_same_on_the_fast_and_slow_paths(
         searcher: Searcher, slow_encoder: SentenceTransformerEncoder) -> None:
     slow = Searcher(searcher.index, lambda: slow_encoder, late=searcher.late)
@@ -65,6 +66,7 @@ def test_preloading_the_current_builds_encoder_gives_that_build(seed_settings) -
     assert isinstance(encoder, OnnxEncoder)
 
 
+@pytest.mark.bench
 def test_bench_runs_end_to_end_on_small_sizes(seed_settings, tmp_path) -> None:
     out = tmp_path / "bench"
     steps = "cold,warm,chat,embedding,updates,scale"  # all but building MED (minutes)

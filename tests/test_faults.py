@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
+from helpers import FLUTTER, PROSE, SEEDS, builds, cli_env, copy_index, leftovers, run_cli
 from myoqa.config import CACHE_ENV, Settings
 from myoqa.engine import query_encoder_factory
 from myoqa.faultpoints import PAUSE_ENV
@@ -32,7 +32,7 @@ from myoqa.index import Index
 from myoqa.index.encoders import ENCODERS
 from myoqa.index.store import current_build, load
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.faults
 
 KILLS_PER_PHASE = 3
 HANG_GUARD = 600  # seconds: only ends a hung test, never a measurement

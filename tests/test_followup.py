@@ -4,28 +4,15 @@ without it, on a real index of the seeds (run with -s to see the numbers)."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from myoqa.config import Settings
-from myoqa.engine import open_searcher
+from myoqa.config import PROJECT_ROOT
 from myoqa.evaluation import Evidence, Question, evidence_ranges, question_metrics
 from myoqa.followup import content_words, contextualize, is_followup
 from myoqa.search import MODES, Searcher
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).parents[1]
-FOLLOWUPS = ROOT / "eval" / "followups.jsonl"
-
-
-@pytest.fixture(scope="module")
-def searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    """The seeds' index, built once per session in a shared temporary folder."""
-    settings = Settings.resolve(sources=ROOT / "seeds",
-                                index_dir=tmp_path_factory.getbasetemp() / "seeds-index")
-    return open_searcher(settings, notify=lambda _message: None)
+FOLLOWUPS = PROJECT_ROOT / "eval" / "followups.jsonl"
 
 
 def _rows() -> list[dict]:

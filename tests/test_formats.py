@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import docx_paragraph, make_docx, make_pdf
+from helpers import docx_paragraph, make_docx, make_pdf
 from myoqa import corpus, formats
 from myoqa.errors import MyoqaError
 

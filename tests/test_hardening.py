@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import (
+from helpers import (
     CONTROLS,
     FLUTTER,
     PROSE,
@@ -37,6 +38,7 @@ from conftest import (
     SEEDS,
     FakeEncoder,
     builds,
+    check_answer,
     cli_env,
     copy_index,
     leftovers,
@@ -53,27 +55,7 @@ from myoqa.errors import MyoqaError, UsageError
 from myoqa.index import BuildParams, Index, IndexProblem, encoders, opener, store
 from myoqa.index.build import EncoderInfo, build
 from myoqa.index.opener import build_index, ready_index
-from myoqa.search import MAX_QUESTION_CHARS, MODES, Answer, Searcher, check_request
-
-
-def _check_answer(searcher: Searcher, answer: Answer, k: int) -> None:
-    """Ranked, exact, non-overlapping passages whose highlights lie inside them (none only
-    when BM25 alone finds no question word in any passage, an abstention)."""
-    results = answer.results
-    none_found = answer.mode == "bm25" and answer.abstained
-    assert (0 if none_found else 1) <= len(results) <= k
-    assert [r.rank for r in results] == list(range(1, len(results) + 1))
-    scores = [r.score for r in results]
-    assert all(np.isfinite(scores)) and scores == sorted(scores, reverse=True)
-    for r in results:
-        source = searcher.index.texts[r.source]
-        assert r.text == source[r.start:r.end] and r.text.strip()
-        assert r.line == source.count("\n", 0, r.start) + 1
-        assert sum(h.kind == "evidence" for h in r.highlights) <= 1
-        for h in r.highlights:
-            assert h.kind in ("term", "evidence") and 0 <= h.start < h.end <= len(r.text)
-    json.dumps(answer.to_json())
-
+from myoqa.search import MAX_K, MAX_QUESTION_CHARS, MODES, Searcher, check_request
 
 # Questions -----------------------------------------------------------------------------------
 
@@ -82,6 +64,7 @@ ODD_QUESTIONS = [
     "myoclonus миоклонус 肌阵挛 μυόκλονος", "a\x00b", "\x1b[31mred\x1b[0m", "\x1b]0;title\x07",
     "[bold]x[/]", "[link=https://example.org]click[/link]", "\u202eevil", "e\u0301\u0301\u0301",
     "\udcff myoclonus", "\t\nmyoclonus\r\n", "a" * 300, "ﷺ" * 50, "\u200b\u200bjerks",
+    "a\x00b\x1b[31m",
 ]
 
 
@@ -89,13 +72,27 @@ ODD_QUESTIONS = [
 @pytest.mark.parametrize("question", ODD_QUESTIONS, ids=range(len(ODD_QUESTIONS)))
 def test_odd_questions_get_well_formed_answers(searcher: Searcher, question: str,
                                                mode: str) -> None:
-    _check_answer(searcher, searcher.search(question, mode, 5), 5)
+    answer = searcher.search(question, mode, 5)
+    check_answer(searcher, answer, 5)
+    if mode != "bm25":  # the model's nearest passages: always k (BM25 may find no word)
+        assert len(answer.results) == 5
 
 
-@pytest.mark.parametrize("question", ["", " ", "\n\t \r", "\x00", "\x1b", "\u200b", "\u202e"])
+@pytest.mark.parametrize("question", ["", " ", "   \n\t", "\n\t \r", "\x00", "\x1b", "\u200b",
+                                      "\u202e"])
 def test_blank_questions_are_usage_errors(searcher: Searcher, question: str) -> None:
     with pytest.raises(UsageError, match="empty"):
         searcher.search(question, "hybrid", 5)
+
+
+@pytest.mark.parametrize("mode,k,message", [
+    ("fuzzy", 5, "unknown mode 'fuzzy'"),
+    *[("hybrid", k, f"k must be between 1 and {MAX_K}, not {k}") for k in (0, -3, 10**9)]])
+def test_bad_mode_or_k_is_a_usage_error_naming_it(searcher: Searcher, mode: str, k: int,
+                                                  message: str) -> None:
+    """The search itself refuses them, whatever view asked (the CLI checks its flags first)."""
+    with pytest.raises(UsageError, match=re.escape(message)):
+        searcher.search("ok?", mode, k)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -103,8 +100,9 @@ def test_100000_character_question_is_truncated_with_a_note_and_answered(searche
                                                                          mode: str) -> None:
     answer = searcher.search("which drugs treat myoclonus " * 4000, mode, 3)
     assert len(answer.question) > 100_000 and len(answer.searched) <= MAX_QUESTION_CHARS
-    assert any("truncated" in note for note in answer.notes)
-    _check_answer(searcher, answer, 3)
+    assert answer.notes and "truncated" in answer.notes[0]
+    check_answer(searcher, answer, 3)
+    assert len(answer.results) == 3
 
 
 def test_cli_answers_a_100000_character_question_with_a_note(seed_settings: Settings) -> None:
@@ -378,7 +376,7 @@ def test_same_size_edit_of_a_read_only_index_is_refused(
     index_dir = copy_index(seed_settings, tmp_path)
     _forge_stored_text(index_dir)
     read_only(index_dir)
-    proc = _run_unprivileged("ask", "diaphragmatic flutter", env=cli_env(index_dir))
+    proc = run_cli("ask", "diaphragmatic flutter", env=cli_env(index_dir), prefix=unprivileged())
     one_line_error(proc, 1, f"{index_dir} is not writable")
     assert "does not match its recorded hash" in proc.stderr and "XXXX" not in proc.stdout
 
@@ -408,21 +406,12 @@ def test_file_changed_during_a_build_gives_a_consistent_index_then_a_rebuild(
     assert second.texts["a.txt"].startswith("Rewritten")
 
 
-
-
-def _run_unprivileged(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", *args],
-                          capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-                          stdin=subprocess.DEVNULL)
-
-
 def test_read_only_index_still_answers(seed_settings: Settings, tmp_path: Path,
                                        read_only: Callable[[Path], None]) -> None:
     index_dir = copy_index(seed_settings, tmp_path)
     read_only(index_dir)
-    proc = _run_unprivileged("ask", "what is diaphragmatic flutter?", "--json", "-k", "2",
-                             env=cli_env(index_dir))
+    proc = run_cli("ask", "what is diaphragmatic flutter?", "--json", "-k", "2",
+                   env=cli_env(index_dir), prefix=unprivileged())
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["passages"][0]["source"] == FLUTTER
 
@@ -434,7 +423,7 @@ def test_stale_read_only_index_is_refused_naming_the_directory(
     index_dir = copy_index(seed_settings, tmp_path)
     before = sorted(p.name for p in index_dir.iterdir())
     read_only(index_dir)
-    proc = _run_unprivileged("ask", "myoclonus", env=cli_env(index_dir, sources))
+    proc = run_cli("ask", "myoclonus", env=cli_env(index_dir, sources), prefix=unprivileged())
     line = one_line_error(proc, 1, f"{index_dir} is not writable", "--index-dir")
     assert "previous index is unchanged" in line
     assert "sources changed (new.txt)" in proc.stderr
@@ -450,8 +439,8 @@ def test_unreadable_entry_of_a_model_folder_is_named_not_taken_for_the_index_fol
     (model / "extra").chmod(0o644)  # names listed, entries not reachable
     try:
         sources = write_sources(tmp_path / "src", {"a.txt": "Myoclonus is a brief jerk."})
-        proc = _run_unprivileged("index", "--model", str(model),
-                                 env=cli_env(tmp_path / "index", sources))
+        proc = run_cli("index", "--model", str(model), env=cli_env(tmp_path / "index", sources),
+                       prefix=unprivileged())
     finally:
         (model / "extra").chmod(0o755)
     line = one_line_error(proc, 1, f"cannot read {model / 'extra' / 'notes'}: "
@@ -692,7 +681,7 @@ def test_search_answers_any_question_or_says_it_is_empty(searcher: Searcher, que
         assert not "".join(ch for ch in question if ch.isprintable()).strip()
         assert str(exc).startswith("the question is empty")
         return
-    _check_answer(searcher, answer, k)
+    check_answer(searcher, answer, k)
     truncated = len(check_request(question, mode, k)) > MAX_QUESTION_CHARS
     assert any("truncated" in note for note in answer.notes) == truncated
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from helpers import (
     cli_env,
     copy_index,
     docx_paragraph,

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import (
+from helpers import (
     FLUTTER,
     PROSE,
     SEEDS,
@@ -245,6 +245,7 @@ def test_damage_is_found_named_and_reported_by_status(seed_settings: Settings, t
     assert "damaged" in run_cli("info", env=cli_env(index_dir)).stdout
 
 
+@pytest.mark.slow  # each repair exports the model again (torch)
 def test_encoder_damage_is_found_before_each_question_and_repaired(
         seed_settings: Settings, tmp_path: Path) -> None:
     index_dir = copy_index(seed_settings, tmp_path)
@@ -286,6 +287,7 @@ def test_index_of_a_newer_format_is_refused_not_rebuilt(seed_settings: Settings,
 
 # Incremental builds ----------------------------------------------------------------------------
 
+@pytest.mark.slow  # a full rebuild, then every question of two sets on both indexes
 def test_incremental_build_reembeds_only_what_changed_and_answers_as_a_full_one(
         seed_settings: Settings, source_copy: Path, tmp_path: Path) -> None:
     with open(source_copy / PROSE, "a", encoding="utf-8") as fh:

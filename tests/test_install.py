@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, SEEDS
+from helpers import FLUTTER, SEEDS
 from myoqa.config import PACKAGE_SEEDS, PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.install
 NOT_PACKAGED = {".venv", ".git", "index", "eval", "tests", "build", ".pytest_cache", ".ruff_cache",
                 ".hypothesis"}
 

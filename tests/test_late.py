@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SEEDS, cli_env, copy_index, one_line_error, run_cli
+from helpers import SEEDS, cli_env, copy_index, one_line_error, run_cli
 from myoqa import colbert as colbert_module
 from myoqa.colbert import MODEL_FILE, QUERY_TOKENS, ColbertEncoder
 from myoqa.config import Settings

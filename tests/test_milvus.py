@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (
+from helpers import (
     FLUTTER,
     MED,
     SEEDS,
     FakeEncoder,
+    eval_questions,
     milvus_server,
     run_cli,
     two_signals,
@@ -33,7 +34,7 @@ from myoqa.analysis import Analyzer
 from myoqa.bm25 import Postings, SparseBM25
 from myoqa.chunking import ChunkParams, chunk
 from myoqa.cli import MILVUS_TWO_SIGNALS
-from myoqa.config import PROJECT_ROOT, MilvusSettings, Settings
+from myoqa.config import MilvusSettings, Settings
 from myoqa.corpus import load_sources
 from myoqa.errors import MyoqaError
 from myoqa.faultpoints import PAUSE_ENV
@@ -55,9 +56,8 @@ from myoqa.scale.milvus_schema import SourceText, passage_rows, span_rows, text_
 from myoqa.scale.milvus_upload import BATCH_STEP, index_batch, upload
 from myoqa.search import MODES, Searcher
 
-QUESTIONS = [json.loads(line)["question"] for line in
-             (PROJECT_ROOT / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+pytestmark = pytest.mark.milvus
+QUESTIONS = eval_questions()
 KILL_WAIT_SECONDS = 600
 SMALL_BATCH = 1  # unit: each source of the seeds is a batch
 MED_NDCG_TARGET = 0.78
@@ -224,7 +224,7 @@ def test_backend_usage_errors(tmp_path: Path) -> None:
                            "URI or set MYOQA_MILVUS_URI)\n")
     proc = run_cli("ask", "x", env={"MYOQA_BACKEND": "elastic"})
     assert proc.returncode == 2 and "unknown backend 'elastic'" in proc.stderr
-    from conftest import free_port
+    from helpers import free_port
 
     proc = run_cli("ask", "x", "--backend", "milvus", "--milvus-uri",
                    f"http://127.0.0.1:{free_port()}", "--index-dir", str(tmp_path))
@@ -239,7 +239,7 @@ def test_milvus_refuses_an_index_folder_inside_the_sources_as_ask_does(
         tmp_path: Path, command: list[str]) -> None:
     """The local index folder (the encoder's home) is checked as the local backend checks it,
     before the server is reached (none listens here)."""
-    from conftest import free_port, one_line_error, writable_copy
+    from helpers import free_port, one_line_error, writable_copy
 
     sources = writable_copy(SEEDS, tmp_path / "sources")
     proc = run_cli(*command, "--backend", "milvus", "--milvus-uri",
@@ -493,7 +493,7 @@ def test_a_dropped_handshake_is_tried_again(milvus_uri: str,
     assert isinstance(client.list_collections(), list)
     assert tries == [milvus_uri, milvus_uri]
 
-    from conftest import free_port
+    from helpers import free_port
     nobody = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MyoqaError, match=f"cannot reach the Milvus server at {nobody}"):
         connect(MilvusSettings.resolve(nobody))

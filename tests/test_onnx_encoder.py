@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import cli_env, run_cli, unprivileged
+from helpers import SEEDS, cli_env, run_cli, unprivileged
 from myoqa import onnx_encoder
 from myoqa.config import Settings
 from myoqa.onnx_encoder import OnnxEncoder, export_onnx
@@ -23,7 +23,6 @@ from myoqa.onnx_encoder import OnnxEncoder, export_onnx
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-SEEDS_DIR = Path(__file__).parents[1] / "seeds"
 CHUNK_WORDS = 80
 MIN_COSINE = 0.9999
 HEAVY_MODULES = ("torch", "sentence_transformers", "transformers")
@@ -62,7 +61,7 @@ HAND_TEXTS = [
 def _seed_chunks() -> list[str]:
     """Every seed line cut into ~80-word pieces, the size the index is expected to use."""
     chunks = []
-    for path in sorted(SEEDS_DIR.glob("*.txt")):
+    for path in sorted(SEEDS.glob("*.txt")):
         for line in path.read_text(encoding="utf-8").splitlines():
             words = line.split()
             chunks.extend(
@@ -111,6 +110,7 @@ def test_tokenizer_truncates_to_max_seq_length(exported_dir: Path) -> None:
     assert sum(short.attention_mask) == 4
 
 
+@pytest.mark.slow  # loads torch's model beside the export
 def test_matches_sentence_transformers(
     encoder: OnnxEncoder, reference: SentenceTransformer
 ) -> None:
@@ -178,10 +178,8 @@ def test_ask_keeps_no_telemetry_files_and_prints_no_telemetry_warning(
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert list(home.rglob("*")) == []
     read_only(home)
-    locked = subprocess.run([*unprivileged(), sys.executable, "-m", "myoqa", "ask",
-                             "what is diaphragmatic flutter?", "-k", "1"],
-                            env={**os.environ, **env, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                            text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
+    locked = run_cli("ask", "what is diaphragmatic flutter?", "-k", "1", env=env,
+                     prefix=unprivileged())
     assert locked.returncode == 0 and locked.stderr == "", locked.stderr
 
 

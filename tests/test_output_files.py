@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FLUTTER, PROSE, cli_env, copy_index, one_line_error, run_cli, unprivileged
+from helpers import FLUTTER, PROSE, cli_env, copy_index, one_line_error, run_cli, unprivileged
 from myoqa import output_files
 from myoqa.config import Settings
 from myoqa.errors import MyoqaError

@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from conftest import SEEDS, free_port, run_cli, two_signals
+from helpers import SEEDS, free_port, run_cli, two_signals
 from myoqa.index import Index
 from myoqa.index.store import load
 from myoqa.search import Searcher
 
+pytestmark = pytest.mark.ray
 MIN_COSINE = 0.9999
 MED_SAMPLE = 400
 

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FLUTTER, PROSE
+from helpers import FLUTTER, PROSE, check_answer
 from myoqa.analysis import Analyzer
-from myoqa.errors import UsageError
 from myoqa.search import Searcher
 
 # (question, source, a phrase the right passage contains)
@@ -39,21 +38,15 @@ def test_known_questions_find_their_passage_in_top_3(searcher: Searcher, mode: s
 
 def test_results_are_exact_source_ranges(searcher: Searcher) -> None:
     answer = searcher.search("which drugs are used to treat myoclonus?", "hybrid", 10)
+    check_answer(searcher, answer, 10)
     assert len(answer.results) == 10
-    for r in answer.results:
-        assert r.text == searcher.index.texts[r.source][r.start:r.end]
-        assert r.line == searcher.index.texts[r.source].count("\n", 0, r.start) + 1
-    assert [r.rank for r in answer.results] == list(range(1, 11))
-    scores = [r.score for r in answer.results]
-    assert scores == sorted(scores, reverse=True)
 
 
 def test_no_two_results_overlap(searcher: Searcher) -> None:
     for mode in ("hybrid", "bm25", "dense"):
-        results = searcher.search("myoclonic jerks when falling asleep", mode, 20).results
-        for i, a in enumerate(results):
-            for b in results[i + 1:]:
-                assert a.source != b.source or a.end <= b.start or b.end <= a.start
+        answer = searcher.search("myoclonic jerks when falling asleep", mode, 20)
+        check_answer(searcher, answer, 20)
+        assert len(answer.results) >= 10, (mode, len(answer.results))
 
 
 def test_a_result_takes_in_the_neighbour_that_completes_it(searcher: Searcher) -> None:
@@ -138,30 +131,6 @@ def test_out_of_scope_question_abstains(searcher: Searcher) -> None:
     assert answer.abstained
     assert len(answer.results) == 5
     assert not searcher.search("what is diaphragmatic flutter?", "hybrid", 5).abstained
-
-
-@pytest.mark.parametrize("question,mode,k", [("", "hybrid", 5), ("   \n\t", "hybrid", 5),
-                                              ("ok?", "fuzzy", 5), ("ok?", "hybrid", 0),
-                                              ("ok?", "hybrid", -3), ("ok?", "hybrid", 10**9)])
-def test_bad_requests_are_usage_errors(searcher: Searcher, question: str, mode: str,
-                                       k: int) -> None:
-    with pytest.raises(UsageError):
-        searcher.search(question, mode, k)
-
-
-def test_long_question_is_truncated_with_a_note(searcher: Searcher) -> None:
-    answer = searcher.search("treatment of myoclonus " * 5000, "hybrid", 3)
-    assert answer.notes and "truncated" in answer.notes[0]
-    assert len(answer.results) == 3
-
-
-@pytest.mark.parametrize("question", ["?", "!!! ... ???", "🙂🙂", "миоклонус лечение",
-                                      "肌阵挛的治疗", "a\x00b\x1b[31m", "[bold]x[/]"])
-def test_odd_questions_get_well_formed_answers(searcher: Searcher, question: str) -> None:
-    answer = searcher.search(question, "hybrid", 5)
-    assert len(answer.results) == 5
-    for r in answer.results:
-        assert r.text == searcher.index.texts[r.source][r.start:r.end]
 
 
 WORDS = (st.sampled_from(["jerk", "jerks", "myoclonus", "treatment", "valproate", "sleep", "the",

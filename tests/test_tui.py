@@ -20,7 +20,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import LoadingIndicator, Static
 
-from conftest import run_cli
+from helpers import run_cli
 from myoqa import __version__
 from myoqa.config import Settings
 from myoqa.engine import open_searcher, query_encoder_factory
