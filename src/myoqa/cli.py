@@ -18,7 +18,6 @@ from myoqa.modes import MAX_K, MODES
 
 if TYPE_CHECKING:
     from myoqa.config import Settings
-    from myoqa.index.manifest import Manifest
     from myoqa.search import Answer, Searcher
 
 BLAS_THREADS = "1"

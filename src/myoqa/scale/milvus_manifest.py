@@ -11,7 +11,6 @@ build is made of collections, not files.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from myoqa.bm25 import EPSILON
+from myoqa.bm25 import idf_floor, idf_from_df, raw_idf
 from myoqa.errors import MyoqaError
 from myoqa.index import BuildParams
 from myoqa.index.health import staleness as index_staleness
@@ -70,9 +69,9 @@ class TermCounts:
     def stats(self) -> BM25Stats:
         """The numbers the local BM25 (`myoqa.bm25.SparseBM25`) computes from its postings."""
         counts = np.fromiter(self.df.values(), dtype=np.float64, count=len(self.df))
-        raw = np.log(self.passages - counts + 0.5) - np.log(counts + 0.5)
-        floor = EPSILON * (math.fsum(raw) / len(raw)) if len(raw) else 0.0
-        idf = np.where(raw < 0, floor, raw)
+        raw = raw_idf(self.passages, counts)
+        floor = idf_floor(raw)
+        idf = idf_from_df(self.passages, counts, floor)
         return BM25Stats(passages=self.passages,
                          avgdl=self.length / self.passages if self.passages else 1.0,
                          idf_floor=floor if bool((raw < 0).any()) else 0.0,

@@ -23,9 +23,9 @@ from myoqa.analysis import Analyzer
 from myoqa.bm25 import Postings, SparseBM25, idf_from_df
 from myoqa.chunking import Unit
 from myoqa.index import UnitTable
-from myoqa.scale.milvus_settings import dense_search_params
 from myoqa.scale.milvus_client import BATCH_ROWS, reported
 from myoqa.scale.milvus_manifest import MilvusManifest, read_manifest
+from myoqa.scale.milvus_settings import dense_search_params
 from myoqa.search.source import Candidates
 from myoqa.search.unmatched import by_initial
 
